@@ -1,0 +1,33 @@
+"""The DeepHashError family: every error a user can act on says what was expected and what came."""
+from __future__ import annotations
+
+
+class DeepHashError(Exception):
+    """Base class of every error deephash raises on purpose (the CLI prints these without a traceback)."""
+
+
+class DataError(DeepHashError):
+    """An archive, label file or image is missing or not what was expected."""
+
+
+class ConfigError(DeepHashError, ValueError):
+    """A parameter or configuration value is out of its allowed range."""
+
+
+class UnknownNameError(DeepHashError, KeyError):
+    """A registry was asked for a name it does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NotFittedError(DeepHashError):
+    """A model was used before it was trained or loaded."""
+
+
+class IndexFormatError(DeepHashError):
+    """An index or checkpoint file is corrupt, truncated or of an unknown format."""
+
+
+class BackboneUnavailableError(DeepHashError):
+    """A backbone's weights or runtime cannot be found on this machine."""

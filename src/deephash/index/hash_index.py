@@ -1,0 +1,342 @@
+"""HashIndex: packed binary codes with their ids, paths, labels and optional float features.
+
+It searches exactly by Hamming distance (a pluggable :mod:`deephash.index.search` backend),
+re-ranks a Hamming candidate pool with float features (DLBHC's coarse-to-fine search), grows
+and shrinks without retraining, and persists to one file with a magic tag and a format
+version (see :func:`save` for the layout).
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from deephash.errors import ConfigError, DataError, IndexFormatError
+from deephash.index.codes import check_codes, check_n_bits
+from deephash.index.search import SEARCHERS, ExactSearcher
+from deephash.utils import atomic_path
+
+MAGIC = b"DHASHIDX"
+FORMAT_VERSION = 1
+_PREAMBLE = struct.Struct("<8sIIQ")  # magic, version, flags, header length
+_TRAILER = b"DHEND\x00\x00\x00"
+
+
+@dataclass
+class RerankResult:
+    """Coarse-to-fine answer for one query: ids, Euclidean feature distances, Hamming distances."""
+
+    ids: np.ndarray
+    distances: np.ndarray
+    hamming: np.ndarray
+    radius: int
+    pool_size: int
+
+
+class HashIndex:
+    """An on-disk-persistable index of packed binary codes.
+
+    ``search(codes, k) -> (D int32 (nq, k), ids int64 (nq, k))``, padded with -1 like FAISS;
+    ties in Hamming distance are ordered by insertion (which is id order for auto ids).
+    """
+
+    def __init__(
+        self,
+        n_bits: int,
+        *,
+        searcher: str = "faiss-flat",
+        n_threads: int = 1,
+        meta: dict[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        feature_dtype: str = "float16",
+    ) -> None:
+        self.n_bits = check_n_bits(n_bits)
+        if feature_dtype not in ("float16", "float32"):
+            raise ConfigError(f"feature_dtype must be 'float16' or 'float32'; got {feature_dtype!r}")
+        self.searcher_name = searcher
+        self.n_threads = int(n_threads)
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.class_names: list[str] = list(class_names or [])
+        self.feature_dtype = feature_dtype
+        self.codes = np.zeros((0, self.n_bits // 8), np.uint8)
+        self.ids = np.zeros((0,), np.int64)
+        self.paths: list[str] = []
+        self.labels: np.ndarray | None = None
+        self.features: np.ndarray | None = None
+        self._next_id = 0
+        self._lock = threading.RLock()
+        self._searcher: ExactSearcher | None = None
+        self._row_of: dict[int, int] | None = None
+
+    # ------------------------------------------------------------------ size and lookup
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+    @property
+    def has_features(self) -> bool:
+        return self.features is not None
+
+    def rows_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Row positions of ``ids``; raises :class:`DataError` naming the unknown ids."""
+        with self._lock:
+            if self._row_of is None:
+                self._row_of = {int(i): r for r, i in enumerate(self.ids)}
+            rows, missing = [], []
+            for i in np.asarray(ids, dtype=np.int64).ravel():
+                r = self._row_of.get(int(i))
+                (missing if r is None else rows).append(int(i) if r is None else r)
+            if missing:
+                raise DataError(f"unknown image id(s) {missing[:10]}; the index holds {len(self)} images")
+            return np.asarray(rows, dtype=np.int64)
+
+    def label_of_row(self, row: int) -> Any:
+        if self.labels is None:
+            return None
+        lab = self.labels[row]
+        if self.labels.ndim == 1:
+            return int(lab)
+        return [int(j) for j in np.flatnonzero(lab)]
+
+    # ------------------------------------------------------------------ mutation
+    def add(
+        self,
+        codes: np.ndarray,
+        *,
+        ids: Sequence[int] | np.ndarray | None = None,
+        paths: Sequence[str] | None = None,
+        labels: np.ndarray | None = None,
+        features: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Append codes (and their metadata); returns the ids given to them."""
+        codes = check_codes(codes, self.n_bits)
+        n = len(codes)
+        with self._lock:
+            if ids is None:
+                new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+            else:
+                new_ids = np.asarray(ids, dtype=np.int64).ravel()
+                if len(new_ids) != n:
+                    raise ConfigError(f"got {n} codes but {len(new_ids)} ids")
+                if len(np.unique(new_ids)) != n or np.isin(new_ids, self.ids).any():
+                    raise ConfigError("ids must be unique and not already in the index")
+                if (new_ids < 0).any():
+                    raise ConfigError("ids must be non-negative (-1 marks padding in results)")
+            if paths is None:
+                paths = [""] * n
+            paths = [str(p) for p in paths]
+            if len(paths) != n:
+                raise ConfigError(f"got {n} codes but {len(paths)} paths")
+            if any("\n" in p for p in paths):
+                raise ConfigError("image paths may not contain newlines")
+            if len(self) and (labels is None) != (self.labels is None):
+                raise ConfigError("this index " + ("stores" if self.labels is not None else "does not store") + " labels; pass them consistently")
+            if len(self) and (features is None) != (self.features is None):
+                raise ConfigError("this index " + ("stores" if self.features is not None else "does not store") + " float features; pass them consistently")
+            if labels is not None:
+                labels = np.asarray(labels)
+                if len(labels) != n:
+                    raise ConfigError(f"got {n} codes but {len(labels)} labels")
+                labels = labels.astype(np.int64) if labels.ndim == 1 else labels.astype(np.uint8)
+                if self.labels is not None and self.labels.shape[1:] != labels.shape[1:]:
+                    raise ConfigError(f"labels have shape {labels.shape[1:]} per image; the index holds {self.labels.shape[1:]}")
+                self.labels = labels if self.labels is None or not len(self) else np.concatenate([self.labels, labels])
+            if features is not None:
+                features = np.asarray(features, dtype=self.feature_dtype)
+                if features.ndim != 2 or len(features) != n:
+                    raise ConfigError(f"features must be (n={n}, dim); got shape {features.shape}")
+                if self.features is not None and len(self) and self.features.shape[1] != features.shape[1]:
+                    raise ConfigError(f"features have dim {features.shape[1]}; the index holds dim {self.features.shape[1]}")
+                self.features = features if self.features is None or not len(self) else np.concatenate([self.features, features])
+            self.codes = codes.copy() if not len(self) else np.concatenate([self.codes, codes])
+            self.ids = np.concatenate([self.ids, new_ids])
+            self.paths.extend(paths)
+            self._next_id = max(self._next_id, int(new_ids.max()) + 1 if n else self._next_id)
+            self._invalidate()
+            return new_ids
+
+    def remove(self, ids: Sequence[int] | np.ndarray) -> int:
+        """Remove images by id (unknown ids raise); returns how many were removed."""
+        with self._lock:
+            rows = self.rows_of(ids)
+            keep = np.ones(len(self), bool)
+            keep[rows] = False
+            self.codes = self.codes[keep]
+            self.ids = self.ids[keep]
+            self.paths = [p for p, k in zip(self.paths, keep) if k]
+            if self.labels is not None:
+                self.labels = self.labels[keep]
+            if self.features is not None:
+                self.features = self.features[keep]
+            self._invalidate()
+            return int((~keep).sum())
+
+    def _invalidate(self) -> None:
+        self._searcher = None
+        self._row_of = None
+
+    def _get_searcher(self) -> ExactSearcher:
+        with self._lock:
+            if self._searcher is None:
+                s = SEARCHERS.create(self.searcher_name, n_bits=self.n_bits, n_threads=self.n_threads)
+                s.reset(self.codes)
+                self._searcher = s
+            return self._searcher
+
+    # ------------------------------------------------------------------ search
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact Hamming k-NN: ``(D int32 (nq, k), ids int64 (nq, k))`` padded with -1."""
+        queries = check_codes(np.atleast_2d(queries), self.n_bits)
+        with self._lock:
+            searcher = self._get_searcher()
+            ids = self.ids
+        D, rows = searcher.search(queries, k)
+        out = np.where(rows >= 0, ids[np.clip(rows, 0, max(len(ids) - 1, 0))] if len(ids) else -1, -1)
+        return D, out.astype(np.int64)
+
+    def search_radius(self, queries: np.ndarray, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """All codes within Hamming distance ``radius`` of each query, sorted by (distance, row)."""
+        from deephash.index.codes import hamming_matrix
+
+        queries = check_codes(np.atleast_2d(queries), self.n_bits)
+        if radius < 0:
+            raise ConfigError(f"radius must be >= 0; got {radius}")
+        with self._lock:
+            codes, ids = self.codes, self.ids
+        out = []
+        for s in range(0, len(queries), 64):
+            dist = hamming_matrix(queries[s : s + 64], codes)
+            for row in dist:
+                hit = np.flatnonzero(row <= radius)
+                o = hit[np.lexsort((hit, row[hit]))]
+                out.append((row[o].astype(np.int32), ids[o]))
+        return out
+
+    def search_rerank(
+        self,
+        queries: np.ndarray,
+        query_features: np.ndarray,
+        k: int,
+        *,
+        radius: int = 2,
+        min_pool: int = 100,
+        max_pool: int = 5000,
+    ) -> list[RerankResult]:
+        """DLBHC coarse-to-fine search.
+
+        Coarse: the pool is every code within Hamming ``radius`` of the query; the radius grows
+        by one until the pool holds at least ``min_pool`` candidates (capped at ``max_pool``).
+        Fine: the pool is ranked by Euclidean distance of the stored float features.
+        """
+        if self.features is None:
+            raise ConfigError("this index stores no float features; build it with features to re-rank")
+        queries = check_codes(np.atleast_2d(queries), self.n_bits)
+        qf = np.atleast_2d(np.asarray(query_features, dtype=np.float32))
+        if qf.shape != (len(queries), self.features.shape[1]):
+            raise ConfigError(f"query features must have shape ({len(queries)}, {self.features.shape[1]}); got {qf.shape}")
+        if min_pool < 1 or max_pool < min_pool:
+            raise ConfigError(f"need 1 <= min_pool <= max_pool; got min_pool={min_pool}, max_pool={max_pool}")
+        with self._lock:
+            feats, row_ids = self.features, self.ids
+            searcher = self._get_searcher()
+        D, rows = searcher.search(queries, min(max_pool, max(len(self), 1)))
+        results = []
+        for qi in range(len(queries)):
+            valid = rows[qi] >= 0
+            d, r = D[qi][valid], rows[qi][valid]
+            rad = radius
+            while rad < self.n_bits and int((d <= rad).sum()) < min(min_pool, len(d)):
+                rad += 1
+            sel = d <= rad
+            pool_rows, pool_ham = r[sel], d[sel]
+            diff = feats[pool_rows].astype(np.float32) - qf[qi][None, :]
+            eu = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+            o = np.lexsort((pool_rows, eu))[:k]
+            results.append(RerankResult(row_ids[pool_rows[o]], eu[o], pool_ham[o], rad, int(sel.sum())))
+        return results
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the index atomically to ``path``.
+
+        Layout (little-endian): ``b"DHASHIDX"``, uint32 format version, uint32 flags, uint64
+        header length, a UTF-8 JSON header (sizes, dtypes, shapes, CRC32 of every array, the
+        model's config), the raw arrays one after another, and ``b"DHEND\\0\\0\\0"``.
+        """
+        with self._lock:
+            arrays: dict[str, np.ndarray] = {"codes": self.codes, "ids": self.ids}
+            arrays["paths"] = np.frombuffer("\n".join(self.paths).encode("utf-8"), dtype=np.uint8)
+            if self.labels is not None:
+                arrays["labels"] = self.labels
+            if self.features is not None:
+                arrays["features"] = self.features
+            specs, offset = [], 0
+            for name, a in arrays.items():
+                a = np.ascontiguousarray(a)
+                arrays[name] = a
+                specs.append({"name": name, "dtype": a.dtype.str, "shape": list(a.shape), "offset": offset,
+                              "nbytes": int(a.nbytes), "crc32": zlib.crc32(a.tobytes()) & 0xFFFFFFFF})
+                offset += a.nbytes
+            header = {
+                "n_bits": self.n_bits, "n": len(self), "next_id": self._next_id, "searcher": self.searcher_name,
+                "feature_dtype": self.feature_dtype, "class_names": self.class_names, "meta": self.meta,
+                "n_paths": len(self.paths), "arrays": specs,
+            }
+            hbytes = json.dumps(header).encode("utf-8")
+            path = Path(path)
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                fh.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(hbytes)))
+                fh.write(hbytes)
+                for name in arrays:
+                    fh.write(arrays[name].tobytes())
+                fh.write(_TRAILER)
+            return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, searcher: str | None = None, n_threads: int = 1) -> "HashIndex":
+        """Read an index written by :meth:`save`; refuses files it does not understand."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"index file {str(path)!r} does not exist")
+        data = path.read_bytes()
+        if len(data) < _PREAMBLE.size:
+            raise IndexFormatError(f"{path}: file is {len(data)} bytes, too short to be a deephash index")
+        magic, version, _flags, hlen = _PREAMBLE.unpack_from(data, 0)
+        if magic != MAGIC:
+            raise IndexFormatError(f"{path}: not a deephash index (expected magic {MAGIC!r}, found {magic!r})")
+        if version > FORMAT_VERSION:
+            raise IndexFormatError(
+                f"{path}: index format version {version} was written by a newer deephash; this one reads up to {FORMAT_VERSION}"
+            )
+        pos = _PREAMBLE.size
+        try:
+            header = json.loads(data[pos : pos + hlen].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise IndexFormatError(f"{path}: index header is corrupt ({e})") from None
+        pos += hlen
+        body = sum(s["nbytes"] for s in header["arrays"])
+        expected = pos + body + len(_TRAILER)
+        if len(data) != expected or data[-len(_TRAILER):] != _TRAILER:
+            raise IndexFormatError(f"{path}: index file is truncated or padded: expected {expected} bytes, found {len(data)}")
+        arrays = {}
+        for s in header["arrays"]:
+            raw = data[pos + s["offset"] : pos + s["offset"] + s["nbytes"]]
+            if zlib.crc32(raw) & 0xFFFFFFFF != s["crc32"]:
+                raise IndexFormatError(f"{path}: array {s['name']!r} fails its checksum (the file is corrupt)")
+            arrays[s["name"]] = np.frombuffer(raw, dtype=np.dtype(s["dtype"])).reshape(s["shape"]).copy()
+        idx = cls(header["n_bits"], searcher=searcher or header.get("searcher", "faiss-flat"), n_threads=n_threads,
+                  meta=header.get("meta"), class_names=header.get("class_names"),
+                  feature_dtype=header.get("feature_dtype", "float16"))
+        idx.codes, idx.ids = arrays["codes"], arrays["ids"]
+        text = arrays["paths"].tobytes().decode("utf-8")
+        idx.paths = text.split("\n") if header["n_paths"] else []
+        idx.labels = arrays.get("labels")
+        idx.features = arrays.get("features")
+        idx._next_id = int(header.get("next_id", len(idx.ids)))
+        return idx
