@@ -1,0 +1,58 @@
+"""Backbones turn images into float feature vectors (frozen, as MHCLN's first stage)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deephash.config import Preprocessing
+from deephash.registry import Registry
+
+BACKBONES: Registry["Backbone"] = Registry("backbone")
+
+
+def register_backbone(name: str):
+    return BACKBONES.register(name)
+
+
+def create_backbone(name: str, **kwargs: Any) -> "Backbone":
+    """``create_backbone("efficientnet-lite0", image_size=128)``; ``onnx:/path.onnx`` loads any ONNX file."""
+    if name.startswith("onnx:"):
+        from deephash.backbones.onnx_file import OnnxFileBackbone
+
+        return OnnxFileBackbone(name[len("onnx:"):], **kwargs)
+    if name.startswith("torchvision:"):
+        from deephash.backbones.torchvision_models import TorchvisionBackbone
+
+        return TorchvisionBackbone(name[len("torchvision:"):], **kwargs)
+    return BACKBONES.create(name, **kwargs)
+
+
+def list_backbones(pattern: str = "*") -> list[str]:
+    return BACKBONES.names(pattern) + ["onnx:<path>", "torchvision:<name>"]
+
+
+class Backbone:
+    """A frozen feature extractor: ``embed(uint8 NHWC) -> float32 (n, dim)``."""
+
+    name: str = "base"
+    dim: int = 0
+
+    def __init__(self, preprocessing: Preprocessing) -> None:
+        self.preprocessing = preprocessing
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """uint8 NHWC -> float32 NCHW, normalised by the recorded mean/std."""
+        x = images.astype(np.float32) / 255.0
+        x = (x - np.asarray(self.preprocessing.mean, np.float32)) / np.asarray(self.preprocessing.std, np.float32)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def torch_module(self):
+        """A trainable ``torch.nn.Module`` (NCHW float -> (n, dim)) for end-to-end fine-tuning."""
+        raise NotImplementedError(f"backbone {self.name} has no trainable torch module")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim, "preprocessing": self.preprocessing.to_dict()}

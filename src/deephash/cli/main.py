@@ -1,0 +1,235 @@
+"""The ``deephash`` command line: a thin layer over the public Python API."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from deephash import __version__
+from deephash.errors import DeepHashError
+
+
+class DeepHashGroup(click.Group):
+    """Prints DeepHashError as one clear line (no traceback) and exits 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DeepHashError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=DeepHashGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="deephash")
+def cli() -> None:
+    """deephash: content-based image retrieval with deep hashing."""
+
+
+def main() -> None:
+    cli(prog_name="deephash")
+
+
+def _write_json(path: str | None, obj) -> None:
+    if path:
+        from deephash.utils import atomic_write_json
+
+        atomic_write_json(path, obj)
+        click.echo(f"wrote {path}", err=True)
+
+
+# ----------------------------------------------------------------------------- demo
+@cli.command()
+@click.option("--data", type=click.Path(), default=None, help="CIFAR-10 image folder or .tar.gz (default: $DEEPHASH_CIFAR10 or shared/data).")
+@click.option("--bits", type=int, default=64, show_default=True)
+@click.option("--n-query", type=int, default=1000, show_default=True, help="test images used as queries (equal per class)")
+@click.option("--n-database", type=int, default=None, help="per-class sample of the training split as database (default: all 50,000)")
+@click.option("--image-size", type=int, default=128, show_default=True, help="backbone input size in pixels")
+@click.option("--backbone", default="efficientnet-lite0", show_default=True)
+@click.option("--iters", "n_iters", type=int, default=4000, show_default=True, help="MHCLN training iterations")
+@click.option("--loss-variant", type=click.Choice(["code", "paper"]), default="code", show_default=True)
+@click.option("--full", is_flag=True, help="all 10,000 test queries against all 50,000 training images")
+@click.option("--out", "out_dir", default="runs/demo", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None, help="also write the results as JSON here")
+def demo(data, bits, n_query, n_database, image_size, backbone, n_iters, loss_variant, full, out_dir, seed, json_path):
+    """CIFAR-10 end to end: features, MHCLN, index, search, mAP against LSH and float kNN."""
+    from deephash.pipeline import DemoConfig, format_demo_table, run_demo
+
+    if full:
+        n_query, n_database = 10000, None
+    r = run_demo(DemoConfig(data=data, bits=bits, backbone=backbone, image_size=image_size, n_query=n_query,
+                            n_database=n_database, n_iters=n_iters, loss_variant=loss_variant, seed=seed,
+                            out_dir=out_dir))
+    click.echo(format_demo_table(r))
+    _write_json(json_path, r)
+
+
+# ----------------------------------------------------------------------------- listings
+@cli.command()
+def methods() -> None:
+    """Print the registered hashing methods, one a line."""
+    from deephash.hashers import list_hashers
+
+    for n in list_hashers():
+        click.echo(n)
+
+
+@cli.command()
+def backbones() -> None:
+    """Print the registered backbones, one a line."""
+    from deephash.backbones import list_backbones
+
+    for n in list_backbones():
+        click.echo(n)
+
+
+# ----------------------------------------------------------------------------- train / encode / index
+def _open(archive: str, split: str | None, labels: str | None):
+    from deephash.data import open_archive
+
+    return open_archive(archive, split=split, labels_file=labels)
+
+
+def _report_skipped(skipped) -> None:
+    if skipped:
+        click.echo(f"skipped {len(skipped)} file(s):", err=True)
+        for p, r in skipped[:20]:
+            click.echo(f"  {p}: {r}", err=True)
+        if len(skipped) > 20:
+            click.echo(f"  ... and {len(skipped) - 20} more", err=True)
+
+
+@cli.command()
+@click.argument("archive", type=click.Path())
+@click.option("--method", default="mhcln", show_default=True)
+@click.option("--bits", type=int, default=64, show_default=True)
+@click.option("--split", default=None, help="split folder to train on (e.g. train)")
+@click.option("--labels", type=click.Path(), default=None, help="CSV/JSON label file for a flat folder")
+@click.option("--backbone", default="efficientnet-lite0", show_default=True)
+@click.option("--image-size", type=int, default=128, show_default=True)
+@click.option("--param", "params", multiple=True, help="method hyper-parameter KEY=VALUE (JSON value), repeatable")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out", type=click.Path(), required=True, help="checkpoint file to write (.pt)")
+def train(archive, method, bits, split, labels, backbone, image_size, params, seed, out):
+    """Train a hashing method head-only on an archive's cached backbone features."""
+    from deephash.backbones import create_backbone
+    from deephash.errors import ConfigError
+    from deephash.features import extract_features
+    from deephash.hashers import create_hasher
+
+    kw = {}
+    for p in params:
+        if "=" not in p:
+            raise ConfigError(f"--param expects KEY=VALUE; got {p!r}")
+        k, v = p.split("=", 1)
+        try:
+            kw[k] = json.loads(v)
+        except json.JSONDecodeError:
+            kw[k] = v
+    a = _open(archive, split, labels)
+    bb = create_backbone(backbone, image_size=image_size)
+    fs = extract_features(a, bb)
+    h = create_hasher(method, bits, seed=seed, **kw)
+    y = a.labels[fs.index]
+    h.fit(fs.features, y) if h.supervised else h.fit(fs.features)
+    h.save(out, backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
+    _report_skipped(a.skipped + fs.failed)
+    click.echo(f"trained {method} ({bits} bits) on {len(fs)} images; checkpoint written to {out}")
+
+
+def _collect_images(inputs) -> list[Path]:
+    from deephash.data.images import IMAGE_SUFFIXES
+    from deephash.errors import DataError
+
+    files: list[Path] = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{s}: no such file or folder")
+    return files
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path())
+@click.argument("images", nargs=-1, required=True)
+@click.option("--out", type=click.Path(), default=None, help="write codes as .npy (uint8, n x bits/8) instead of printing hex")
+def encode(checkpoint, images, out):
+    """Hash images (files or folders) with a trained checkpoint alone."""
+    import numpy as np
+
+    from deephash.errors import DataError
+    from deephash.model import HashModel
+
+    model = HashModel.load(checkpoint)
+    files = _collect_images(images)
+    good, codes, skipped = [], [], []
+    for f in files:
+        try:
+            c, _, _ = model.encode_images([f])
+        except DataError as e:
+            skipped.append((str(f), str(e)))
+            continue
+        good.append(f)
+        codes.append(c[0])
+    _report_skipped(skipped)
+    if not codes:
+        raise DataError("no image could be encoded")
+    arr = np.stack(codes)
+    if out:
+        from deephash.utils import atomic_path
+
+        with atomic_path(out, suffix=".npy") as tmp:
+            np.save(tmp, arr)
+        click.echo(f"wrote {len(arr)} codes to {out}")
+    else:
+        for f, c in zip(good, arr):
+            click.echo(f"{c.tobytes().hex()}  {f}")
+
+
+@cli.command("index")
+@click.argument("archive", type=click.Path())
+@click.option("--model", "checkpoint", type=click.Path(), required=True, help="trained checkpoint (.pt)")
+@click.option("--split", default=None)
+@click.option("--labels", type=click.Path(), default=None)
+@click.option("--features/--no-features", default=True, show_default=True, help="store float16 features for re-ranking")
+@click.option("--out", type=click.Path(), required=True, help="index file to write (.dhi)")
+def index_cmd(archive, checkpoint, split, labels, features, out):
+    """Encode an archive with a trained model and write a searchable index."""
+    from deephash.pipeline import build_index
+
+    a = _open(archive, split, labels)
+    idx, skipped = build_index(a, checkpoint, out, store_features=features)
+    _report_skipped(skipped)
+    click.echo(f"indexed {len(idx)} images ({idx.n_bits} bits) into {out}")
+
+
+@cli.command()
+@click.argument("index_path", type=click.Path())
+@click.argument("image", type=click.Path())
+@click.option("-k", type=int, default=10, show_default=True)
+@click.option("--rerank", is_flag=True, help="DLBHC coarse-to-fine: Hamming pool re-ranked by float features")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def search(index_path, image, k, rerank, as_json):
+    """Print the k nearest neighbours of IMAGE in the index."""
+    from deephash.pipeline import search_image
+
+    res = search_image(index_path, image, k=k, rerank=rerank)
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    click.echo(f"query {image}  ({res['timings_ms']})")
+    click.echo(f"{'rank':>4}  {'id':>7}  {'hamming':>7}  {'label':<12} path")
+    for i, r in enumerate(res["results"], 1):
+        click.echo(f"{i:>4}  {r['id']:>7}  {r['hamming']:>7}  {str(r['label']):<12} {r['path']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

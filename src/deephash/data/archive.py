@@ -1,0 +1,231 @@
+"""Image archives: an image folder (one sub-folder per class, optionally below split folders),
+a plain folder plus a CSV/JSON label file (single- or multi-label), or a .tar.gz/.zip of either."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from deephash.data.images import IMAGE_SUFFIXES
+from deephash.errors import DataError
+from deephash.utils import cache_dir, sha1_of
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+SPLIT_NAMES = ("train", "test", "val", "valid", "validation", "query", "database", "db")
+
+
+@dataclass
+class ImageArchive:
+    """A listed archive: paths relative to ``root``, labels, and the files that were skipped.
+
+    ``labels`` is ``int64 (n,)`` for single-label archives and ``uint8 (n, n_classes)``
+    multi-hot for multi-label ones; ``splits[i]`` names the split folder image i came from
+    (``""`` when the archive has none).
+    """
+
+    root: Path
+    paths: list[str]
+    labels: np.ndarray
+    class_names: list[str]
+    splits: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.labels.ndim == 2
+
+    def abspath(self, i: int) -> Path:
+        return self.root / self.paths[i]
+
+    def subset(self, idx: Sequence[int] | np.ndarray) -> "ImageArchive":
+        idx = np.asarray(idx, dtype=np.int64)
+        return ImageArchive(self.root, [self.paths[i] for i in idx], self.labels[idx], self.class_names,
+                            [self.splits[i] for i in idx], list(self.skipped))
+
+    def split_indices(self, name: str) -> np.ndarray:
+        idx = np.flatnonzero(np.asarray(self.splits) == name)
+        if not len(idx):
+            have = sorted(set(self.splits)) or ["(none)"]
+            raise DataError(f"archive {self.root} has no split {name!r}; it has: {', '.join(have)}")
+        return idx
+
+    def fingerprint(self) -> str:
+        """Changes whenever the file list (names, sizes, mtimes) changes: keys the feature cache."""
+        stats = []
+        for p in self.paths:
+            st = (self.root / p).stat()
+            stats.append((p, st.st_size, int(st.st_mtime)))
+        return sha1_of(str(self.root.resolve()), stats)
+
+
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_SUFFIXES
+
+
+def unpack_archive_file(path: Path) -> Path:
+    """Unpack a .tar.gz/.tgz/.tar/.zip once into the cache; returns the unpacked folder."""
+    st = path.stat()
+    dest = cache_dir() / "archives" / (path.name.split(".")[0] + "-" + sha1_of(str(path.resolve()), st.st_size, int(st.st_mtime))[:12])
+    if dest.is_dir():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest.parent))
+    try:
+        name = path.name.lower()
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(path) as zf:
+                for m in zf.namelist():
+                    if m.startswith("/") or ".." in Path(m).parts:
+                        raise DataError(f"{path}: refusing archive member with an unsafe path {m!r}")
+                zf.extractall(tmp)
+        else:
+            with tarfile.open(path) as tf:
+                tf.extractall(tmp, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(f"{path}: cannot unpack archive ({e}); expected a readable .tar.gz, .tar or .zip") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.replace(tmp, dest)
+    return dest
+
+
+def _descend_single(root: Path) -> Path:
+    """An unpacked archive often holds one top folder: use it as the root."""
+    while True:
+        entries = [e for e in root.iterdir() if not e.name.startswith(".")]
+        if len(entries) == 1 and entries[0].is_dir() and entries[0].name.lower() not in SPLIT_NAMES:
+            root = entries[0]
+        else:
+            return root
+
+
+def open_archive(path: str | os.PathLike, *, split: str | None = None, labels_file: str | os.PathLike | None = None) -> ImageArchive:
+    """List an archive. ``split`` restricts an image folder to ``root/<split>/``."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"archive {str(p)!r} does not exist (expected an image folder, a .tar.gz or a .zip)")
+    if p.is_file():
+        if not p.name.lower().endswith(ARCHIVE_SUFFIXES):
+            raise DataError(f"{p}: expected a folder or a {'/'.join(ARCHIVE_SUFFIXES)} archive; got a {p.suffix or 'suffix-less'} file")
+        p = _descend_single(unpack_archive_file(p))
+    if labels_file is not None:
+        return _from_label_file(p, Path(labels_file))
+    return _from_image_folder(p, split)
+
+
+def _from_image_folder(root: Path, split: str | None) -> ImageArchive:
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_NAMES]
+    if split is not None:
+        if not (root / split).is_dir():
+            raise DataError(f"{root}: no split folder {split!r}; found folders: {', '.join(d.name for d in subdirs) or '(none)'}")
+        parts = [(split, root / split)]
+    elif split_dirs:
+        parts = [(d.name, d) for d in split_dirs]
+    else:
+        parts = [("", root)]
+    class_names = sorted({c.name for _, base in parts for c in base.iterdir() if c.is_dir() and not c.name.startswith(".")})
+    if not class_names:
+        raise DataError(
+            f"{root}: expected one sub-folder per class (e.g. root/train/cat/001.jpg or root/cat/001.jpg), found none; "
+            "for a flat folder pass a label file"
+        )
+    cidx = {c: i for i, c in enumerate(class_names)}
+    paths, labels, splits, skipped = [], [], [], []
+    for sname, base in parts:
+        for cdir in sorted(c for c in base.iterdir() if c.is_dir() and not c.name.startswith(".")):
+            for dirpath, dirnames, filenames in os.walk(cdir):
+                dirnames.sort()
+                for fn in sorted(filenames):
+                    if fn.startswith("."):
+                        continue
+                    f = Path(dirpath) / fn
+                    rel = f.relative_to(root).as_posix()
+                    if not _is_image(f):
+                        skipped.append((rel, f"not an image file (suffix {f.suffix or 'none'})"))
+                        continue
+                    paths.append(rel)
+                    labels.append(cidx[cdir.name])
+                    splits.append(sname)
+    if not paths:
+        raise DataError(f"{root}: found class folders but no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return ImageArchive(root, paths, np.asarray(labels, np.int64), class_names, splits, skipped)
+
+
+def _split_labels(value: str) -> list[str]:
+    for sep in (";", "|", ","):
+        if sep in value:
+            return [v.strip() for v in value.split(sep) if v.strip()]
+    return [value.strip()] if value.strip() else []
+
+
+def _from_label_file(root: Path, labels_file: Path) -> ImageArchive:
+    if not labels_file.is_file():
+        raise DataError(f"label file {str(labels_file)!r} does not exist")
+    rows: list[tuple[str, list[str], str]] = []
+    suffix = labels_file.suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(labels_file.read_text())
+            items = data.items() if isinstance(data, dict) else ((d["path"], d.get("labels", d.get("label"))) for d in data)
+            for pth, lab in items:
+                labs = [str(x) for x in lab] if isinstance(lab, list) else _split_labels(str(lab))
+                rows.append((str(pth), labs, ""))
+        elif suffix in (".csv", ".tsv", ".txt"):
+            with open(labels_file, newline="") as fh:
+                reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
+                cols = {c.lower(): c for c in (reader.fieldnames or [])}
+                pc = cols.get("path") or cols.get("file") or cols.get("filename") or cols.get("image")
+                lc = cols.get("labels") or cols.get("label") or cols.get("class")
+                if pc is None or lc is None:
+                    raise DataError(
+                        f"{labels_file}: expected a header with a path column (path/file/filename/image) and a label column "
+                        f"(label/labels/class); got columns {reader.fieldnames}"
+                    )
+                sc = cols.get("split")
+                for r in reader:
+                    rows.append((r[pc], _split_labels(r[lc] or ""), (r.get(sc) or "") if sc else ""))
+        else:
+            raise DataError(f"{labels_file}: expected a .csv, .tsv or .json label file; got {suffix or 'no suffix'}")
+    except (json.JSONDecodeError, KeyError, TypeError, csv.Error) as e:
+        raise DataError(f"{labels_file}: malformed label file ({type(e).__name__}: {e})") from None
+    if not rows:
+        raise DataError(f"{labels_file}: holds no rows")
+    multi = any(len(labs) != 1 for _, labs, _ in rows)
+    class_names = sorted({lab for _, labs, _ in rows for lab in labs})
+    cidx = {c: i for i, c in enumerate(class_names)}
+    paths, labels, splits, skipped = [], [], [], []
+    for pth, labs, sp in rows:
+        f = root / pth
+        if not f.is_file():
+            skipped.append((pth, "listed in the label file but missing on disk"))
+            continue
+        if not _is_image(f):
+            skipped.append((pth, f"not an image file (suffix {f.suffix or 'none'})"))
+            continue
+        paths.append(Path(pth).as_posix())
+        if multi:
+            v = np.zeros(len(class_names), np.uint8)
+            v[[cidx[x] for x in labs]] = 1
+            labels.append(v)
+        else:
+            labels.append(cidx[labs[0]])
+        splits.append(sp)
+    if not paths:
+        raise DataError(f"{labels_file}: none of the {len(rows)} listed files exists as an image under {root}")
+    lab = np.stack(labels) if multi else np.asarray(labels, np.int64)
+    return ImageArchive(root, paths, lab, class_names, splits, skipped)

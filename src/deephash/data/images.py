@@ -1,0 +1,52 @@
+"""Safe image decoding: every failure becomes a DataError that names the file and the reason."""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from deephash.errors import DataError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+#: Images declaring more pixels than this are refused (decompression bombs).
+MAX_PIXELS = 89_478_485
+
+
+def decode_image(data: bytes | str | Path, *, name: str | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode bytes or a file into an RGB PIL image; raises :class:`DataError` on anything not a whole image."""
+    label = name or (str(data) if not isinstance(data, bytes) else "upload")
+    try:
+        if isinstance(data, bytes):
+            if not data:
+                raise DataError(f"{label}: empty file (expected an image)")
+            src = io.BytesIO(data)
+        else:
+            p = Path(data)
+            if p.stat().st_size == 0:
+                raise DataError(f"{label}: empty file (expected an image)")
+            src = p
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(src) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise DataError(f"{label}: image declares {w}x{h} pixels, more than the limit of {max_pixels}")
+                im.load()  # forces a full decode: truncated files fail here
+                return im.convert("RGB")
+    except DataError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{label}: not a readable image ({type(e).__name__}: {e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{label}: corrupt or truncated image ({e})") from None
+
+
+def load_rgb(path: str | Path, size: int) -> np.ndarray:
+    """Decode and resize to ``size x size`` (bilinear); returns ``uint8 (size, size, 3)``."""
+    im = decode_image(path)
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)

@@ -1,0 +1,168 @@
+"""The Hasher contract (scikit-learn style) and the hasher registry.
+
+- The constructor only stores hyper-parameters (``n_bits`` first, the rest keyword-only).
+- ``fit(X, y)`` learns; what it learns ends in ``_`` or lives in ``state_``.
+- ``transform(X)`` gives real-valued activations ``(n, n_bits)``; ``encode(X)`` packed codes
+  ``uint8 (n, n_bits/8)``: bit = activation >= ``threshold``.
+- ``save(path)`` writes a checkpoint with a typed :class:`~deephash.config.HasherConfig`;
+  :func:`load_hasher` rebuilds any registered hasher from the checkpoint alone.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from deephash import __version__
+from deephash.config import HasherConfig
+from deephash.errors import ConfigError, IndexFormatError, NotFittedError
+from deephash.index.codes import check_n_bits, pack_bits
+from deephash.registry import Registry
+from deephash.utils import atomic_path
+
+HASHERS: Registry[type["Hasher"]] = Registry("hasher")
+CHECKPOINT_FORMAT = "deephash-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def register_hasher(name: str):
+    """Class decorator: ``@register_hasher("itq")`` makes ``create_hasher("itq", n_bits=64)`` work."""
+
+    def deco(cls: type["Hasher"]) -> type["Hasher"]:
+        cls.name = name
+        HASHERS.register(name)(cls)
+        return cls
+
+    return deco
+
+
+def create_hasher(name: str, n_bits: int = 64, **params: Any) -> "Hasher":
+    return HASHERS.get(name)(n_bits, **params)
+
+
+def list_hashers(pattern: str = "*") -> list[str]:
+    return HASHERS.names(pattern)
+
+
+class Hasher:
+    """Base class: learns a map from float features to K-bit codes."""
+
+    name: ClassVar[str] = "base"
+    #: uses labels in fit
+    supervised: ClassVar[bool] = False
+    #: activation threshold for bits (0.5 for sigmoid outputs, 0.0 for sign/tanh)
+    threshold: ClassVar[float] = 0.0
+    #: family in the survey's taxonomy (for reports)
+    family: ClassVar[str] = "baseline"
+    #: the paper's published figure, for tables: (value, "protocol / setting") or None
+    reference: ClassVar[dict | None] = None
+
+    def __init__(self, n_bits: int = 64, *, seed: int = 0) -> None:
+        self.n_bits = n_bits
+        self.seed = seed
+
+    # -- hyper-parameters (scikit-learn's get_params: the constructor's arguments)
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [n for n, p in sig.parameters.items()
+                if n not in ("self", "n_bits") and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+
+    def get_params(self) -> dict[str, Any]:
+        return {p: getattr(self, p) for p in self._param_names()}
+
+    def _validate(self) -> None:
+        check_n_bits(self.n_bits)
+
+    # -- learning and coding
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "Hasher":
+        raise NotImplementedError
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        """Packed codes ``uint8 (n, n_bits/8)``."""
+        return pack_bits(self.transform(X) >= self.threshold)
+
+    def _check_X(self, X: np.ndarray, fitting: bool = False) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2:
+            raise ConfigError(f"features must be a 2-D array (n, dim); got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise ConfigError("features contain NaN or infinite values")
+        if fitting:
+            self.in_dim_ = X.shape[1]
+        else:
+            if not hasattr(self, "in_dim_"):
+                raise NotFittedError(f"this {self.name} hasher is not fitted yet; call fit() or load a checkpoint")
+            if X.shape[1] != self.in_dim_:
+                raise ConfigError(f"features have {X.shape[1]} dimensions; this {self.name} hasher was fitted on {self.in_dim_}")
+        return X
+
+    def _check_y(self, X: np.ndarray, y: np.ndarray | None) -> np.ndarray:
+        if y is None:
+            raise ConfigError(f"{self.name} is supervised: fit(X, y) needs labels")
+        y = np.asarray(y)
+        if len(y) != len(X):
+            raise ConfigError(f"got {len(X)} feature rows but {len(y)} labels")
+        return y
+
+    # -- persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Learned state: arrays (or tensors) and plain values. Subclasses extend."""
+        return {"in_dim_": int(self.in_dim_)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.in_dim_ = int(state["in_dim_"])
+
+    def config(self, **extra: Any) -> HasherConfig:
+        return HasherConfig(method=self.name, n_bits=self.n_bits, in_dim=getattr(self, "in_dim_", None),
+                            params=self.get_params(), seed=self.seed, deephash_version=__version__, **extra)
+
+    def save(self, path: str | os.PathLike, **extra: Any) -> Path:
+        """Write a checkpoint (torch's safe ``weights_only`` format) atomically; ``extra`` goes in the config."""
+        import torch
+
+        if not hasattr(self, "in_dim_"):
+            raise NotFittedError(f"cannot save an unfitted {self.name} hasher")
+        state = {k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v)
+                 for k, v in self.state_dict().items()}
+        blob = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config(**extra).to_dict(),
+                "state": state}
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            torch.save(blob, tmp)
+        return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise IndexFormatError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
+        raise IndexFormatError(f"{path}: not a readable deephash checkpoint ({str(e).splitlines()[0][:200]})") from None
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise IndexFormatError(f"{path}: not a deephash checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
+    if blob.get("version", 0) > CHECKPOINT_VERSION:
+        raise IndexFormatError(f"{path}: checkpoint version {blob['version']} is newer than this deephash reads ({CHECKPOINT_VERSION})")
+    return blob
+
+
+def load_hasher(path: str | os.PathLike) -> tuple["Hasher", HasherConfig]:
+    """Rebuild a hasher from its checkpoint alone; returns (hasher, config)."""
+    blob = read_checkpoint(path)
+    cfg = HasherConfig(**blob["config"])
+    h = create_hasher(cfg.method, cfg.n_bits, **cfg.params)
+    state = {k: (v.numpy() if hasattr(v, "numpy") and not k.startswith("net.") else v) for k, v in blob["state"].items()}
+    h.load_state_dict(state)
+    return h, cfg

@@ -1,0 +1,148 @@
+"""DeepHasher: the base of every torch-trained method. A method supplies its network
+(``build_network``) and its loss (``compute_loss``); the shared Trainer does the rest."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Iterable
+
+import numpy as np
+
+from deephash.hashers.base import Hasher
+from deephash.train.trainer import Trainer, TrainerConfig
+
+#: constructor arguments that configure the Trainer rather than the method
+TRAINER_PARAMS = ("n_iters", "lr", "batch_size", "weight_decay", "optimizer", "val_fraction", "eval_every", "patience",
+                  "device")
+
+
+class DeepHasher(Hasher):
+    """Torch-trained hasher over feature vectors (head-only) — subclasses implement the hooks."""
+
+    threshold = 0.5
+    supervised = True
+    #: default training schedule; subclasses override entries
+    default_train: dict[str, Any] = {}
+
+    def __init__(self, n_bits: int = 64, *, seed: int = 0, n_iters: int | None = None, lr: float | None = None,
+                 batch_size: int | None = None, weight_decay: float | None = None, optimizer: str | None = None,
+                 val_fraction: float = 0.1, eval_every: int | None = None, patience: int = 4, device: str = "auto") -> None:
+        super().__init__(n_bits, seed=seed)
+        self.n_iters, self.lr, self.batch_size = n_iters, lr, batch_size
+        self.weight_decay, self.optimizer = weight_decay, optimizer
+        self.val_fraction, self.eval_every, self.patience, self.device = val_fraction, eval_every, patience, device
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        names: list[str] = []
+        for klass in cls.__mro__:
+            if "__init__" not in klass.__dict__ or klass in (Hasher, object):
+                continue
+            for p, prm in inspect.signature(klass.__init__).parameters.items():
+                if p not in ("self", "n_bits") and prm.kind not in (prm.VAR_KEYWORD, prm.VAR_POSITIONAL) and p not in names:
+                    names.append(p)
+        return names
+
+    def trainer_config(self, **overrides: Any) -> TrainerConfig:
+        cfg = dict(self.default_train)
+        for k in TRAINER_PARAMS:
+            v = getattr(self, k, None)
+            if v is not None:
+                cfg[k] = v
+        cfg.update(seed=self.seed, **overrides)
+        return TrainerConfig(**cfg)
+
+    # ---------------------------------------------------------------- hooks
+    def build_network(self, in_dim: int):
+        """Return an ``nn.Module`` mapping features (n, in_dim) to activations (n, n_bits)."""
+        raise NotImplementedError
+
+    def prepare(self, X: np.ndarray, y: np.ndarray | None, rng: np.random.Generator) -> None:
+        """Called by the Trainer with the training rows (validation removed): keep data, build the net."""
+        import torch
+
+        self.X_train_ = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        self.y_train_ = y
+        self.net_ = self.build_network(X.shape[1])
+
+    def sample_batch(self, rng: np.random.Generator, batch_size: int) -> dict[str, Any]:
+        """Default: a uniform random mini-batch ``{"x", "y", "idx"}``."""
+        import torch
+
+        idx = rng.choice(len(self.X_train_), size=min(batch_size, len(self.X_train_)), replace=False)
+        out = {"x": self.X_train_[idx], "idx": torch.from_numpy(idx)}
+        if self.y_train_ is not None:
+            out["y"] = torch.from_numpy(np.asarray(self.y_train_)[idx])
+        return out
+
+    def compute_loss(self, net, batch: dict[str, Any]):
+        raise NotImplementedError
+
+    def extra_parameters(self) -> Iterable:
+        """Trainable tensors outside the network (e.g. hash centres)."""
+        return []
+
+    def after_step(self, net, it: int) -> None:
+        pass
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def sampler_rng_restore(self, rng: np.random.Generator) -> None:
+        pass
+
+    # ---------------------------------------------------------------- sklearn API
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None, *, checkpoint_path: str | None = None,
+            progress: bool = False) -> "DeepHasher":
+        self._validate()
+        X = self._check_X(X, fitting=True)
+        if self.supervised:
+            y = self._check_y(X, y)
+        self.history_ = Trainer(self.trainer_config(checkpoint_path=checkpoint_path, progress=progress)).fit(self, X, y)
+        self.net_.cpu()
+        self._drop_training_data()
+        return self
+
+    def _drop_training_data(self) -> None:
+        for a in ("X_train_", "y_train_"):
+            if hasattr(self, a):
+                delattr(self, a)
+
+    def forward_activations(self, net, x):
+        """Activations used for the code (override when the network returns a tuple)."""
+        return net(x)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
+        X = self._check_X(X)
+        if not hasattr(self, "net_"):
+            from deephash.errors import NotFittedError
+
+            raise NotFittedError(f"this {self.name} hasher is not fitted yet")
+        net = self.net_
+        dev = next(net.parameters()).device
+        net.eval()
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(X), 4096):
+                out.append(self.forward_activations(net, torch.from_numpy(X[s : s + 4096]).to(dev)).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.n_bits), np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        st = super().state_dict()
+        st.update({f"net.{k}": v.detach().cpu() for k, v in self.net_.state_dict().items()})
+        st.update({f"extra.{k}": v for k, v in self.extra_state().items()})
+        return st
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        import torch
+
+        super().load_state_dict(state)
+        self.net_ = self.build_network(self.in_dim_)
+        net_state = {k[4:]: (v if isinstance(v, torch.Tensor) else torch.as_tensor(v)) for k, v in state.items() if k.startswith("net.")}
+        self.net_.load_state_dict(net_state)
+        self.net_.eval()
+        self.load_extra_state({k[6:]: v for k, v in state.items() if k.startswith("extra.")})

@@ -1,0 +1,5 @@
+"""One Trainer for every deep method."""
+from deephash.train.sampling import TripletSampler, stratified_holdout
+from deephash.train.trainer import Trainer, TrainerConfig, pick_device
+
+__all__ = ["Trainer", "TrainerConfig", "pick_device", "TripletSampler", "stratified_holdout"]

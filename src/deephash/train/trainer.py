@@ -1,0 +1,173 @@
+"""The one training loop: seeding, device choice, logging, validation-based early stopping and
+resumable checkpoints. A method contributes its network and its loss (see DeepHasher)."""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deephash.errors import ConfigError
+from deephash.train.sampling import stratified_holdout
+from deephash.utils import atomic_path, seed_everything
+
+if TYPE_CHECKING:
+    from deephash.hashers.deep import DeepHasher
+
+log = logging.getLogger("deephash.train")
+
+
+@dataclass
+class TrainerConfig:
+    n_iters: int = 2000
+    lr: float = 1e-4
+    batch_size: int = 32
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+    val_fraction: float = 0.1
+    eval_every: int = 250
+    patience: int = 4
+    val_topk: int = 1000
+    device: str = "auto"
+    amp: bool = True
+    seed: int = 0
+    log_every: int = 100
+    checkpoint_path: str | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n_iters < 1 or self.batch_size < 1 or self.eval_every < 1:
+            raise ConfigError(f"n_iters, batch_size and eval_every must be >= 1; got {self.n_iters}, {self.batch_size}, {self.eval_every}")
+        if self.optimizer not in ("adam", "sgd", "adamw"):
+            raise ConfigError(f"optimizer must be adam, adamw or sgd; got {self.optimizer!r}")
+
+
+def pick_device(name: str = "auto"):
+    """'auto' -> CUDA when available, else Apple MPS, else CPU; never hard-coded."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"unknown device {name!r} ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available on this machine")
+    return dev
+
+
+class Trainer:
+    """``Trainer(TrainerConfig(...)).fit(method, X, y)`` trains ``method.net_`` in place and returns the history."""
+
+    def __init__(self, config: TrainerConfig | None = None) -> None:
+        self.config = config or TrainerConfig()
+
+    def _make_optimizer(self, params):
+        import torch
+
+        c = self.config
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay)
+        if c.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay)
+        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+
+    def _validate(self, method: "DeepHasher", Xv, yv, Xdb, ydb) -> float:
+        from deephash.eval.metrics import mean_average_precision, relevance_matrix
+        from deephash.index.codes import hamming_matrix
+
+        q = method.encode(Xv)
+        d = method.encode(Xdb)
+        return mean_average_precision(hamming_matrix(q, d), relevance_matrix(yv, ydb), self.config.val_topk)
+
+    def fit(self, method: "DeepHasher", X: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
+        import torch
+
+        c = self.config
+        seed_everything(c.seed)
+        rng = np.random.default_rng(c.seed)
+        device = pick_device(c.device)
+        method.device_ = device
+        # validation split carved from the training data, never from the query set
+        if y is not None and c.val_fraction > 0 and len(X) >= 20:
+            tr, va = stratified_holdout(y, c.val_fraction, rng)
+        else:
+            tr, va = np.arange(len(X)), np.zeros(0, np.int64)
+        Xt, yt = X[tr], (y[tr] if y is not None else None)
+        method.prepare(Xt, yt, rng)
+        net = method.net_.to(device)
+        params = [p for p in net.parameters() if p.requires_grad] + list(method.extra_parameters())
+        opt = self._make_optimizer(params)
+        history: dict[str, Any] = {"config": asdict(c), "device": str(device), "val": [], "loss": [], "resumed_from": 0}
+        best_score, best_state, bad, start = -1.0, None, 0, 0
+        ckpt = Path(c.checkpoint_path) if c.checkpoint_path else None
+        if ckpt and ckpt.is_file():
+            blob = torch.load(ckpt, map_location="cpu", weights_only=False)
+            net.load_state_dict(blob["net"])
+            opt.load_state_dict(blob["opt"])
+            method.load_extra_state(blob.get("extra", {}))
+            best_score, best_state, bad, start = blob["best_score"], blob["best_state"], blob["bad"], blob["iter"]
+            history = blob["history"]
+            history["resumed_from"] = start
+            rng.bit_generator.state = blob["rng"]
+            method.sampler_rng_restore(rng)
+            log.info("resumed training from %s at iteration %d", ckpt, start)
+        Xdb, ydb = (Xt[: 5000], yt[: 5000]) if yt is not None else (None, None)
+        use_amp = c.amp and device.type == "cuda"
+        t0 = time.perf_counter()
+        it = start
+        for it in range(start, c.n_iters):
+            net.train()
+            batch = method.sample_batch(rng, c.batch_size)
+            batch = {k: (v.to(device, non_blocking=True) if hasattr(v, "to") else v) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss, logs = method.compute_loss(net, batch)
+            if not torch.isfinite(loss):
+                raise ConfigError(f"{method.name}: loss became {float(loss)} at iteration {it}; lower the learning rate (lr={c.lr})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            method.after_step(net, it)
+            if (it + 1) % c.log_every == 0 or it == start:
+                history["loss"].append({"iter": it + 1, "loss": float(loss.detach()), **logs})
+                if c.progress:
+                    print(f"  [{method.name}] iter {it + 1}/{c.n_iters} loss {float(loss.detach()):.4f}", file=sys.stderr)
+            last = it + 1 == c.n_iters
+            if len(va) and ((it + 1) % c.eval_every == 0 or last):
+                net.eval()
+                score = self._validate(method, X[va], y[va], Xdb, ydb)
+                history["val"].append({"iter": it + 1, "map": score})
+                if score > best_score + 1e-6:
+                    best_score, best_state, bad = score, copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()}), 0
+                else:
+                    bad += 1
+                if ckpt:
+                    with atomic_path(ckpt) as tmp:
+                        torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "best_score": best_score,
+                                    "best_state": best_state, "bad": bad, "iter": it + 1, "history": history,
+                                    "rng": rng.bit_generator.state, "extra": method.extra_state()}, tmp)
+                if bad >= c.patience:
+                    history["early_stopped_at"] = it + 1
+                    break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+            history["best_val_map"] = best_score
+        net.eval()
+        history["iters"] = it + 1
+        history["seconds"] = time.perf_counter() - t0
+        if ckpt and ckpt.is_file():
+            os.unlink(ckpt)  # training finished: the resume file is no longer needed
+        return history

@@ -1,0 +1,69 @@
+"""The CLI end to end on a small real CIFAR-10 archive, and its error behaviour."""
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from deephash.cli.main import cli
+
+
+def run(*args, **kw):
+    return CliRunner().invoke(cli, list(map(str, args)), catch_exceptions=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def demo_out(small_cifar, tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    r = run("demo", "--data", small_cifar, "--n-query", 50, "--image-size", 32, "--iters", 300,
+            "--out", out, "--json", out / "out.json")
+    assert r.exit_code == 0, r.output
+    return out, r
+
+
+def test_demo_writes_the_promised_json(demo_out):
+    out, r = demo_out
+    j = json.loads((out / "out.json").read_text())
+    for key in ("dataset", "bits", "n_query", "n_database", "protocol", "index_path", "map"):
+        assert key in j
+    assert set(j["map"]) >= {"lsh", "mhcln", "float_knn"}
+    assert j["bits"] == 64 and j["n_query"] == 50 and j["n_database"] == 300
+    assert "| mhcln |" in r.output and "mAP@1000" in r.output
+    assert j["map"]["mhcln"] > j["map"]["lsh"]
+
+
+def test_search_and_encode_with_the_demo_artifacts(demo_out, small_cifar):
+    out, _ = demo_out
+    img = next((small_cifar / "test" / "cat").glob("*.jpg"))
+    r = run("search", out / "index.dhi", img, "-k", 3, "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert len(res["results"]) == 3 and {"id", "hamming", "label", "path"} <= set(res["results"][0])
+    r = run("search", out / "index.dhi", img, "-k", 3, "--rerank")
+    assert r.exit_code == 0 and "rank" in r.output
+    r = run("encode", out / "mhcln-64.pt", img)
+    assert r.exit_code == 0 and len(r.output.split()[0]) == 16  # 64 bits in hex
+
+
+def test_train_and_index_commands(small_cifar, tmp_path):
+    ck = tmp_path / "itq.pt"
+    r = run("train", small_cifar, "--split", "train", "--method", "itq", "--bits", 16, "--image-size", 32, "--out", ck)
+    assert r.exit_code == 0, r.output
+    r = run("index", small_cifar, "--split", "test", "--model", ck, "--out", tmp_path / "i.dhi")
+    assert r.exit_code == 0 and "indexed 100 images (16 bits)" in r.output
+
+
+def test_errors_are_one_line_and_nonzero(tmp_path):
+    (tmp_path / "bad.jpg").write_text("nope")
+    proc = subprocess.run([sys.executable, "-m", "deephash.cli.main", "search", str(tmp_path / "missing.dhi"),
+                           str(tmp_path / "bad.jpg")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
+    r = CliRunner().invoke(cli, ["train", str(tmp_path), "--out", str(tmp_path / "x.pt")])
+    assert r.exit_code == 2 and "expected one sub-folder per class" in r.output
+
+
+def test_methods_lists_one_a_line():
+    r = run("methods")
+    assert "mhcln" in r.output.splitlines() and "lsh" in r.output.splitlines()

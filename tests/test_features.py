@@ -1,0 +1,60 @@
+"""Feature extraction: real backbone, cache reuse, resume after interruption, corrupt images skipped."""
+import shutil
+
+import numpy as np
+import pytest
+
+from deephash.backbones import create_backbone
+from deephash.data import open_archive
+from deephash.features import extract_features
+import deephash.features.extract as ex
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return create_backbone("efficientnet-lite0", image_size=32)
+
+
+def test_extract_skips_corrupt_and_caches(small_cifar, tmp_path, tmp_cache, backbone, monkeypatch):
+    root = tmp_path / "arc"
+    shutil.copytree(small_cifar / "test", root)
+    (root / "cat" / "zz_truncated.jpg").write_bytes((root / "cat" / "0000.jpg").read_bytes()[:100])
+    (root / "cat" / "zz_empty.jpg").write_bytes(b"")
+    (root / "dog" / "zz_text.png").write_text("not an image")
+    a = open_archive(root)
+    fs = extract_features(a, backbone, progress=False)
+    assert len(a) == 103 and len(fs) == 100 and fs.features.shape == (100, 1280)
+    bad = sorted(p.split("/")[-1] for p, _ in fs.failed)
+    assert bad == ["zz_empty.jpg", "zz_text.png", "zz_truncated.jpg"]
+    assert all("zz_" not in a.paths[i] for i in fs.index)
+    # second call reads the cache: no backbone calls at all
+    monkeypatch.setattr(backbone, "embed", lambda x: (_ for _ in ()).throw(AssertionError("recomputed")))
+    fs2 = extract_features(a, backbone, progress=False)
+    assert np.array_equal(fs2.features, fs.features) and np.array_equal(fs2.index, fs.index)
+
+
+def test_interrupted_extraction_resumes(small_cifar, tmp_cache, backbone, monkeypatch):
+    a = open_archive(small_cifar, split="train")
+    monkeypatch.setattr(ex, "CHUNK", 64)
+    full = extract_features(a, backbone, progress=False, use_cache=False)
+    calls = {"n": 0}
+    real = backbone.embed
+
+    def flaky(x):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(x)
+
+    monkeypatch.setattr(backbone, "embed", flaky)
+    # new cache key: change the file list by extracting a subset
+    pos = np.arange(250)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(a, backbone, pos, progress=False, batch_size=32)
+    calls["n"] = -10**9  # never fail again; count calls on resume
+    monkeypatch.setattr(backbone, "embed", lambda x: (calls.__setitem__("n", calls["n"] + 1), real(x))[1])
+    before = calls["n"]
+    fs = extract_features(a, backbone, pos, progress=False, batch_size=32)
+    # 250 images = 4 chunks of 64; the first (2 batches) was finished before the interrupt
+    assert calls["n"] - before == 6
+    assert np.allclose(fs.features, full.features[:250], atol=1e-4)

@@ -1,0 +1,164 @@
+"""HashIndex: exact search against a slow reference, add/remove, persistence, corrupt files, re-ranking."""
+import numpy as np
+import pytest
+
+from deephash.errors import ConfigError, DataError, IndexFormatError
+from deephash.index import HashIndex, hamming_matrix, pack_bits, unpack_bits
+
+
+def slow_knn(q_bits, db_bits, k):
+    out = []
+    for q in q_bits:
+        d = [(int(np.sum(q != b)), j) for j, b in enumerate(db_bits)]
+        d.sort()
+        out.append(d[:k])
+    return out
+
+
+def test_pack_unpack_roundtrip_and_contract():
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2, (5, 24)).astype(np.uint8)
+    packed = pack_bits(bits)
+    assert packed.dtype == np.uint8 and packed.shape == (5, 3)
+    assert (unpack_bits(packed) == bits).all()
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        pack_bits(rng.integers(0, 2, (5, 12)))
+
+
+@pytest.mark.parametrize("n_bits", [8, 64, 128])
+def test_search_matches_slow_reference(n_bits):
+    rng = np.random.default_rng(n_bits)
+    db_bits = rng.integers(0, 2, (300, n_bits)).astype(np.uint8)
+    db_bits[100:150] = db_bits[0]  # heavy ties
+    q_bits = np.concatenate([db_bits[:3], rng.integers(0, 2, (4, n_bits)).astype(np.uint8)])
+    idx = HashIndex(n_bits)
+    idx.add(pack_bits(db_bits))
+    D, I = idx.search(pack_bits(q_bits), 60)
+    ref = slow_knn(q_bits, db_bits, 60)
+    assert D.tolist() == [[d for d, _ in r] for r in ref]
+    # the set of ids at each distance must match (which member of a boundary tie FAISS keeps may differ)
+    for qi, r in enumerate(ref):
+        kth = r[-1][0]
+        inner = sorted(j for d, j in r if d < kth)
+        assert sorted(int(i) for i, d in zip(I[qi], D[qi]) if d < kth) == inner
+
+
+def test_search_pads_like_faiss():
+    idx = HashIndex(16)
+    idx.add(pack_bits(np.eye(16, dtype=np.uint8)[:3]))
+    D, I = idx.search(pack_bits(np.zeros((1, 16), np.uint8)), 5)
+    assert I.shape == (1, 5) and (I[0, 3:] == -1).all() and (D[0, 3:] == 17).all()
+    assert D.dtype == np.int32 and I.dtype == np.int64
+
+
+def test_add_remove_and_persistence_roundtrip(tmp_path):
+    rng = np.random.default_rng(3)
+    codes = pack_bits(rng.integers(0, 2, (200, 64)))
+    feats = rng.normal(size=(200, 8)).astype(np.float32)
+    idx = HashIndex(64, meta={"model": "m.pt"}, class_names=["a", "b"])
+    ids = idx.add(codes, paths=[f"img/{i}.jpg" for i in range(200)], labels=rng.integers(0, 2, 200), features=feats)
+    assert ids.tolist() == list(range(200))
+    assert idx.remove([5, 7, 199]) == 3
+    new = idx.add(codes[:2], paths=["x.jpg", "y.jpg"], labels=[0, 1], features=feats[:2])
+    assert new.tolist() == [200, 201]  # ids are never reused
+    with pytest.raises(DataError, match="unknown image id"):
+        idx.remove([5])
+    q = codes[:10]
+    D0, I0 = idx.search(q, 20)
+    p1 = idx.save(tmp_path / "a.dhi")
+    idx2 = HashIndex.load(p1)
+    p2 = idx2.save(tmp_path / "b.dhi")
+    idx3 = HashIndex.load(p2)
+    assert p1.read_bytes() == p2.read_bytes()
+    for other in (idx2, idx3):
+        D, I = other.search(q, 20)
+        assert (D == D0).all() and (I == I0).all()
+        assert other.paths == idx.paths and other.meta == {"model": "m.pt"} and other.class_names == ["a", "b"]
+        assert (other.labels == idx.labels).all()
+
+
+def test_corrupt_and_truncated_files_give_clear_errors(tmp_path):
+    idx = HashIndex(32)
+    idx.add(pack_bits(np.random.default_rng(0).integers(0, 2, (50, 32))))
+    good = idx.save(tmp_path / "i.dhi")
+    data = good.read_bytes()
+    (tmp_path / "trunc.dhi").write_bytes(data[:-40])
+    with pytest.raises(IndexFormatError, match="truncated"):
+        HashIndex.load(tmp_path / "trunc.dhi")
+    bad = bytearray(data)
+    bad[-20] ^= 0xFF
+    (tmp_path / "flip.dhi").write_bytes(bytes(bad))
+    with pytest.raises(IndexFormatError, match="checksum"):
+        HashIndex.load(tmp_path / "flip.dhi")
+    (tmp_path / "other.dhi").write_bytes(b"PK\x03\x04" + b"\x00" * 64)
+    with pytest.raises(IndexFormatError, match="not a deephash index"):
+        HashIndex.load(tmp_path / "other.dhi")
+    newer = bytearray(data)
+    newer[8] = 99
+    (tmp_path / "newer.dhi").write_bytes(bytes(newer))
+    with pytest.raises(IndexFormatError, match="newer deephash"):
+        HashIndex.load(tmp_path / "newer.dhi")
+    # the good file is untouched by the failed reads
+    assert HashIndex.load(good).search(idx.codes[:1], 1)[1][0, 0] == 0
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    idx = HashIndex(8)
+    idx.add(pack_bits(np.ones((3, 8), np.uint8)))
+    p = idx.save(tmp_path / "i.dhi")
+    before = p.read_bytes()
+    idx.add(pack_bits(np.zeros((3, 8), np.uint8)))
+    import deephash.index.hash_index as hi
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(hi.json, "dumps", boom)
+    with pytest.raises(RuntimeError):
+        idx.save(p)
+    assert p.read_bytes() == before
+    assert [f.name for f in tmp_path.iterdir()] == ["i.dhi"]
+
+
+def test_radius_search_is_exact():
+    rng = np.random.default_rng(5)
+    bits = rng.integers(0, 2, (400, 16)).astype(np.uint8)
+    idx = HashIndex(16)
+    idx.add(pack_bits(bits))
+    q = pack_bits(bits[:5])
+    dist = hamming_matrix(q, idx.codes)
+    for r in (0, 2, 5):
+        res = idx.search_radius(q, r)
+        for qi, (D, I) in enumerate(res):
+            assert sorted(I.tolist()) == np.flatnonzero(dist[qi] <= r).tolist()
+            assert (np.diff(D) >= 0).all()
+
+
+def test_rerank_pool_grows_and_ranks_by_feature_distance():
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2, (500, 32)).astype(np.uint8)
+    feats = rng.normal(size=(500, 6)).astype(np.float32)
+    idx = HashIndex(32, feature_dtype="float32")
+    idx.add(pack_bits(bits), features=feats)
+    qf = rng.normal(size=(1, 6)).astype(np.float32)
+    res = idx.search_rerank(pack_bits(bits[:1]), qf, 10, radius=0, min_pool=50)[0]
+    ham = hamming_matrix(pack_bits(bits[:1]), idx.codes)[0]
+    assert res.pool_size >= 50 and res.radius > 0
+    pool = np.flatnonzero(ham <= res.radius)
+    assert res.pool_size == len(pool)
+    eu = np.linalg.norm(feats[pool] - qf, axis=1)
+    assert res.ids.tolist() == pool[np.argsort(eu, kind="stable")][:10].tolist()
+    with pytest.raises(ConfigError, match="stores no float features"):
+        HashIndex(32).search_rerank(pack_bits(bits[:1]), qf, 5)
+
+
+def test_bad_inputs_say_what_was_expected():
+    idx = HashIndex(64)
+    with pytest.raises(ConfigError, match="uint8"):
+        idx.add(np.zeros((2, 8), np.int64))
+    with pytest.raises(ConfigError, match="64-bit"):
+        idx.add(np.zeros((2, 4), np.uint8))
+    with pytest.raises(ConfigError, match="n_bits must be a multiple of 8"):
+        HashIndex(12)
+    with pytest.raises(ConfigError, match="k must be a positive integer"):
+        idx.search(np.zeros((1, 8), np.uint8), 0)
