@@ -36,7 +36,9 @@ def test_extract_skips_corrupt_and_caches(small_cifar, tmp_path, tmp_cache, back
 def test_interrupted_extraction_resumes(small_cifar, tmp_cache, backbone, monkeypatch):
     a = open_archive(small_cifar, split="train")
     monkeypatch.setattr(ex, "CHUNK", 64)
-    full = extract_features(a, backbone, progress=False, use_cache=False)
+    monkeypatch.setenv("DEEPHASH_CACHE", str(tmp_cache / "reference"))
+    full = extract_features(a, backbone, progress=False)
+    monkeypatch.setenv("DEEPHASH_CACHE", str(tmp_cache / "interrupted"))
     calls = {"n": 0}
     real = backbone.embed
 
@@ -47,7 +49,6 @@ def test_interrupted_extraction_resumes(small_cifar, tmp_cache, backbone, monkey
         return real(x)
 
     monkeypatch.setattr(backbone, "embed", flaky)
-    # new cache key: change the file list by extracting a subset
     pos = np.arange(250)
     with pytest.raises(KeyboardInterrupt):
         extract_features(a, backbone, pos, progress=False, batch_size=32)
@@ -58,3 +59,7 @@ def test_interrupted_extraction_resumes(small_cifar, tmp_cache, backbone, monkey
     # 250 images = 4 chunks of 64; the first (2 batches) was finished before the interrupt
     assert calls["n"] - before == 6
     assert np.allclose(fs.features, full.features[:250], atol=1e-4)
+    # a later call for other images of the same archive reuses these rows
+    calls["n"] = 0
+    fs_all = extract_features(a, backbone, progress=False, batch_size=50)
+    assert calls["n"] == 1 and np.allclose(fs_all.features, full.features, atol=1e-4)

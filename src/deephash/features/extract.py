@@ -1,8 +1,8 @@
-"""Batch feature extraction: reader (decode + resize, threaded) -> mapper (backbone) -> writer (chunked cache).
+"""Batch feature extraction: reader (decode + resize, threaded) -> mapper (backbone) -> writer (cache).
 
-The cache is keyed by the backbone, its preprocessing and the exact file list (names, sizes,
-mtimes). It is written in chunks, each atomically, so an interrupted extraction resumes at
-the first missing chunk. Corrupt or unreadable images are skipped and listed, never fatal.
+The cache is keyed by the backbone, its preprocessing and the archive's exact file list
+(names, sizes, mtimes). Progress is checkpointed every ``CHUNK`` images, so an interrupted
+extraction resumes where it stopped. Corrupt or unreadable images are skipped and listed.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from deephash.data.images import load_rgb
 from deephash.errors import DataError
 from deephash.utils import atomic_path, atomic_write_json, cache_dir, sha1_of
 
-CHUNK = 2048
+CHUNK = 1024
 
 
 @dataclass
@@ -62,9 +62,11 @@ def embed_images(backbone: Backbone, images: np.ndarray, batch_size: int = 64) -
     return np.concatenate(out) if out else np.zeros((0, backbone.dim), np.float32)
 
 
-def feature_cache_key(archive: ImageArchive, positions: np.ndarray, backbone: Backbone) -> str:
-    sub = archive.subset(positions)
-    return sha1_of(backbone.describe(), sub.fingerprint())
+def feature_cache_key(archive: ImageArchive, backbone: Backbone) -> str:
+    return sha1_of(backbone.describe(), archive.fingerprint())
+
+
+_TODO, _OK, _FAILED = 0, 1, 2
 
 
 def extract_features(
@@ -77,48 +79,72 @@ def extract_features(
     progress: bool = True,
     n_readers: int = 2,
 ) -> FeatureSet:
-    """Features for ``archive`` images at ``positions`` (default: all), cached and resumable."""
+    """Features for ``archive`` images at ``positions`` (default: all), cached per image and resumable.
+
+    The cache for (backbone, archive) is a float32 memory-mapped matrix with one row per archive
+    image plus a state vector (to do / done / failed) that is replaced atomically every
+    ``CHUNK`` images: an interrupted run loses at most the images since the last checkpoint,
+    and any subset of the archive reuses what earlier calls computed.
+    """
     import time
 
     from tqdm import tqdm
 
     positions = np.arange(len(archive)) if positions is None else np.asarray(positions, np.int64)
-    key = feature_cache_key(archive, positions, backbone)
-    folder = cache_dir() / "features" / key
+    if len(positions) and (positions.min() < 0 or positions.max() >= len(archive)):
+        raise DataError(f"positions must lie in [0, {len(archive)}); got {positions.min()}..{positions.max()}")
+    folder = cache_dir() / "features" / feature_cache_key(archive, backbone)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "meta.json", {"backbone": backbone.describe(), "n": int(len(positions)),
-                                             "root": str(archive.root), "chunk": CHUNK})
-    n_chunks = (len(positions) + CHUNK - 1) // CHUNK
+    n, dim = len(archive), backbone.dim
+    state_path, fail_path, feat_path = folder / "state.npy", folder / "failed.json", folder / "features.f32"
+    state = np.load(state_path) if (use_cache and state_path.is_file()) else np.zeros(n, np.int8)
+    failed: dict[str, str] = json.loads(fail_path.read_text()) if (use_cache and fail_path.is_file()) else {}
+    if not feat_path.is_file() or not use_cache or feat_path.stat().st_size != n * dim * 4:
+        state[:] = _TODO
+        failed = {}
+        with open(feat_path, "wb") as fh:
+            fh.truncate(n * dim * 4)
+    atomic_write_json(folder / "meta.json", {"backbone": backbone.describe(), "n": n, "dim": dim,
+                                             "root": str(archive.root), "layout": "float32 row-major (n, dim)"})
+    feats = np.memmap(feat_path, dtype=np.float32, mode="r+", shape=(n, dim))
+
+    def checkpoint() -> None:
+        feats.flush()
+        with atomic_path(state_path, suffix=".npy") as tmp:
+            np.save(tmp, state)
+        atomic_write_json(fail_path, failed)
+
+    todo = positions[state[positions] == _TODO]
+    todo = np.unique(todo)
     size = backbone.preprocessing.size
     t0 = time.perf_counter()
-    todo = [c for c in range(n_chunks) if not (use_cache and (folder / f"chunk_{c:05d}.npz").is_file())]
-    done_imgs = len(positions) - sum(min(CHUNK, len(positions) - c * CHUNK) for c in todo)
-    bar = tqdm(total=len(positions), initial=done_imgs, unit="img", desc=f"features {backbone.name}@{size}px",
-               disable=not progress or not todo, file=sys.stderr, dynamic_ncols=True,
-               mininterval=0.5 if sys.stderr.isatty() else 10.0)
-    with ThreadPoolExecutor(max_workers=max(1, n_readers)) as pool:
-        for c in todo:
-            pos = positions[c * CHUNK : (c + 1) * CHUNK]
-            feats, oks, fails = [], [], []
-            for s in range(0, len(pos), batch_size):
-                paths = [archive.abspath(int(i)) for i in pos[s : s + batch_size]]
-                imgs, ok, reasons = read_batch(paths, size, pool)
-                feats.append(backbone.embed(imgs) if len(imgs) else np.zeros((0, backbone.dim), np.float32))
-                oks.append(ok)
-                fails.extend(reasons)
-                bar.update(len(paths))
-            with atomic_path(folder / f"chunk_{c:05d}.npz", suffix=".npz") as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, features=np.concatenate(feats).astype(np.float32), ok=np.concatenate(oks),
-                             failed=np.asarray(json.dumps(fails)))
-    bar.close()
-    feats, index, failed = [], [], []
-    for c in range(n_chunks):
-        with np.load(folder / f"chunk_{c:05d}.npz") as z:
-            feats.append(z["features"])
-            index.append(positions[c * CHUNK : (c + 1) * CHUNK][z["ok"]])
-            failed.extend(json.loads(str(z["failed"])))
-    fs = FeatureSet(np.concatenate(feats) if feats else np.zeros((0, backbone.dim), np.float32),
-                    np.concatenate(index) if index else np.zeros(0, np.int64),
-                    [(str(p), str(r)) for p, r in failed], backbone.describe(), time.perf_counter() - t0)
-    return fs
+    bar = tqdm(total=len(positions), initial=len(positions) - len(todo), unit="img",
+               desc=f"features {backbone.name}@{size}px", disable=not progress or not len(todo), file=sys.stderr,
+               dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 10.0)
+    since = 0
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, n_readers)) as pool:
+            for s in range(0, len(todo), batch_size):
+                pos = todo[s : s + batch_size]
+                imgs, ok, reasons = read_batch([archive.abspath(int(i)) for i in pos], size, pool)
+                if len(imgs):
+                    feats[pos[ok]] = backbone.embed(imgs)
+                state[pos[ok]] = _OK
+                state[pos[~ok]] = _FAILED
+                for i, (_, why) in zip(pos[~ok], reasons):
+                    failed[archive.paths[int(i)]] = why
+                bar.update(len(pos))
+                since += len(pos)
+                if since >= CHUNK:
+                    checkpoint()
+                    since = 0
+    finally:
+        if since:
+            # keep the finished batches of an interrupted run (the state written lists only completed rows)
+            checkpoint()
+        bar.close()
+    good = positions[state[positions] == _OK]
+    out = np.asarray(feats[good])
+    bad = positions[state[positions] == _FAILED]
+    return FeatureSet(out, good, [(archive.paths[int(i)], failed.get(archive.paths[int(i)], "unreadable")) for i in bad],
+                      backbone.describe(), time.perf_counter() - t0)

@@ -88,6 +88,15 @@ class Hasher:
         """Packed codes ``uint8 (n, n_bits/8)``."""
         return pack_bits(self.transform(X) >= self.threshold)
 
+    def query_distances(self, X_query: np.ndarray, db_codes: np.ndarray) -> np.ndarray:
+        """Distances ``(nq, ndb)`` from query *features* to database *codes*, used for ranking.
+
+        Hamming between codes by default; quantisation methods override it with asymmetric
+        distances (the query stays a float vector)."""
+        from deephash.index.codes import hamming_matrix
+
+        return hamming_matrix(self.encode(X_query), db_codes)
+
     def _check_X(self, X: np.ndarray, fitting: bool = False) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2:
