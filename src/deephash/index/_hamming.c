@@ -274,6 +274,26 @@ __attribute__((target("avx2,popcnt"))) static void scan_avx2(const uint64_t *lay
 /* AVX-512 VPOPCNTDQ: one zmm = word w of the 8 rows of a group; W constant-folded for 1, 2, 4. */
 #define AVX512_TARGET __attribute__((target("avx512f,avx512vpopcntdq,popcnt")))
 
+AVX512_TARGET DH_ALWAYS_INLINE __m512i dist8_avx512(const uint64_t *grp, const int W, const uint64_t *q) {
+    __m512i acc = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(grp), _mm512_set1_epi64((long long)q[0])));
+    for (int w = 1; w < W; w++)
+        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(grp + w * 8),
+                                                                         _mm512_set1_epi64((long long)q[w]))));
+    return acc;
+}
+
+AVX512_TARGET DH_ALWAYS_INLINE void accept8(sink_t *s, int64_t g, unsigned m, __m512i a) {
+    if (m) {
+        uint64_t da[8];
+        _mm512_storeu_si512(da, a);
+        while (m) {
+            int j = __builtin_ctz(m);
+            push(s, g * 8 + j, (uint32_t)da[j]);
+            m &= m - 1;
+        }
+    }
+}
+
 AVX512_TARGET DH_ALWAYS_INLINE void scan_avx512_w(const uint64_t *lay, const int W, int64_t g0, int64_t g1,
                                                   int64_t n, const uint64_t *q, int mode, sink_t *s,
                                                   int64_t *sum) {
@@ -301,28 +321,29 @@ AVX512_TARGET DH_ALWAYS_INLINE void scan_avx512_w(const uint64_t *lay, const int
         return;
     }
     const int64_t gfull = n / 8;
-    __m512i bv = _mm512_set1_epi64((long long)s->st->bound);
-    for (int64_t g = g0; g < g1; g++) {
+    const __m512i bv = _mm512_set1_epi64((long long)s->st->bound); /* fixed during a scan call */
+    int64_t g = g0;
+    /* four groups (32 rows) per step and one branch: min of the four distance vectors vs bound */
+    const int64_t g4 = (gfull < g1 ? gfull : g1);
+    for (; g + 4 <= g4; g += 4) {
         const uint64_t *grp = lay + g * (int64_t)W * 8;
-        __m512i acc = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(grp), _mm512_set1_epi64((long long)q[0])));
-        for (int w = 1; w < W; w++)
-            acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(grp + w * 8),
-                                                                             _mm512_set1_epi64((long long)q[w]))));
-        unsigned m = (unsigned)_mm512_cmplt_epu64_mask(acc, bv);
-        if (__builtin_expect(m != 0, 0)) {
-            if (g >= gfull) m &= valid_mask(g, n);
-            if (m) {
-                uint64_t da[8];
-                _mm512_storeu_si512(da, acc);
-                while (m) {
-                    int j = __builtin_ctz(m);
-                    push(s, g * 8 + j, (uint32_t)da[j]);
-                    m &= m - 1;
-                }
-                /* radius mode never moves the bound; k-NN tightens between blocks only */
-                bv = _mm512_set1_epi64((long long)s->st->bound);
-            }
+        __m512i a0 = dist8_avx512(grp, W, q);
+        __m512i a1 = dist8_avx512(grp + W * 8, W, q);
+        __m512i a2 = dist8_avx512(grp + 2 * W * 8, W, q);
+        __m512i a3 = dist8_avx512(grp + 3 * W * 8, W, q);
+        __m512i mn = _mm512_min_epu64(_mm512_min_epu64(a0, a1), _mm512_min_epu64(a2, a3));
+        if (__builtin_expect(_mm512_cmplt_epu64_mask(mn, bv) != 0, 0)) {
+            accept8(s, g, (unsigned)_mm512_cmplt_epu64_mask(a0, bv), a0);
+            accept8(s, g + 1, (unsigned)_mm512_cmplt_epu64_mask(a1, bv), a1);
+            accept8(s, g + 2, (unsigned)_mm512_cmplt_epu64_mask(a2, bv), a2);
+            accept8(s, g + 3, (unsigned)_mm512_cmplt_epu64_mask(a3, bv), a3);
         }
+    }
+    for (; g < g1; g++) {
+        __m512i a = dist8_avx512(lay + g * (int64_t)W * 8, W, q);
+        unsigned m = (unsigned)_mm512_cmplt_epu64_mask(a, bv);
+        if (g >= gfull) m &= valid_mask(g, n);
+        accept8(s, g, m, a);
     }
 }
 
@@ -437,13 +458,24 @@ static void *worker(void *arg) {
         for (int64_t g0 = 0; g0 < J->ngroups; g0 += bg) {
             int64_t g1 = g0 + bg < J->ngroups ? g0 + bg : J->ngroups;
             for (int64_t i = 0; i < nqb; i++) {
-                sink_t s = {&st[i], caps[i], J->mode == 1, 0};
-                if (J->mode == 0 && st[i].len + brows > caps[i]) compact(&st[i], J->kk);
-                scan(J->layout, W, g0, g1, J->n, J->queries + (qb + i) * W, J->mode, &s,
-                     J->mode == 2 ? &J->sums[qb + i] : NULL);
-                caps[i] = s.cap;
-                if (s.failed) { J->failed = 1; goto done; }
-                if (J->mode == 0) tighten(&st[i], J->kk);
+                /* k-NN, first block: scan in doubling chunks and tighten after each, so the bound
+                 * falls after the first few hundred rows instead of accepting a whole block */
+                int64_t a = g0;
+                while (a < g1) {
+                    int64_t b = g1;
+                    if (J->mode == 0 && g0 == 0) {
+                        int64_t step = a - g0 < 4 ? 4 : a - g0;
+                        if (a + step < b) b = a + step;
+                    }
+                    sink_t s = {&st[i], caps[i], J->mode == 1, 0};
+                    if (J->mode == 0 && st[i].len + brows > caps[i]) compact(&st[i], J->kk);
+                    scan(J->layout, W, a, b, J->n, J->queries + (qb + i) * W, J->mode, &s,
+                         J->mode == 2 ? &J->sums[qb + i] : NULL);
+                    caps[i] = s.cap;
+                    if (s.failed) { J->failed = 1; goto done; }
+                    if (J->mode == 0) tighten(&st[i], J->kk);
+                    a = b;
+                }
             }
         }
         for (int64_t i = 0; i < nqb; i++) {
