@@ -79,6 +79,8 @@ typedef struct {
     int64_t *r_len;
     /* ceiling outputs */
     int64_t *sums;
+    int ceil_qr;        /* ceiling: queries per database load (1, or 4 on AVX-512) */
+    int qr;             /* k-NN / radius: queries per database load (1, or 4 on AVX-512) */
     int failed;         /* set on allocation failure */
 } job_t;
 
@@ -347,6 +349,113 @@ AVX512_TARGET DH_ALWAYS_INLINE void scan_avx512_w(const uint64_t *lay, const int
     }
 }
 
+/* k-NN (and radius) for four queries per load of the database. The hot loop is branch-free: over
+ * a strip of 8 groups (64 rows) it keeps, per query, the lane-wise minimum distance (xor, popcnt,
+ * min: the same work as the ceiling's xor, popcnt, add); only when a strip's minimum beats a
+ * query's bound is the strip recomputed for that query and its rows accepted. */
+#define DH_STRIP 8
+
+AVX512_TARGET DH_ALWAYS_INLINE void rescan_avx512(const uint64_t *lay, const int W, int64_t g0, int64_t g1,
+                                                  int64_t n, const uint64_t *q, sink_t *s) {
+    const int64_t gfull = n / 8;
+    const __m512i bv = _mm512_set1_epi64((long long)s->st->bound);
+    for (int64_t g = g0; g < g1; g++) {
+        __m512i a = dist8_avx512(lay + g * (int64_t)W * 8, W, q);
+        unsigned m = (unsigned)_mm512_cmplt_epu64_mask(a, bv);
+        if (g >= gfull) m &= valid_mask(g, n);
+        accept8(s, g, m, a);
+    }
+}
+
+AVX512_TARGET DH_ALWAYS_INLINE void scan4_avx512_w(const uint64_t *lay, const int W, int64_t g0, int64_t g1,
+                                                   int64_t n, const uint64_t *q, sink_t **ss) {
+    const int64_t gfull = n / 8;
+    const __m512i b0 = _mm512_set1_epi64((long long)ss[0]->st->bound);
+    const __m512i b1 = _mm512_set1_epi64((long long)ss[1]->st->bound);
+    const __m512i b2 = _mm512_set1_epi64((long long)ss[2]->st->bound);
+    const __m512i b3 = _mm512_set1_epi64((long long)ss[3]->st->bound);
+    const int64_t g2 = gfull < g1 ? gfull : g1;
+    int64_t g = g0;
+    for (; g + DH_STRIP <= g2; g += DH_STRIP) {
+        const __m512i big = _mm512_set1_epi64(-1);
+        __m512i n0 = big, n1 = big, n2 = big, n3 = big;
+        for (int gg = 0; gg < DH_STRIP; gg++) {
+            const uint64_t *grp = lay + (g + gg) * (int64_t)W * 8;
+            __m512i x = _mm512_loadu_si512(grp);
+            __m512i a0 = _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[0])));
+            __m512i a1 = _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[W])));
+            __m512i a2 = _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[2 * W])));
+            __m512i a3 = _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[3 * W])));
+            for (int w = 1; w < W; w++) {
+                x = _mm512_loadu_si512(grp + w * 8);
+                a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[w]))));
+                a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[W + w]))));
+                a2 = _mm512_add_epi64(a2, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[2 * W + w]))));
+                a3 = _mm512_add_epi64(a3, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[3 * W + w]))));
+            }
+            n0 = _mm512_min_epu64(n0, a0);
+            n1 = _mm512_min_epu64(n1, a1);
+            n2 = _mm512_min_epu64(n2, a2);
+            n3 = _mm512_min_epu64(n3, a3);
+        }
+        if (__builtin_expect(_mm512_cmplt_epu64_mask(n0, b0) != 0, 0)) rescan_avx512(lay, W, g, g + DH_STRIP, n, q, ss[0]);
+        if (__builtin_expect(_mm512_cmplt_epu64_mask(n1, b1) != 0, 0)) rescan_avx512(lay, W, g, g + DH_STRIP, n, q + W, ss[1]);
+        if (__builtin_expect(_mm512_cmplt_epu64_mask(n2, b2) != 0, 0)) rescan_avx512(lay, W, g, g + DH_STRIP, n, q + 2 * W, ss[2]);
+        if (__builtin_expect(_mm512_cmplt_epu64_mask(n3, b3) != 0, 0)) rescan_avx512(lay, W, g, g + DH_STRIP, n, q + 3 * W, ss[3]);
+    }
+    if (g < g1) {
+        for (int r = 0; r < 4; r++) rescan_avx512(lay, W, g, g1, n, q + r * W, ss[r]);
+    }
+}
+
+AVX512_TARGET static void scan4_avx512(const uint64_t *lay, int W, int64_t g0, int64_t g1, int64_t n,
+                                       const uint64_t *q, sink_t **ss) {
+    switch (W) {
+    case 1: scan4_avx512_w(lay, 1, g0, g1, n, q, ss); break;
+    case 2: scan4_avx512_w(lay, 2, g0, g1, n, q, ss); break;
+    case 4: scan4_avx512_w(lay, 4, g0, g1, n, q, ss); break;
+    default: scan4_avx512_w(lay, W, g0, g1, n, q, ss); break;
+    }
+}
+
+/* ceiling, four queries per load of the database (register blocking over queries) */
+AVX512_TARGET DH_ALWAYS_INLINE void ceiling4_avx512_w(const uint64_t *lay, const int W, int64_t g0, int64_t g1,
+                                                      int64_t n, const uint64_t *q, int64_t *sums) {
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t gfull = n / 8 < g1 ? n / 8 : g1;
+    int64_t g = g0;
+    for (; g < gfull; g++) {
+        const uint64_t *grp = lay + g * (int64_t)W * 8;
+        for (int w = 0; w < W; w++) {
+            __m512i x = _mm512_loadu_si512(grp + w * 8);
+            s0 = _mm512_add_epi64(s0, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[w]))));
+            s1 = _mm512_add_epi64(s1, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[W + w]))));
+            s2 = _mm512_add_epi64(s2, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[2 * W + w]))));
+            s3 = _mm512_add_epi64(s3, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[3 * W + w]))));
+        }
+    }
+    sums[0] += _mm512_reduce_add_epi64(s0);
+    sums[1] += _mm512_reduce_add_epi64(s1);
+    sums[2] += _mm512_reduce_add_epi64(s2);
+    sums[3] += _mm512_reduce_add_epi64(s3);
+    for (; g < g1; g++) { /* the partial last group */
+        const uint64_t *grp = lay + g * (int64_t)W * 8;
+        for (int i = 0; i < 4; i++) {
+            __m512i a = dist8_avx512(grp, W, q + i * W);
+            sums[i] += _mm512_reduce_add_epi64(_mm512_maskz_mov_epi64((__mmask8)valid_mask(g, n), a));
+        }
+    }
+}
+
+AVX512_TARGET static void ceiling4_avx512(const uint64_t *lay, int W, int64_t g0, int64_t g1, int64_t n,
+                                          const uint64_t *q, int64_t *sums) {
+    switch (W) {
+    case 1: ceiling4_avx512_w(lay, 1, g0, g1, n, q, sums); break;
+    case 2: ceiling4_avx512_w(lay, 2, g0, g1, n, q, sums); break;
+    default: ceiling4_avx512_w(lay, W, g0, g1, n, q, sums); break;
+    }
+}
+
 AVX512_TARGET static void scan_avx512(const uint64_t *lay, int W, int64_t g0, int64_t g1, int64_t n,
                                       const uint64_t *q, int mode, sink_t *s, int64_t *sum) {
     switch (W) {
@@ -438,7 +547,7 @@ static void *worker(void *arg) {
     int64_t *caps = (int64_t *)calloc((size_t)Q, sizeof(int64_t));
     int64_t *off = (int64_t *)malloc((size_t)nh * sizeof(int64_t));
     if (!st || !caps || !off) { J->failed = 1; goto done; }
-    int64_t cap0 = J->mode == 0 ? J->kk + brows : 256;
+    int64_t cap0 = J->mode == 0 ? 2 * J->kk + brows : 256; /* compaction every >= kk accepts */
     for (int64_t i = 0; i < Q; i++) {
         st[i].rows = (int64_t *)malloc((size_t)cap0 * sizeof(int64_t));
         st[i].dist = (uint16_t *)malloc((size_t)cap0 * sizeof(uint16_t));
@@ -457,7 +566,46 @@ static void *worker(void *arg) {
         }
         for (int64_t g0 = 0; g0 < J->ngroups; g0 += bg) {
             int64_t g1 = g0 + bg < J->ngroups ? g0 + bg : J->ngroups;
-            for (int64_t i = 0; i < nqb; i++) {
+            int64_t i0 = 0;
+#if DH_X86
+            if (J->mode == 2 && J->isa == ISA_AVX512 && J->ceil_qr == 4)
+                for (; i0 + 4 <= nqb; i0 += 4)
+                    ceiling4_avx512(J->layout, W, g0, g1, J->n, J->queries + (qb + i0) * W, &J->sums[qb + i0]);
+#endif
+#if DH_X86
+            /* k-NN and radius: four queries per database load, chunking as below */
+            if (J->mode != 2 && J->isa == ISA_AVX512 && J->qr == 4) {
+                for (; i0 + 4 <= nqb; i0 += 4) {
+                    int64_t a = g0;
+                    while (a < g1) {
+                        int64_t b = g1;
+                        if (J->mode == 0 && g0 == 0) {
+                            int64_t step = a - g0 < 4 ? 4 : a - g0;
+                            if (a + step < b) b = a + step;
+                        }
+                        sink_t s4[4];
+                        sink_t *sp[4];
+                        for (int r = 0; r < 4; r++) {
+                            qstate *sti = &st[i0 + r];
+                            if (J->mode == 0 && sti->len + brows > caps[i0 + r]) compact(sti, J->kk);
+                            s4[r].st = sti;
+                            s4[r].cap = caps[i0 + r];
+                            s4[r].grow = J->mode == 1;
+                            s4[r].failed = 0;
+                            sp[r] = &s4[r];
+                        }
+                        scan4_avx512(J->layout, W, a, b, J->n, J->queries + (qb + i0) * W, sp);
+                        for (int r = 0; r < 4; r++) {
+                            caps[i0 + r] = s4[r].cap;
+                            if (s4[r].failed) { J->failed = 1; goto done; }
+                            if (J->mode == 0) tighten(&st[i0 + r], J->kk);
+                        }
+                        a = b;
+                    }
+                }
+            }
+#endif
+            for (int64_t i = i0; i < nqb; i++) {
                 /* k-NN, first block: scan in doubling chunks and tighten after each, so the bound
                  * falls after the first few hundred rows instead of accepting a whole block */
                 int64_t a = g0;
@@ -596,12 +744,12 @@ static int setup_job(job_t *J, PyArrayObject *lay, Py_ssize_t n, int n_bits, PyA
 }
 
 static PyObject *py_knn(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "k", "n_threads", "qbatch", NULL};
+    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "k", "n_threads", "qbatch", "qregister", NULL};
     PyArrayObject *lay, *qs;
     Py_ssize_t n, k, qbatch = 0;
-    int n_bits, n_threads = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!n|in", kwlist, &PyArray_Type, &lay, &n, &n_bits,
-                                     &PyArray_Type, &qs, &k, &n_threads, &qbatch))
+    int n_bits, n_threads = 1, qreg = 4;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!n|ini", kwlist, &PyArray_Type, &lay, &n, &n_bits,
+                                     &PyArray_Type, &qs, &k, &n_threads, &qbatch, &qreg))
         return NULL;
     job_t J;
     int64_t nq;
@@ -611,10 +759,11 @@ static PyObject *py_knn(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     }
     J.mode = 0;
+    J.qr = qreg == 4 ? 4 : 1;
     J.k = k;
     J.kk = k < n ? k : n;
     /* query batch: 32, fewer when k is large so the per-query buffers stay within ~64 MiB */
-    int64_t per_q = (J.kk + J.block_groups * 8) * 10 + (n_bits + 2) * 4;
+    int64_t per_q = (2 * J.kk + J.block_groups * 8) * 10 + (n_bits + 2) * 4;
     int64_t Q = qbatch > 0 ? qbatch : 32;
     while (Q > 1 && Q * per_q > (64LL << 20)) Q /= 2;
     J.qbatch = Q;
@@ -652,6 +801,7 @@ static PyObject *py_radius(PyObject *self, PyObject *args, PyObject *kw) {
         return NULL;
     }
     J.mode = 1;
+    J.qr = 4;
     J.radius = (uint32_t)(radius > n_bits ? n_bits : radius);
     J.qbatch = 16;
     int64_t nq1 = nq ? nq : 1;
@@ -705,18 +855,19 @@ static PyObject *py_radius(PyObject *self, PyObject *args, PyObject *kw) {
 }
 
 static PyObject *py_ceiling(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "n_threads", "qbatch", NULL};
+    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "n_threads", "qbatch", "qregister", NULL};
     PyArrayObject *lay, *qs;
     Py_ssize_t n, qbatch = 32;
-    int n_bits, n_threads = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!|in", kwlist, &PyArray_Type, &lay, &n, &n_bits, &PyArray_Type,
-                                     &qs, &n_threads, &qbatch))
+    int n_bits, n_threads = 1, qreg = 4;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!|ini", kwlist, &PyArray_Type, &lay, &n, &n_bits, &PyArray_Type,
+                                     &qs, &n_threads, &qbatch, &qreg))
         return NULL;
     job_t J;
     int64_t nq;
     if (setup_job(&J, lay, n, n_bits, qs, &nq)) return NULL;
     J.mode = 2;
     J.qbatch = qbatch < 1 ? 1 : qbatch;
+    J.ceil_qr = qreg == 4 ? 4 : 1;
     npy_intp dims[1] = {(npy_intp)nq};
     PyArrayObject *S = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_INT64);
     if (!S) return NULL;
