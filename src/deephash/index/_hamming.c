@@ -81,6 +81,7 @@ typedef struct {
     int64_t *sums;
     int ceil_qr;        /* ceiling: queries per database load (1, or 4 on AVX-512) */
     int qr;             /* k-NN / radius: queries per database load (1, or 4 on AVX-512) */
+    int prior;          /* k-NN: estimate a starting bound from a 1/16 sample first */
     int failed;         /* set on allocation failure */
 } job_t;
 
@@ -535,18 +536,107 @@ static void write_knn(const qstate *st, int64_t kk, int64_t k, int n_bits, int32
     }
 }
 
-static void *worker(void *arg) {
-    job_t *J = (job_t *)arg;
+typedef struct {
+    int64_t g0, g1;
+} range_t;
+
+/* Run queries [qb, qb + nqb) (states st[0..nqb)) over the group ranges rg[0..nr), keeping the top
+ * kk (k-NN), every hit (radius) or the sums (ceiling). In k-NN the first block of a pass is
+ * scanned in doubling chunks with a tightening after each, so the bound falls after the first
+ * few hundred rows instead of accepting a whole block. Returns -1 on allocation failure. */
+static int run_pass(job_t *J, qstate *st, int64_t *caps, int64_t qb, int64_t nqb, const range_t *rg, int64_t nr,
+                    int64_t kk) {
     const int W = J->W;
-    scan_fn scan = scan_for(J->isa);
-    const int64_t Q = J->qbatch;
+    const scan_fn scan = scan_for(J->isa);
     const int64_t bg = J->block_groups;
     const int64_t brows = bg * 8;
+    int first = 1;
+    for (int64_t r = 0; r < nr; r++) {
+        for (int64_t g0 = rg[r].g0; g0 < rg[r].g1; g0 += bg) {
+            const int64_t g1 = g0 + bg < rg[r].g1 ? g0 + bg : rg[r].g1;
+            const int doubling = J->mode == 0 && first;
+            first = 0;
+            int64_t i0 = 0;
+#if DH_X86
+            if (J->mode == 2 && J->isa == ISA_AVX512 && J->ceil_qr == 4)
+                for (; i0 + 4 <= nqb; i0 += 4)
+                    ceiling4_avx512(J->layout, W, g0, g1, J->n, J->queries + (qb + i0) * W, &J->sums[qb + i0]);
+            /* k-NN and radius: four queries per database load */
+            if (J->mode != 2 && J->isa == ISA_AVX512 && J->qr == 4) {
+                for (; i0 + 4 <= nqb; i0 += 4) {
+                    int64_t a = g0;
+                    while (a < g1) {
+                        int64_t b = g1;
+                        if (doubling) {
+                            int64_t step = a - g0 < 4 ? 4 : a - g0;
+                            if (a + step < b) b = a + step;
+                        }
+                        sink_t s4[4];
+                        sink_t *sp[4];
+                        for (int r4 = 0; r4 < 4; r4++) {
+                            qstate *sti = &st[i0 + r4];
+                            if (J->mode == 0 && sti->len + brows > caps[i0 + r4]) compact(sti, kk);
+                            s4[r4].st = sti;
+                            s4[r4].cap = caps[i0 + r4];
+                            s4[r4].grow = J->mode == 1;
+                            s4[r4].failed = 0;
+                            sp[r4] = &s4[r4];
+                        }
+                        scan4_avx512(J->layout, W, a, b, J->n, J->queries + (qb + i0) * W, sp);
+                        for (int r4 = 0; r4 < 4; r4++) {
+                            caps[i0 + r4] = s4[r4].cap;
+                            if (s4[r4].failed) return -1;
+                            if (J->mode == 0) tighten(&st[i0 + r4], kk);
+                        }
+                        a = b;
+                    }
+                }
+            }
+#endif
+            for (int64_t i = i0; i < nqb; i++) {
+                int64_t a = g0;
+                while (a < g1) {
+                    int64_t b = g1;
+                    if (doubling) {
+                        int64_t step = a - g0 < 4 ? 4 : a - g0;
+                        if (a + step < b) b = a + step;
+                    }
+                    sink_t s1 = {&st[i], caps[i], J->mode == 1, 0};
+                    if (J->mode == 0 && st[i].len + brows > caps[i]) compact(&st[i], kk);
+                    scan(J->layout, W, a, b, J->n, J->queries + (qb + i) * W, J->mode, &s1,
+                         J->mode == 2 ? &J->sums[qb + i] : NULL);
+                    caps[i] = s1.cap;
+                    if (s1.failed) return -1;
+                    if (J->mode == 0) tighten(&st[i], kk);
+                    a = b;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+static void reset_state(qstate *st, int nh, uint32_t bound) {
+    memset(st->hist, 0, (size_t)nh * sizeof(int32_t));
+    st->len = 0;
+    st->added = 0;
+    st->bound = bound;
+}
+
+#define DH_SAMPLE_STRIPS 64
+
+static void *worker(void *arg) {
+    job_t *J = (job_t *)arg;
+    const int64_t Q = J->qbatch;
+    const int64_t brows = J->block_groups * 8;
     const int nh = J->n_bits + 2;
+    const uint32_t open_bound = J->mode == 1 ? J->radius + 1 : (uint32_t)J->n_bits + 1;
+    const range_t full = {0, J->ngroups};
     qstate *st = (qstate *)calloc((size_t)Q, sizeof(qstate));
     int64_t *caps = (int64_t *)calloc((size_t)Q, sizeof(int64_t));
     int64_t *off = (int64_t *)malloc((size_t)nh * sizeof(int64_t));
-    if (!st || !caps || !off) { J->failed = 1; goto done; }
+    uint32_t *prior = (uint32_t *)malloc((size_t)Q * sizeof(uint32_t));
+    if (!st || !caps || !off || !prior) { J->failed = 1; goto done; }
     int64_t cap0 = J->mode == 0 ? 2 * J->kk + brows : 256; /* compaction every >= kk accepts */
     for (int64_t i = 0; i < Q; i++) {
         st[i].rows = (int64_t *)malloc((size_t)cap0 * sizeof(int64_t));
@@ -555,74 +645,48 @@ static void *worker(void *arg) {
         caps[i] = cap0;
         if (!st[i].rows || !st[i].dist || !st[i].hist) { J->failed = 1; goto done; }
     }
+    /* k-NN prior: a first pass over 1/16 of the database (64 evenly spaced strips) gives each
+     * query the distance t_s of its ~2k/16-th nearest sample; the full pass then starts with
+     * the bound "d <= t_s" instead of accepting everything until it has seen k rows. Speed only:
+     * a query whose full pass finds fewer than k rows under the prior is scanned again without. */
+    range_t sample[DH_SAMPLE_STRIPS];
+    int64_t kk_s = 0;
+    const int use_prior = J->mode == 0 && J->prior && J->ngroups >= 8192 && J->kk * 32 <= J->n;
+    if (use_prior) {
+        int64_t stride = J->ngroups / DH_SAMPLE_STRIPS;
+        int64_t L = J->ngroups / (16 * DH_SAMPLE_STRIPS);
+        if (L < 8) L = 8;
+        for (int j = 0; j < DH_SAMPLE_STRIPS; j++) {
+            sample[j].g0 = j * stride;
+            sample[j].g1 = j * stride + L < J->ngroups ? j * stride + L : J->ngroups;
+        }
+        int64_t srows = DH_SAMPLE_STRIPS * L * 8;
+        kk_s = (2 * J->kk * srows + J->n - 1) / J->n;
+        if (kk_s < 1) kk_s = 1;
+    }
     for (int64_t qb = J->q0; qb < J->q1; qb += Q) {
         int64_t nqb = J->q1 - qb < Q ? J->q1 - qb : Q;
         for (int64_t i = 0; i < nqb; i++) {
-            memset(st[i].hist, 0, (size_t)nh * sizeof(int32_t));
-            st[i].len = 0;
-            st[i].added = 0;
-            st[i].bound = J->mode == 1 ? J->radius + 1 : (uint32_t)J->n_bits + 1;
+            reset_state(&st[i], nh, open_bound);
+            prior[i] = open_bound;
             if (J->mode == 2) J->sums[qb + i] = 0;
         }
-        for (int64_t g0 = 0; g0 < J->ngroups; g0 += bg) {
-            int64_t g1 = g0 + bg < J->ngroups ? g0 + bg : J->ngroups;
-            int64_t i0 = 0;
-#if DH_X86
-            if (J->mode == 2 && J->isa == ISA_AVX512 && J->ceil_qr == 4)
-                for (; i0 + 4 <= nqb; i0 += 4)
-                    ceiling4_avx512(J->layout, W, g0, g1, J->n, J->queries + (qb + i0) * W, &J->sums[qb + i0]);
-#endif
-#if DH_X86
-            /* k-NN and radius: four queries per database load, chunking as below */
-            if (J->mode != 2 && J->isa == ISA_AVX512 && J->qr == 4) {
-                for (; i0 + 4 <= nqb; i0 += 4) {
-                    int64_t a = g0;
-                    while (a < g1) {
-                        int64_t b = g1;
-                        if (J->mode == 0 && g0 == 0) {
-                            int64_t step = a - g0 < 4 ? 4 : a - g0;
-                            if (a + step < b) b = a + step;
-                        }
-                        sink_t s4[4];
-                        sink_t *sp[4];
-                        for (int r = 0; r < 4; r++) {
-                            qstate *sti = &st[i0 + r];
-                            if (J->mode == 0 && sti->len + brows > caps[i0 + r]) compact(sti, J->kk);
-                            s4[r].st = sti;
-                            s4[r].cap = caps[i0 + r];
-                            s4[r].grow = J->mode == 1;
-                            s4[r].failed = 0;
-                            sp[r] = &s4[r];
-                        }
-                        scan4_avx512(J->layout, W, a, b, J->n, J->queries + (qb + i0) * W, sp);
-                        for (int r = 0; r < 4; r++) {
-                            caps[i0 + r] = s4[r].cap;
-                            if (s4[r].failed) { J->failed = 1; goto done; }
-                            if (J->mode == 0) tighten(&st[i0 + r], J->kk);
-                        }
-                        a = b;
-                    }
+        if (use_prior) {
+            if (run_pass(J, st, caps, qb, nqb, sample, DH_SAMPLE_STRIPS, kk_s)) { J->failed = 1; goto done; }
+            for (int64_t i = 0; i < nqb; i++) {
+                if (st[i].len >= kk_s) {
+                    uint32_t t = kth_distance(&st[i], kk_s) + 1;
+                    if (t < prior[i]) prior[i] = t;
                 }
+                reset_state(&st[i], nh, prior[i]);
             }
-#endif
-            for (int64_t i = i0; i < nqb; i++) {
-                /* k-NN, first block: scan in doubling chunks and tighten after each, so the bound
-                 * falls after the first few hundred rows instead of accepting a whole block */
-                int64_t a = g0;
-                while (a < g1) {
-                    int64_t b = g1;
-                    if (J->mode == 0 && g0 == 0) {
-                        int64_t step = a - g0 < 4 ? 4 : a - g0;
-                        if (a + step < b) b = a + step;
-                    }
-                    sink_t s = {&st[i], caps[i], J->mode == 1, 0};
-                    if (J->mode == 0 && st[i].len + brows > caps[i]) compact(&st[i], J->kk);
-                    scan(J->layout, W, a, b, J->n, J->queries + (qb + i) * W, J->mode, &s,
-                         J->mode == 2 ? &J->sums[qb + i] : NULL);
-                    caps[i] = s.cap;
-                    if (s.failed) { J->failed = 1; goto done; }
-                    if (J->mode == 0) tighten(&st[i], J->kk);
-                    a = b;
+        }
+        if (run_pass(J, st, caps, qb, nqb, &full, 1, J->kk)) { J->failed = 1; goto done; }
+        if (use_prior) {
+            for (int64_t i = 0; i < nqb; i++) {
+                if (st[i].len < J->kk && prior[i] < open_bound) {
+                    reset_state(&st[i], nh, open_bound);
+                    if (run_pass(J, &st[i], &caps[i], qb + i, 1, &full, 1, J->kk)) { J->failed = 1; goto done; }
                 }
             }
         }
@@ -663,6 +727,7 @@ done:
     free(st);
     free(caps);
     free(off);
+    free(prior);
     return NULL;
 }
 
@@ -744,12 +809,12 @@ static int setup_job(job_t *J, PyArrayObject *lay, Py_ssize_t n, int n_bits, PyA
 }
 
 static PyObject *py_knn(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "k", "n_threads", "qbatch", "qregister", NULL};
+    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "k", "n_threads", "qbatch", "qregister", "prior", NULL};
     PyArrayObject *lay, *qs;
     Py_ssize_t n, k, qbatch = 0;
-    int n_bits, n_threads = 1, qreg = 4;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!n|ini", kwlist, &PyArray_Type, &lay, &n, &n_bits,
-                                     &PyArray_Type, &qs, &k, &n_threads, &qbatch, &qreg))
+    int n_bits, n_threads = 1, qreg = 4, prior = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!n|inip", kwlist, &PyArray_Type, &lay, &n, &n_bits,
+                                     &PyArray_Type, &qs, &k, &n_threads, &qbatch, &qreg, &prior))
         return NULL;
     job_t J;
     int64_t nq;
@@ -760,6 +825,7 @@ static PyObject *py_knn(PyObject *self, PyObject *args, PyObject *kw) {
     }
     J.mode = 0;
     J.qr = qreg == 4 ? 4 : 1;
+    J.prior = prior;
     J.k = k;
     J.kk = k < n ? k : n;
     /* query batch: 32, fewer when k is large so the per-query buffers stay within ~64 MiB */
@@ -921,13 +987,13 @@ static PyObject *py_set_isa(PyObject *self, PyObject *arg) {
 
 static PyMethodDef methods[] = {
     {"knn", (PyCFunction)(void (*)(void))py_knn, METH_VARARGS | METH_KEYWORDS,
-     "knn(layout, n, n_bits, queries, k, n_threads=1, qbatch=0) -> (D int32 (nq,k), I int64 (nq,k)):\n"
+     "knn(layout, n, n_bits, queries, k, n_threads=1, qbatch=0, qregister=4, prior=True) -> (D int32 (nq,k), I int64 (nq,k)):\n"
      "exact Hamming k-NN, ties by row, padded with (n_bits+1, -1)."},
     {"radius", (PyCFunction)(void (*)(void))py_radius, METH_VARARGS | METH_KEYWORDS,
      "radius(layout, n, n_bits, queries, radius, n_threads=1) -> (lims int64 (nq+1), D int32, I int64):\n"
      "all rows with distance <= radius, each query's hits sorted by (distance, row)."},
     {"ceiling", (PyCFunction)(void (*)(void))py_ceiling, METH_VARARGS | METH_KEYWORDS,
-     "ceiling(layout, n, n_bits, queries, n_threads=1, qbatch=32) -> int64 (nq,): sum of the distances to every\n"
+     "ceiling(layout, n, n_bits, queries, n_threads=1, qbatch=32, qregister=4) -> int64 (nq,): sum of the distances to every\n"
      "row (XOR + popcount with no top-k; the benchmark's hardware ceiling)."},
     {"isa", py_isa, METH_NOARGS, "name of the instruction set the kernels use"},
     {"supported_isas", py_supported_isas, METH_NOARGS, "instruction sets this CPU supports"},
