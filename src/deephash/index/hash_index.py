@@ -51,7 +51,7 @@ class HashIndex:
         self,
         n_bits: int,
         *,
-        searcher: str = "faiss-flat",
+        searcher: str | None = None,
         n_threads: int = 1,
         meta: dict[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
@@ -60,6 +60,10 @@ class HashIndex:
         self.n_bits = check_n_bits(n_bits)
         if feature_dtype not in ("float16", "float32"):
             raise ConfigError(f"feature_dtype must be 'float16' or 'float32'; got {feature_dtype!r}")
+        if searcher is None:  # the C kernel when it is built, else FAISS (with a one-time warning)
+            from deephash.index.kernel_searcher import default_searcher_name
+
+            searcher = default_searcher_name()
         self.searcher_name = searcher
         self.n_threads = int(n_threads)
         self.meta: dict[str, Any] = dict(meta or {})
@@ -209,6 +213,10 @@ class HashIndex:
             raise ConfigError(f"radius must be >= 0; got {radius}")
         with self._lock:
             codes, ids = self.codes, self.ids
+            searcher = self._get_searcher()
+        if hasattr(searcher, "search_radius"):  # the kernel's exact radius scan
+            lims, D, rows = searcher.search_radius(queries, int(radius))
+            return [(D[lims[i]:lims[i + 1]], ids[rows[lims[i]:lims[i + 1]]]) for i in range(len(queries))]
         out = []
         for s in range(0, len(queries), 64):
             dist = hamming_matrix(queries[s : s + 64], codes)

@@ -1,0 +1,4 @@
+"""Benchmarks run from bench/ and the ``deephash bench`` CLI (never as timed tests)."""
+from deephash.bench.search_bench import make_codes, run_search_bench
+
+__all__ = ["run_search_bench", "make_codes"]

@@ -1,0 +1,1010 @@
+/*
+ * deephash.index._hamming: exact Hamming k-NN, radius lookup and a no-top-k "ceiling" pass
+ * over binary codes.
+ *
+ * Database layout ("interleaved"): codes are split into W = ceil(n_bits / 64) little-endian
+ * 64-bit words (zero-padded), and stored in groups of 8 rows, word-major inside a group:
+ *     layout[g][w][j] = word w of row 8*g + j          (uint64, ngroups * W * 8 words)
+ * so one 512-bit load holds word w of 8 consecutive rows and any W is handled by one loop.
+ * Rows past n in the last group are ignored (masked).
+ *
+ * k-NN: the database is scanned in blocks that stay in L2 while a batch of queries runs over
+ * them (each code is read from memory once per query batch, not once per query). Each query
+ * keeps a candidate buffer in row order plus a histogram of its distances (distances are
+ * integers in [0, n_bits]); once the buffer holds >= k candidates the acceptance bound drops
+ * to the smallest t with count(d <= t) >= k, and only d < t is accepted from then on (a later
+ * row at distance t loses the tie to the earlier ones). The final answer is a stable counting
+ * sort by distance, so ties come out by row. k may be anything up to n (and beyond: padding).
+ *
+ * CPU dispatch at run time: AVX-512 VPOPCNTDQ, AVX2 (nibble-table popcount), scalar POPCNT,
+ * and a plain C path (SWAR popcount) that every compiler builds. Target attributes are used
+ * instead of -march so one build runs anywhere. The GIL is released; n_threads > 1 splits the
+ * queries over pthreads.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define DH_X86 1
+#include <immintrin.h>
+#else
+#define DH_X86 0
+#endif
+
+#define DH_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+enum { ISA_GENERIC = 0, ISA_POPCNT = 1, ISA_AVX2 = 2, ISA_AVX512 = 3, ISA_COUNT = 4 };
+static const char *ISA_NAMES[ISA_COUNT] = {"generic", "popcnt", "avx2", "avx512"};
+
+/* ----------------------------------------------------------------------------------------- */
+/* per-query top-k state                                                                     */
+
+typedef struct {
+    int64_t *rows;    /* candidate rows, in scan (= row) order */
+    uint16_t *dist;   /* their distances */
+    int32_t *hist;    /* hist[d] = candidates in the buffer at distance d */
+    int64_t len;      /* candidates in the buffer */
+    int64_t added;    /* accepted since the last tightening */
+    uint32_t bound;   /* accept d < bound */
+} qstate;
+
+typedef struct {
+    const uint64_t *layout;
+    int64_t n;          /* database rows */
+    int64_t ngroups;    /* ceil(n / 8) */
+    int W;              /* 64-bit words per code */
+    int n_bits;
+    const uint64_t *queries; /* (nq, W) */
+    int64_t q0, q1;     /* this worker's query range */
+    int64_t k;          /* requested k */
+    int64_t kk;         /* min(k, n) */
+    int64_t block_groups;
+    int64_t qbatch;
+    int isa;
+    int mode;           /* 0 knn, 1 radius, 2 ceiling */
+    uint32_t radius;
+    /* knn outputs */
+    int32_t *outD;
+    int64_t *outI;
+    /* radius outputs: per query growable arrays */
+    int64_t **r_rows;
+    uint16_t **r_dist;
+    int64_t *r_len;
+    /* ceiling outputs */
+    int64_t *sums;
+    int ceil_qr;        /* ceiling: queries per database load (1, or 4 on AVX-512) */
+    int qr;             /* k-NN / radius: queries per database load (1, or 4 on AVX-512) */
+    int prior;          /* k-NN: estimate a starting bound from a 1/16 sample first */
+    int failed;         /* set on allocation failure */
+} job_t;
+
+/* ----------------------------------------------------------------------------------------- */
+/* accepting a candidate                                                                     */
+
+typedef struct {
+    qstate *st;
+    int64_t cap;        /* knn: buffer capacity; radius: grows */
+    int grow;           /* radius mode: buffers grow instead of being compacted */
+    int failed;
+} sink_t;
+
+static int grow_state(qstate *st, int64_t *cap) {
+    int64_t nc = (*cap) * 2 + 1024;
+    int64_t *r = (int64_t *)realloc(st->rows, (size_t)nc * sizeof(int64_t));
+    if (!r) return -1;
+    st->rows = r;
+    uint16_t *d = (uint16_t *)realloc(st->dist, (size_t)nc * sizeof(uint16_t));
+    if (!d) return -1;
+    st->dist = d;
+    *cap = nc;
+    return 0;
+}
+
+DH_ALWAYS_INLINE void push(sink_t *s, int64_t row, uint32_t d) {
+    qstate *st = s->st;
+    if (s->grow && st->len >= s->cap) {
+        if (grow_state(st, &s->cap)) { s->failed = 1; return; }
+    }
+    st->rows[st->len] = row;
+    st->dist[st->len] = (uint16_t)d;
+    st->hist[d]++;
+    st->len++;
+    st->added++;
+}
+
+/* smallest t with count(d <= t) >= kk (the buffer must hold >= kk candidates) */
+static uint32_t kth_distance(const qstate *st, int64_t kk) {
+    int64_t c = 0;
+    uint32_t t = 0;
+    for (;; t++) {
+        c += st->hist[t];
+        if (c >= kk) return t;
+    }
+}
+
+static void tighten(qstate *st, int64_t kk) {
+    if (st->added && st->len >= kk) {
+        uint32_t t = kth_distance(st, kk);
+        if (t < st->bound) st->bound = t;
+    }
+    st->added = 0;
+}
+
+/* keep every candidate with d < t and the first (kk - count(d < t)) at d == t: len <= kk */
+static void compact(qstate *st, int64_t kk) {
+    uint32_t t = kth_distance(st, kk);
+    int64_t less = 0;
+    for (uint32_t d = 0; d < t; d++) less += st->hist[d];
+    int64_t need_t = kk - less, j = 0;
+    for (int64_t i = 0; i < st->len; i++) {
+        uint32_t d = st->dist[i];
+        if (d < t || (d == t && need_t > 0)) {
+            if (d == t) need_t--;
+            st->rows[j] = st->rows[i];
+            st->dist[j] = (uint16_t)d;
+            j++;
+        } else {
+            st->hist[d]--;
+        }
+    }
+    st->len = j;
+    if (t < st->bound) st->bound = t;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* distance kernels over one block of groups for one query                                   */
+
+static inline uint64_t popcount_swar(uint64_t x) {
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return (x * 0x0101010101010101ULL) >> 56;
+}
+
+/* lanes of the last group that hold real rows */
+DH_ALWAYS_INLINE unsigned valid_mask(int64_t g, int64_t n) {
+    int64_t left = n - g * 8;
+    return left >= 8 ? 0xFFu : ((1u << left) - 1u);
+}
+
+/* Scalar body shared by the generic and POPCNT paths (POPCNT: compiled inside a target("popcnt")
+ * function so __builtin_popcountll becomes one instruction). MODE 0/1 pushes d < bound, MODE 2
+ * sums. */
+#define SCALAR_BODY(POP)                                                                       \
+    for (int64_t g = g0; g < g1; g++) {                                                        \
+        const uint64_t *grp = lay + g * (int64_t)W * 8;                                        \
+        uint32_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                            \
+        for (int w = 0; w < W; w++) {                                                          \
+            const uint64_t qw = q[w];                                                          \
+            for (int j = 0; j < 8; j++) acc[j] += (uint32_t)POP(grp[w * 8 + j] ^ qw);          \
+        }                                                                                      \
+        unsigned vm = valid_mask(g, n);                                                        \
+        if (mode == 2) {                                                                       \
+            for (int j = 0; j < 8; j++)                                                        \
+                if (vm >> j & 1) *sum += acc[j];                                               \
+        } else {                                                                               \
+            const uint32_t bound = s->st->bound;                                               \
+            for (int j = 0; j < 8; j++)                                                        \
+                if (acc[j] < bound && (vm >> j & 1)) push(s, g * 8 + j, acc[j]);               \
+        }                                                                                      \
+    }
+
+static void scan_generic(const uint64_t *lay, int W, int64_t g0, int64_t g1, int64_t n, const uint64_t *q,
+                         int mode, sink_t *s, int64_t *sum) {
+    SCALAR_BODY(popcount_swar)
+}
+
+#if DH_X86
+__attribute__((target("popcnt"))) static void scan_popcnt(const uint64_t *lay, int W, int64_t g0, int64_t g1,
+                                                          int64_t n, const uint64_t *q, int mode, sink_t *s,
+                                                          int64_t *sum) {
+    SCALAR_BODY(__builtin_popcountll)
+}
+
+/* AVX2 without a vector popcount: nibble lookup (vpshufb) into byte counts, summed over words in
+ * bytes (each byte count <= 8 per word; flushed every 31 words), then vpsadbw to 64-bit lanes.
+ * One ymm holds word w of 4 rows: two ymm per group of 8. */
+__attribute__((target("avx2,popcnt"))) static void scan_avx2(const uint64_t *lay, int W, int64_t g0, int64_t g1,
+                                                             int64_t n, const uint64_t *q, int mode, sink_t *s,
+                                                             int64_t *sum) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1,
+                                         2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i sumv = _mm256_setzero_si256();
+    for (int64_t g = g0; g < g1; g++) {
+        const uint64_t *grp = lay + g * (int64_t)W * 8;
+        __m256i tot_a = zero, tot_b = zero;
+        int w = 0;
+        while (w < W) {
+            int wend = W - w > 31 ? w + 31 : W;
+            __m256i ba = zero, bb = zero;
+            for (; w < wend; w++) {
+                const __m256i qv = _mm256_set1_epi64x((long long)q[w]);
+                __m256i xa = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(grp + w * 8)), qv);
+                __m256i xb = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(grp + w * 8 + 4)), qv);
+                ba = _mm256_add_epi8(ba, _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(xa, low)),
+                                                         _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(xa, 4), low))));
+                bb = _mm256_add_epi8(bb, _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(xb, low)),
+                                                         _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(xb, 4), low))));
+            }
+            tot_a = _mm256_add_epi64(tot_a, _mm256_sad_epu8(ba, zero));
+            tot_b = _mm256_add_epi64(tot_b, _mm256_sad_epu8(bb, zero));
+        }
+        unsigned vm = valid_mask(g, n);
+        if (mode == 2) {
+            if (vm == 0xFF) {
+                sumv = _mm256_add_epi64(sumv, _mm256_add_epi64(tot_a, tot_b));
+            } else {
+                uint64_t da[8];
+                _mm256_storeu_si256((__m256i *)da, tot_a);
+                _mm256_storeu_si256((__m256i *)(da + 4), tot_b);
+                for (int j = 0; j < 8; j++)
+                    if (vm >> j & 1) *sum += (int64_t)da[j];
+            }
+        } else {
+            const __m256i bv = _mm256_set1_epi64x((long long)s->st->bound);
+            /* d < bound  <=>  bound > d (signed compare is fine: values are small) */
+            unsigned m = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(bv, tot_a))) |
+                         ((unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(bv, tot_b))) << 4);
+            m &= vm;
+            if (m) {
+                uint64_t da[8];
+                _mm256_storeu_si256((__m256i *)da, tot_a);
+                _mm256_storeu_si256((__m256i *)(da + 4), tot_b);
+                while (m) {
+                    int j = __builtin_ctz(m);
+                    push(s, g * 8 + j, (uint32_t)da[j]);
+                    m &= m - 1;
+                }
+            }
+        }
+    }
+    if (mode == 2) {
+        uint64_t t[4];
+        _mm256_storeu_si256((__m256i *)t, sumv);
+        *sum += (int64_t)(t[0] + t[1] + t[2] + t[3]);
+    }
+}
+
+/* AVX-512 VPOPCNTDQ: one zmm = word w of the 8 rows of a group; W constant-folded for 1, 2, 4. */
+#define AVX512_TARGET __attribute__((target("avx512f,avx512vpopcntdq,popcnt")))
+
+AVX512_TARGET DH_ALWAYS_INLINE __m512i dist8_avx512(const uint64_t *grp, const int W, const uint64_t *q) {
+    __m512i acc = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(grp), _mm512_set1_epi64((long long)q[0])));
+    for (int w = 1; w < W; w++)
+        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(grp + w * 8),
+                                                                         _mm512_set1_epi64((long long)q[w]))));
+    return acc;
+}
+
+AVX512_TARGET DH_ALWAYS_INLINE void accept8(sink_t *s, int64_t g, unsigned m, __m512i a) {
+    if (m) {
+        uint64_t da[8];
+        _mm512_storeu_si512(da, a);
+        while (m) {
+            int j = __builtin_ctz(m);
+            push(s, g * 8 + j, (uint32_t)da[j]);
+            m &= m - 1;
+        }
+    }
+}
+
+AVX512_TARGET DH_ALWAYS_INLINE void scan_avx512_w(const uint64_t *lay, const int W, int64_t g0, int64_t g1,
+                                                  int64_t n, const uint64_t *q, int mode, sink_t *s,
+                                                  int64_t *sum) {
+    __m512i sumv = _mm512_setzero_si512();
+    if (mode == 2) {
+        int64_t gfull = n / 8 < g1 ? n / 8 : g1; /* groups with 8 real rows */
+        int64_t g = g0;
+        for (; g < gfull; g++) {
+            const uint64_t *grp = lay + g * (int64_t)W * 8;
+            __m512i acc = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(grp), _mm512_set1_epi64((long long)q[0])));
+            for (int w = 1; w < W; w++)
+                acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(
+                                                _mm512_loadu_si512(grp + w * 8), _mm512_set1_epi64((long long)q[w]))));
+            sumv = _mm512_add_epi64(sumv, acc);
+        }
+        for (; g < g1; g++) {
+            const uint64_t *grp = lay + g * (int64_t)W * 8;
+            __m512i acc = _mm512_setzero_si512();
+            for (int w = 0; w < W; w++)
+                acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(
+                                                _mm512_loadu_si512(grp + w * 8), _mm512_set1_epi64((long long)q[w]))));
+            sumv = _mm512_mask_add_epi64(sumv, (__mmask8)valid_mask(g, n), sumv, acc);
+        }
+        *sum += _mm512_reduce_add_epi64(sumv);
+        return;
+    }
+    const int64_t gfull = n / 8;
+    const __m512i bv = _mm512_set1_epi64((long long)s->st->bound); /* fixed during a scan call */
+    int64_t g = g0;
+    /* four groups (32 rows) per step and one branch: min of the four distance vectors vs bound */
+    const int64_t g4 = (gfull < g1 ? gfull : g1);
+    for (; g + 4 <= g4; g += 4) {
+        const uint64_t *grp = lay + g * (int64_t)W * 8;
+        __m512i a0 = dist8_avx512(grp, W, q);
+        __m512i a1 = dist8_avx512(grp + W * 8, W, q);
+        __m512i a2 = dist8_avx512(grp + 2 * W * 8, W, q);
+        __m512i a3 = dist8_avx512(grp + 3 * W * 8, W, q);
+        __m512i mn = _mm512_min_epu64(_mm512_min_epu64(a0, a1), _mm512_min_epu64(a2, a3));
+        if (__builtin_expect(_mm512_cmplt_epu64_mask(mn, bv) != 0, 0)) {
+            accept8(s, g, (unsigned)_mm512_cmplt_epu64_mask(a0, bv), a0);
+            accept8(s, g + 1, (unsigned)_mm512_cmplt_epu64_mask(a1, bv), a1);
+            accept8(s, g + 2, (unsigned)_mm512_cmplt_epu64_mask(a2, bv), a2);
+            accept8(s, g + 3, (unsigned)_mm512_cmplt_epu64_mask(a3, bv), a3);
+        }
+    }
+    for (; g < g1; g++) {
+        __m512i a = dist8_avx512(lay + g * (int64_t)W * 8, W, q);
+        unsigned m = (unsigned)_mm512_cmplt_epu64_mask(a, bv);
+        if (g >= gfull) m &= valid_mask(g, n);
+        accept8(s, g, m, a);
+    }
+}
+
+/* k-NN (and radius) for four queries per load of the database. The hot loop is branch-free: over
+ * a strip of 8 groups (64 rows) it keeps, per query, the lane-wise minimum distance (xor, popcnt,
+ * min: the same work as the ceiling's xor, popcnt, add); only when a strip's minimum beats a
+ * query's bound is the strip recomputed for that query and its rows accepted. */
+#define DH_STRIP 8
+
+AVX512_TARGET DH_ALWAYS_INLINE void rescan_avx512(const uint64_t *lay, const int W, int64_t g0, int64_t g1,
+                                                  int64_t n, const uint64_t *q, sink_t *s) {
+    const int64_t gfull = n / 8;
+    const __m512i bv = _mm512_set1_epi64((long long)s->st->bound);
+    for (int64_t g = g0; g < g1; g++) {
+        __m512i a = dist8_avx512(lay + g * (int64_t)W * 8, W, q);
+        unsigned m = (unsigned)_mm512_cmplt_epu64_mask(a, bv);
+        if (g >= gfull) m &= valid_mask(g, n);
+        accept8(s, g, m, a);
+    }
+}
+
+AVX512_TARGET DH_ALWAYS_INLINE void scan4_avx512_w(const uint64_t *lay, const int W, int64_t g0, int64_t g1,
+                                                   int64_t n, const uint64_t *q, sink_t **ss) {
+    const int64_t gfull = n / 8;
+    const __m512i b0 = _mm512_set1_epi64((long long)ss[0]->st->bound);
+    const __m512i b1 = _mm512_set1_epi64((long long)ss[1]->st->bound);
+    const __m512i b2 = _mm512_set1_epi64((long long)ss[2]->st->bound);
+    const __m512i b3 = _mm512_set1_epi64((long long)ss[3]->st->bound);
+    const int64_t g2 = gfull < g1 ? gfull : g1;
+    int64_t g = g0;
+    for (; g + DH_STRIP <= g2; g += DH_STRIP) {
+        const __m512i big = _mm512_set1_epi64(-1);
+        __m512i n0 = big, n1 = big, n2 = big, n3 = big;
+        for (int gg = 0; gg < DH_STRIP; gg++) {
+            const uint64_t *grp = lay + (g + gg) * (int64_t)W * 8;
+            __m512i x = _mm512_loadu_si512(grp);
+            __m512i a0 = _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[0])));
+            __m512i a1 = _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[W])));
+            __m512i a2 = _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[2 * W])));
+            __m512i a3 = _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[3 * W])));
+            for (int w = 1; w < W; w++) {
+                x = _mm512_loadu_si512(grp + w * 8);
+                a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[w]))));
+                a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[W + w]))));
+                a2 = _mm512_add_epi64(a2, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[2 * W + w]))));
+                a3 = _mm512_add_epi64(a3, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[3 * W + w]))));
+            }
+            n0 = _mm512_min_epu64(n0, a0);
+            n1 = _mm512_min_epu64(n1, a1);
+            n2 = _mm512_min_epu64(n2, a2);
+            n3 = _mm512_min_epu64(n3, a3);
+        }
+        if (__builtin_expect(_mm512_cmplt_epu64_mask(n0, b0) != 0, 0)) rescan_avx512(lay, W, g, g + DH_STRIP, n, q, ss[0]);
+        if (__builtin_expect(_mm512_cmplt_epu64_mask(n1, b1) != 0, 0)) rescan_avx512(lay, W, g, g + DH_STRIP, n, q + W, ss[1]);
+        if (__builtin_expect(_mm512_cmplt_epu64_mask(n2, b2) != 0, 0)) rescan_avx512(lay, W, g, g + DH_STRIP, n, q + 2 * W, ss[2]);
+        if (__builtin_expect(_mm512_cmplt_epu64_mask(n3, b3) != 0, 0)) rescan_avx512(lay, W, g, g + DH_STRIP, n, q + 3 * W, ss[3]);
+    }
+    if (g < g1) {
+        for (int r = 0; r < 4; r++) rescan_avx512(lay, W, g, g1, n, q + r * W, ss[r]);
+    }
+}
+
+AVX512_TARGET static void scan4_avx512(const uint64_t *lay, int W, int64_t g0, int64_t g1, int64_t n,
+                                       const uint64_t *q, sink_t **ss) {
+    switch (W) {
+    case 1: scan4_avx512_w(lay, 1, g0, g1, n, q, ss); break;
+    case 2: scan4_avx512_w(lay, 2, g0, g1, n, q, ss); break;
+    case 4: scan4_avx512_w(lay, 4, g0, g1, n, q, ss); break;
+    default: scan4_avx512_w(lay, W, g0, g1, n, q, ss); break;
+    }
+}
+
+/* ceiling, four queries per load of the database (register blocking over queries) */
+AVX512_TARGET DH_ALWAYS_INLINE void ceiling4_avx512_w(const uint64_t *lay, const int W, int64_t g0, int64_t g1,
+                                                      int64_t n, const uint64_t *q, int64_t *sums) {
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t gfull = n / 8 < g1 ? n / 8 : g1;
+    int64_t g = g0;
+    for (; g < gfull; g++) {
+        const uint64_t *grp = lay + g * (int64_t)W * 8;
+        for (int w = 0; w < W; w++) {
+            __m512i x = _mm512_loadu_si512(grp + w * 8);
+            s0 = _mm512_add_epi64(s0, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[w]))));
+            s1 = _mm512_add_epi64(s1, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[W + w]))));
+            s2 = _mm512_add_epi64(s2, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[2 * W + w]))));
+            s3 = _mm512_add_epi64(s3, _mm512_popcnt_epi64(_mm512_xor_si512(x, _mm512_set1_epi64((long long)q[3 * W + w]))));
+        }
+    }
+    sums[0] += _mm512_reduce_add_epi64(s0);
+    sums[1] += _mm512_reduce_add_epi64(s1);
+    sums[2] += _mm512_reduce_add_epi64(s2);
+    sums[3] += _mm512_reduce_add_epi64(s3);
+    for (; g < g1; g++) { /* the partial last group */
+        const uint64_t *grp = lay + g * (int64_t)W * 8;
+        for (int i = 0; i < 4; i++) {
+            __m512i a = dist8_avx512(grp, W, q + i * W);
+            sums[i] += _mm512_reduce_add_epi64(_mm512_maskz_mov_epi64((__mmask8)valid_mask(g, n), a));
+        }
+    }
+}
+
+AVX512_TARGET static void ceiling4_avx512(const uint64_t *lay, int W, int64_t g0, int64_t g1, int64_t n,
+                                          const uint64_t *q, int64_t *sums) {
+    switch (W) {
+    case 1: ceiling4_avx512_w(lay, 1, g0, g1, n, q, sums); break;
+    case 2: ceiling4_avx512_w(lay, 2, g0, g1, n, q, sums); break;
+    default: ceiling4_avx512_w(lay, W, g0, g1, n, q, sums); break;
+    }
+}
+
+AVX512_TARGET static void scan_avx512(const uint64_t *lay, int W, int64_t g0, int64_t g1, int64_t n,
+                                      const uint64_t *q, int mode, sink_t *s, int64_t *sum) {
+    switch (W) {
+    case 1: scan_avx512_w(lay, 1, g0, g1, n, q, mode, s, sum); break;
+    case 2: scan_avx512_w(lay, 2, g0, g1, n, q, mode, s, sum); break;
+    case 4: scan_avx512_w(lay, 4, g0, g1, n, q, mode, s, sum); break;
+    default: scan_avx512_w(lay, W, g0, g1, n, q, mode, s, sum); break;
+    }
+}
+#endif /* DH_X86 */
+
+typedef void (*scan_fn)(const uint64_t *, int, int64_t, int64_t, int64_t, const uint64_t *, int, sink_t *, int64_t *);
+
+static scan_fn scan_for(int isa) {
+#if DH_X86
+    switch (isa) {
+    case ISA_AVX512: return scan_avx512;
+    case ISA_AVX2: return scan_avx2;
+    case ISA_POPCNT: return scan_popcnt;
+    default: return scan_generic;
+    }
+#else
+    (void)isa;
+    return scan_generic;
+#endif
+}
+
+static int isa_supported(int isa) {
+#if DH_X86
+    __builtin_cpu_init();
+    switch (isa) {
+    case ISA_GENERIC: return 1;
+    case ISA_POPCNT: return __builtin_cpu_supports("popcnt") != 0;
+    case ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+    case ISA_AVX512: return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+    default: return 0;
+    }
+#else
+    return isa == ISA_GENERIC;
+#endif
+}
+
+static int best_isa(void) {
+    for (int i = ISA_COUNT - 1; i > 0; i--)
+        if (isa_supported(i)) return i;
+    return ISA_GENERIC;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* drivers                                                                                   */
+
+static void write_knn(const qstate *st, int64_t kk, int64_t k, int n_bits, int32_t *Dout, int64_t *Iout, int64_t *off) {
+    int64_t outn = st->len < kk ? st->len : kk;
+    uint32_t t = (uint32_t)n_bits;
+    if (st->len >= kk && kk > 0) t = kth_distance(st, kk);
+    int64_t pos = 0;
+    for (uint32_t d = 0; d <= t; d++) {
+        off[d] = pos;
+        pos += st->hist[d];
+    }
+    int64_t less = t > 0 ? off[t] : 0; /* candidates strictly below t */
+    int64_t need_t = outn - less;
+    for (int64_t i = 0; i < st->len; i++) {
+        uint32_t d = st->dist[i];
+        if (d > t) continue;
+        if (d == t) {
+            if (need_t <= 0) continue;
+            need_t--;
+        }
+        int64_t p = off[d]++;
+        Dout[p] = (int32_t)d;
+        Iout[p] = st->rows[i];
+    }
+    for (int64_t p = outn; p < k; p++) {
+        Dout[p] = n_bits + 1;
+        Iout[p] = -1;
+    }
+}
+
+typedef struct {
+    int64_t g0, g1;
+} range_t;
+
+/* Run queries [qb, qb + nqb) (states st[0..nqb)) over the group ranges rg[0..nr), keeping the top
+ * kk (k-NN), every hit (radius) or the sums (ceiling). In k-NN the first block of a pass is
+ * scanned in doubling chunks with a tightening after each, so the bound falls after the first
+ * few hundred rows instead of accepting a whole block. Returns -1 on allocation failure. */
+static int run_pass(job_t *J, qstate *st, int64_t *caps, int64_t qb, int64_t nqb, const range_t *rg, int64_t nr,
+                    int64_t kk) {
+    const int W = J->W;
+    const scan_fn scan = scan_for(J->isa);
+    const int64_t bg = J->block_groups;
+    const int64_t brows = bg * 8;
+    int first = 1;
+    for (int64_t r = 0; r < nr; r++) {
+        for (int64_t g0 = rg[r].g0; g0 < rg[r].g1; g0 += bg) {
+            const int64_t g1 = g0 + bg < rg[r].g1 ? g0 + bg : rg[r].g1;
+            const int doubling = J->mode == 0 && first;
+            first = 0;
+            int64_t i0 = 0;
+#if DH_X86
+            if (J->mode == 2 && J->isa == ISA_AVX512 && J->ceil_qr == 4)
+                for (; i0 + 4 <= nqb; i0 += 4)
+                    ceiling4_avx512(J->layout, W, g0, g1, J->n, J->queries + (qb + i0) * W, &J->sums[qb + i0]);
+            /* k-NN and radius: four queries per database load */
+            if (J->mode != 2 && J->isa == ISA_AVX512 && J->qr == 4) {
+                for (; i0 + 4 <= nqb; i0 += 4) {
+                    int64_t a = g0;
+                    while (a < g1) {
+                        int64_t b = g1;
+                        if (doubling) {
+                            int64_t step = a - g0 < 4 ? 4 : a - g0;
+                            if (a + step < b) b = a + step;
+                        }
+                        sink_t s4[4];
+                        sink_t *sp[4];
+                        for (int r4 = 0; r4 < 4; r4++) {
+                            qstate *sti = &st[i0 + r4];
+                            if (J->mode == 0 && sti->len + brows > caps[i0 + r4]) compact(sti, kk);
+                            s4[r4].st = sti;
+                            s4[r4].cap = caps[i0 + r4];
+                            s4[r4].grow = J->mode == 1;
+                            s4[r4].failed = 0;
+                            sp[r4] = &s4[r4];
+                        }
+                        scan4_avx512(J->layout, W, a, b, J->n, J->queries + (qb + i0) * W, sp);
+                        for (int r4 = 0; r4 < 4; r4++) {
+                            caps[i0 + r4] = s4[r4].cap;
+                            if (s4[r4].failed) return -1;
+                            if (J->mode == 0) tighten(&st[i0 + r4], kk);
+                        }
+                        a = b;
+                    }
+                }
+            }
+#endif
+            for (int64_t i = i0; i < nqb; i++) {
+                int64_t a = g0;
+                while (a < g1) {
+                    int64_t b = g1;
+                    if (doubling) {
+                        int64_t step = a - g0 < 4 ? 4 : a - g0;
+                        if (a + step < b) b = a + step;
+                    }
+                    sink_t s1 = {&st[i], caps[i], J->mode == 1, 0};
+                    if (J->mode == 0 && st[i].len + brows > caps[i]) compact(&st[i], kk);
+                    scan(J->layout, W, a, b, J->n, J->queries + (qb + i) * W, J->mode, &s1,
+                         J->mode == 2 ? &J->sums[qb + i] : NULL);
+                    caps[i] = s1.cap;
+                    if (s1.failed) return -1;
+                    if (J->mode == 0) tighten(&st[i], kk);
+                    a = b;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+static void reset_state(qstate *st, int nh, uint32_t bound) {
+    memset(st->hist, 0, (size_t)nh * sizeof(int32_t));
+    st->len = 0;
+    st->added = 0;
+    st->bound = bound;
+}
+
+#define DH_SAMPLE_STRIPS 64
+
+static void *worker(void *arg) {
+    job_t *J = (job_t *)arg;
+    const int64_t Q = J->qbatch;
+    const int64_t brows = J->block_groups * 8;
+    const int nh = J->n_bits + 2;
+    const uint32_t open_bound = J->mode == 1 ? J->radius + 1 : (uint32_t)J->n_bits + 1;
+    const range_t full = {0, J->ngroups};
+    qstate *st = (qstate *)calloc((size_t)Q, sizeof(qstate));
+    int64_t *caps = (int64_t *)calloc((size_t)Q, sizeof(int64_t));
+    int64_t *off = (int64_t *)malloc((size_t)nh * sizeof(int64_t));
+    uint32_t *prior = (uint32_t *)malloc((size_t)Q * sizeof(uint32_t));
+    if (!st || !caps || !off || !prior) { J->failed = 1; goto done; }
+    int64_t cap0 = J->mode == 0 ? 2 * J->kk + brows : 256; /* compaction every >= kk accepts */
+    for (int64_t i = 0; i < Q; i++) {
+        st[i].rows = (int64_t *)malloc((size_t)cap0 * sizeof(int64_t));
+        st[i].dist = (uint16_t *)malloc((size_t)cap0 * sizeof(uint16_t));
+        st[i].hist = (int32_t *)malloc((size_t)nh * sizeof(int32_t));
+        caps[i] = cap0;
+        if (!st[i].rows || !st[i].dist || !st[i].hist) { J->failed = 1; goto done; }
+    }
+    /* k-NN prior: a first pass over 1/16 of the database (64 evenly spaced strips) gives each
+     * query the distance t_s of its ~2k/16-th nearest sample; the full pass then starts with
+     * the bound "d <= t_s" instead of accepting everything until it has seen k rows. Speed only:
+     * a query whose full pass finds fewer than k rows under the prior is scanned again without. */
+    range_t sample[DH_SAMPLE_STRIPS];
+    int64_t kk_s = 0;
+    const int use_prior = J->mode == 0 && J->prior && J->ngroups >= 8192 && J->kk * 32 <= J->n;
+    if (use_prior) {
+        int64_t stride = J->ngroups / DH_SAMPLE_STRIPS;
+        int64_t L = J->ngroups / (16 * DH_SAMPLE_STRIPS);
+        if (L < 8) L = 8;
+        for (int j = 0; j < DH_SAMPLE_STRIPS; j++) {
+            sample[j].g0 = j * stride;
+            sample[j].g1 = j * stride + L < J->ngroups ? j * stride + L : J->ngroups;
+        }
+        int64_t srows = DH_SAMPLE_STRIPS * L * 8;
+        kk_s = (2 * J->kk * srows + J->n - 1) / J->n;
+        if (kk_s < 1) kk_s = 1;
+    }
+    for (int64_t qb = J->q0; qb < J->q1; qb += Q) {
+        int64_t nqb = J->q1 - qb < Q ? J->q1 - qb : Q;
+        for (int64_t i = 0; i < nqb; i++) {
+            reset_state(&st[i], nh, open_bound);
+            prior[i] = open_bound;
+            if (J->mode == 2) J->sums[qb + i] = 0;
+        }
+        if (use_prior) {
+            if (run_pass(J, st, caps, qb, nqb, sample, DH_SAMPLE_STRIPS, kk_s)) { J->failed = 1; goto done; }
+            for (int64_t i = 0; i < nqb; i++) {
+                if (st[i].len >= kk_s) {
+                    uint32_t t = kth_distance(&st[i], kk_s) + 1;
+                    if (t < prior[i]) prior[i] = t;
+                }
+                reset_state(&st[i], nh, prior[i]);
+            }
+        }
+        if (run_pass(J, st, caps, qb, nqb, &full, 1, J->kk)) { J->failed = 1; goto done; }
+        if (use_prior) {
+            for (int64_t i = 0; i < nqb; i++) {
+                if (st[i].len < J->kk && prior[i] < open_bound) {
+                    reset_state(&st[i], nh, open_bound);
+                    if (run_pass(J, &st[i], &caps[i], qb + i, 1, &full, 1, J->kk)) { J->failed = 1; goto done; }
+                }
+            }
+        }
+        for (int64_t i = 0; i < nqb; i++) {
+            int64_t qi = qb + i;
+            if (J->mode == 0) {
+                write_knn(&st[i], J->kk, J->k, J->n_bits, J->outD + qi * J->k, J->outI + qi * J->k, off);
+            } else if (J->mode == 1) {
+                /* hand the buffer over, sorted by (distance, row) */
+                int64_t L = st[i].len;
+                int64_t *rr = (int64_t *)malloc((size_t)(L ? L : 1) * sizeof(int64_t));
+                uint16_t *dd = (uint16_t *)malloc((size_t)(L ? L : 1) * sizeof(uint16_t));
+                if (!rr || !dd) { free(rr); free(dd); J->failed = 1; goto done; }
+                int64_t pos = 0;
+                for (uint32_t d = 0; d <= J->radius && d <= (uint32_t)J->n_bits; d++) {
+                    off[d] = pos;
+                    pos += st[i].hist[d];
+                }
+                for (int64_t j = 0; j < L; j++) {
+                    int64_t p = off[st[i].dist[j]]++;
+                    rr[p] = st[i].rows[j];
+                    dd[p] = st[i].dist[j];
+                }
+                J->r_rows[qi] = rr;
+                J->r_dist[qi] = dd;
+                J->r_len[qi] = L;
+            }
+        }
+    }
+done:
+    if (st) {
+        for (int64_t i = 0; i < Q; i++) {
+            free(st[i].rows);
+            free(st[i].dist);
+            free(st[i].hist);
+        }
+    }
+    free(st);
+    free(caps);
+    free(off);
+    free(prior);
+    return NULL;
+}
+
+/* split queries over threads and run; returns 0, or -1 on allocation failure */
+static int run_jobs(job_t *tmpl, int64_t nq, int n_threads) {
+    if (nq == 0) return 0;
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > nq) n_threads = (int)nq;
+    job_t *jobs = (job_t *)calloc((size_t)n_threads, sizeof(job_t));
+    pthread_t *th = (pthread_t *)calloc((size_t)n_threads, sizeof(pthread_t));
+    int *started = (int *)calloc((size_t)n_threads, sizeof(int));
+    int rc = 0;
+    if (!jobs || !th || !started) { free(jobs); free(th); free(started); return -1; }
+    for (int t = 0; t < n_threads; t++) {
+        jobs[t] = *tmpl;
+        jobs[t].q0 = nq * t / n_threads;
+        jobs[t].q1 = nq * (t + 1) / n_threads;
+        jobs[t].failed = 0;
+    }
+    for (int t = 1; t < n_threads; t++)
+        started[t] = pthread_create(&th[t], NULL, worker, &jobs[t]) == 0;
+    worker(&jobs[0]);
+    for (int t = 1; t < n_threads; t++) {
+        if (started[t]) pthread_join(th[t], NULL);
+        else worker(&jobs[t]); /* could not start a thread: do its share here */
+    }
+    for (int t = 0; t < n_threads; t++)
+        if (jobs[t].failed) rc = -1;
+    free(jobs);
+    free(th);
+    free(started);
+    return rc;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Python bindings                                                                           */
+
+static int g_forced_isa = -1;
+
+static int current_isa(void) { return g_forced_isa >= 0 ? g_forced_isa : best_isa(); }
+
+/* parse (layout, n, n_bits, queries) and fill the common part of a job */
+static int setup_job(job_t *J, PyArrayObject *lay, Py_ssize_t n, int n_bits, PyArrayObject *qs, int64_t *nq_out) {
+    memset(J, 0, sizeof(*J));
+    if (n_bits <= 0 || n_bits % 8 || n_bits > 1024) {
+        PyErr_Format(PyExc_ValueError, "n_bits must be a multiple of 8 between 8 and 1024; got %d", n_bits);
+        return -1;
+    }
+    if (n < 0) {
+        PyErr_Format(PyExc_ValueError, "n must be >= 0; got %zd", n);
+        return -1;
+    }
+    int W = (n_bits + 63) / 64;
+    int64_t ngroups = (n + 7) / 8;
+    if (PyArray_TYPE(lay) != NPY_UINT64 || PyArray_NDIM(lay) != 1 || !PyArray_IS_C_CONTIGUOUS(lay) ||
+        PyArray_DIM(lay, 0) < ngroups * W * 8) {
+        PyErr_Format(PyExc_ValueError,
+                     "layout must be a C-contiguous 1-Darr uint64 array of at least %lld words for n=%zd, n_bits=%d",
+                     (long long)(ngroups * W * 8), n, n_bits);
+        return -1;
+    }
+    if (PyArray_TYPE(qs) != NPY_UINT64 || PyArray_NDIM(qs) != 2 || !PyArray_IS_C_CONTIGUOUS(qs) ||
+        PyArray_DIM(qs, 1) != W) {
+        PyErr_Format(PyExc_ValueError, "queries must be a C-contiguous uint64 array of shape (nq, %d)", W);
+        return -1;
+    }
+    J->layout = (const uint64_t *)PyArray_DATA(lay);
+    J->n = n;
+    J->ngroups = ngroups;
+    J->W = W;
+    J->n_bits = n_bits;
+    J->queries = (const uint64_t *)PyArray_DATA(qs);
+    J->isa = current_isa();
+    /* a block of ~64 KiB of codes stays in L2 while a query batch runs over it */
+    int64_t bg = (65536 / 64) / W;
+    J->block_groups = bg < 1 ? 1 : bg;
+    *nq_out = PyArray_DIM(qs, 0);
+    return 0;
+}
+
+static PyObject *py_knn(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "k", "n_threads", "qbatch", "qregister", "prior", NULL};
+    PyArrayObject *lay, *qs;
+    Py_ssize_t n, k, qbatch = 0;
+    int n_bits, n_threads = 1, qreg = 4, prior = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!n|inip", kwlist, &PyArray_Type, &lay, &n, &n_bits,
+                                     &PyArray_Type, &qs, &k, &n_threads, &qbatch, &qreg, &prior))
+        return NULL;
+    job_t J;
+    int64_t nq;
+    if (setup_job(&J, lay, n, n_bits, qs, &nq)) return NULL;
+    if (k < 1) {
+        PyErr_Format(PyExc_ValueError, "k must be a positive integer; got %zd", k);
+        return NULL;
+    }
+    J.mode = 0;
+    J.qr = qreg == 4 ? 4 : 1;
+    J.prior = prior;
+    J.k = k;
+    J.kk = k < n ? k : n;
+    /* query batch: 32, fewer when k is large so the per-query buffers stay within ~64 MiB */
+    int64_t per_q = (2 * J.kk + J.block_groups * 8) * 10 + (n_bits + 2) * 4;
+    int64_t Q = qbatch > 0 ? qbatch : 32;
+    while (Q > 1 && Q * per_q > (64LL << 20)) Q /= 2;
+    J.qbatch = Q;
+    npy_intp dims[2] = {(npy_intp)nq, (npy_intp)k};
+    PyArrayObject *Darr = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_INT32);
+    PyArrayObject *Iarr = (PyArrayObject *)PyArray_SimpleNew(2, dims, NPY_INT64);
+    if (!Darr || !Iarr) { Py_XDECREF(Darr); Py_XDECREF(Iarr); return NULL; }
+    J.outD = (int32_t *)PyArray_DATA(Darr);
+    J.outI = (int64_t *)PyArray_DATA(Iarr);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = run_jobs(&J, nq, n_threads);
+    Py_END_ALLOW_THREADS
+    if (rc) {
+        Py_DECREF(Darr);
+        Py_DECREF(Iarr);
+        return PyErr_NoMemory();
+    }
+    return Py_BuildValue("(NN)", Darr, Iarr);
+}
+
+static PyObject *py_radius(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "radius", "n_threads", NULL};
+    PyArrayObject *lay, *qs;
+    Py_ssize_t n;
+    int n_bits, radius, n_threads = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!i|i", kwlist, &PyArray_Type, &lay, &n, &n_bits, &PyArray_Type,
+                                     &qs, &radius, &n_threads))
+        return NULL;
+    job_t J;
+    int64_t nq;
+    if (setup_job(&J, lay, n, n_bits, qs, &nq)) return NULL;
+    if (radius < 0) {
+        PyErr_Format(PyExc_ValueError, "radius must be >= 0; got %d", radius);
+        return NULL;
+    }
+    J.mode = 1;
+    J.qr = 4;
+    J.radius = (uint32_t)(radius > n_bits ? n_bits : radius);
+    J.qbatch = 16;
+    int64_t nq1 = nq ? nq : 1;
+    J.r_rows = (int64_t **)calloc((size_t)nq1, sizeof(int64_t *));
+    J.r_dist = (uint16_t **)calloc((size_t)nq1, sizeof(uint16_t *));
+    J.r_len = (int64_t *)calloc((size_t)nq1, sizeof(int64_t));
+    PyObject *res = NULL;
+    int rc = -1;
+    if (J.r_rows && J.r_dist && J.r_len) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = run_jobs(&J, nq, n_threads);
+        Py_END_ALLOW_THREADS
+    }
+    if (rc == 0) {
+        npy_intp nl = (npy_intp)nq + 1, tot = 0;
+        for (int64_t i = 0; i < nq; i++) tot += J.r_len[i];
+        PyArrayObject *lims = (PyArrayObject *)PyArray_SimpleNew(1, &nl, NPY_INT64);
+        PyArrayObject *Darr = (PyArrayObject *)PyArray_SimpleNew(1, &tot, NPY_INT32);
+        PyArrayObject *Iarr = (PyArrayObject *)PyArray_SimpleNew(1, &tot, NPY_INT64);
+        if (lims && Darr && Iarr) {
+            int64_t *L = (int64_t *)PyArray_DATA(lims);
+            int32_t *pd = (int32_t *)PyArray_DATA(Darr);
+            int64_t *pi = (int64_t *)PyArray_DATA(Iarr);
+            int64_t pos = 0;
+            L[0] = 0;
+            for (int64_t i = 0; i < nq; i++) {
+                for (int64_t j = 0; j < J.r_len[i]; j++) {
+                    pd[pos + j] = J.r_dist[i][j];
+                    pi[pos + j] = J.r_rows[i][j];
+                }
+                pos += J.r_len[i];
+                L[i + 1] = pos;
+            }
+            res = Py_BuildValue("(NNN)", lims, Darr, Iarr);
+        } else {
+            Py_XDECREF(lims);
+            Py_XDECREF(Darr);
+            Py_XDECREF(Iarr);
+        }
+    } else {
+        PyErr_NoMemory();
+    }
+    if (J.r_rows)
+        for (int64_t i = 0; i < nq; i++) free(J.r_rows[i]);
+    if (J.r_dist)
+        for (int64_t i = 0; i < nq; i++) free(J.r_dist[i]);
+    free(J.r_rows);
+    free(J.r_dist);
+    free(J.r_len);
+    return res;
+}
+
+static PyObject *py_ceiling(PyObject *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "n_threads", "qbatch", "qregister", NULL};
+    PyArrayObject *lay, *qs;
+    Py_ssize_t n, qbatch = 32;
+    int n_bits, n_threads = 1, qreg = 4;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!|ini", kwlist, &PyArray_Type, &lay, &n, &n_bits, &PyArray_Type,
+                                     &qs, &n_threads, &qbatch, &qreg))
+        return NULL;
+    job_t J;
+    int64_t nq;
+    if (setup_job(&J, lay, n, n_bits, qs, &nq)) return NULL;
+    J.mode = 2;
+    J.qbatch = qbatch < 1 ? 1 : qbatch;
+    J.ceil_qr = qreg == 4 ? 4 : 1;
+    npy_intp dims[1] = {(npy_intp)nq};
+    PyArrayObject *S = (PyArrayObject *)PyArray_SimpleNew(1, dims, NPY_INT64);
+    if (!S) return NULL;
+    J.sums = (int64_t *)PyArray_DATA(S);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = run_jobs(&J, nq, n_threads);
+    Py_END_ALLOW_THREADS
+    if (rc) {
+        Py_DECREF(S);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)S;
+}
+
+static PyObject *py_isa(PyObject *self, PyObject *noargs) { return PyUnicode_FromString(ISA_NAMES[current_isa()]); }
+
+static PyObject *py_supported_isas(PyObject *self, PyObject *noargs) {
+    PyObject *l = PyList_New(0);
+    if (!l) return NULL;
+    for (int i = 0; i < ISA_COUNT; i++) {
+        if (isa_supported(i)) {
+            PyObject *s = PyUnicode_FromString(ISA_NAMES[i]);
+            if (!s || PyList_Append(l, s)) { Py_XDECREF(s); Py_DECREF(l); return NULL; }
+            Py_DECREF(s);
+        }
+    }
+    return l;
+}
+
+static PyObject *py_set_isa(PyObject *self, PyObject *arg) {
+    if (arg == Py_None) {
+        g_forced_isa = -1;
+        Py_RETURN_NONE;
+    }
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (!name) return NULL;
+    for (int i = 0; i < ISA_COUNT; i++) {
+        if (strcmp(name, ISA_NAMES[i]) == 0) {
+            if (!isa_supported(i)) {
+                PyErr_Format(PyExc_ValueError, "instruction set %s is not supported by this CPU", name);
+                return NULL;
+            }
+            g_forced_isa = i;
+            Py_RETURN_NONE;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "unknown instruction set %s; known: generic, popcnt, avx2, avx512", name);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"knn", (PyCFunction)(void (*)(void))py_knn, METH_VARARGS | METH_KEYWORDS,
+     "knn(layout, n, n_bits, queries, k, n_threads=1, qbatch=0, qregister=4, prior=True) -> (D int32 (nq,k), I int64 (nq,k)):\n"
+     "exact Hamming k-NN, ties by row, padded with (n_bits+1, -1)."},
+    {"radius", (PyCFunction)(void (*)(void))py_radius, METH_VARARGS | METH_KEYWORDS,
+     "radius(layout, n, n_bits, queries, radius, n_threads=1) -> (lims int64 (nq+1), D int32, I int64):\n"
+     "all rows with distance <= radius, each query's hits sorted by (distance, row)."},
+    {"ceiling", (PyCFunction)(void (*)(void))py_ceiling, METH_VARARGS | METH_KEYWORDS,
+     "ceiling(layout, n, n_bits, queries, n_threads=1, qbatch=32, qregister=4) -> int64 (nq,): sum of the distances to every\n"
+     "row (XOR + popcount with no top-k; the benchmark's hardware ceiling)."},
+    {"isa", py_isa, METH_NOARGS, "name of the instruction set the kernels use"},
+    {"supported_isas", py_supported_isas, METH_NOARGS, "instruction sets this CPU supports"},
+    {"set_isa", py_set_isa, METH_O, "force an instruction set by name (None: the best supported); for tests"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_hamming",
+                                    "Exact Hamming search kernels over interleaved 64-bit code words.", -1, methods};
+
+PyMODINIT_FUNC PyInit__hamming(void) {
+    import_array();
+    return PyModule_Create(&moddef);
+}
