@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test clean
 
-$(BIN)/deephash: pyproject.toml setup.py
+$(BIN)/deephash: pyproject.toml setup.py src/deephash/index/_hamming.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# CPU build of torch first (small; the registry's default torch is a multi-GB CUDA build)
