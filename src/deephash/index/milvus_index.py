@@ -66,7 +66,7 @@ class MilvusIndex:
         token: str = "",
         db_name: str = "",
         metadata: bool = True,
-        consistency_level: str = "Strong",
+        consistency_level: str = "Session",
         shards_num: int | None = None,
         timeout: float = 30.0,
         max_path_length: int = 1024,
@@ -95,6 +95,7 @@ class MilvusIndex:
         self.max_path_length = int(max_path_length)
         self._client_: Any = None
         self._next_id: int | None = None
+        self._strong_next_read = False
 
     def __repr__(self) -> str:
         return (f"MilvusIndex(uri={self.uri!r}, collection={self.collection!r}, n_bits={self.n_bits}, "
@@ -243,9 +244,21 @@ class MilvusIndex:
             self._client_ = None
 
     # ------------------------------------------------------------------ size and lookup
+    def _read_level(self) -> str:
+        """The consistency level of the next read.
+
+        "Session" (the default) lets this client read its own inserts without waiting; Milvus 2.3
+        does not count deletes in a session, so the first read after :meth:`remove` is "Strong"
+        (it waits for the server's time tick, about 200 ms).
+        """
+        if self._strong_next_read:
+            self._strong_next_read = False
+            return "Strong"
+        return self.consistency_level
+
     def __len__(self) -> int:
         r = self._call("count the codes", self._client.query, self.collection, filter="",
-                       output_fields=["count(*)"], consistency_level=self.consistency_level)
+                       output_fields=["count(*)"], consistency_level=self._read_level())
         return int(r[0]["count(*)"]) if r else 0
 
     def _existing(self, ids: np.ndarray) -> np.ndarray:
@@ -255,13 +268,13 @@ class MilvusIndex:
             chunk = ids[s : s + 8192]
             r = self._call("look up ids", self._client.query, self.collection,
                            filter=f"id in [{','.join(str(int(i)) for i in chunk)}]", output_fields=["id"],
-                           consistency_level=self.consistency_level)
+                           consistency_level=self._read_level())
             found.extend(int(row["id"]) for row in r)
         return np.asarray(sorted(found), dtype=np.int64)
 
     def _exists_at_least(self, x: int) -> bool:
         r = self._call("look up ids", self._client.query, self.collection, filter=f"id >= {x}",
-                       output_fields=["id"], limit=1, consistency_level=self.consistency_level)
+                       output_fields=["id"], limit=1, consistency_level=self._read_level())
         return bool(r)
 
     def _max_id(self) -> int:
@@ -292,7 +305,7 @@ class MilvusIndex:
             chunk = want[s : s + 8192]
             r = self._call("fetch rows", self._client.query, self.collection,
                            filter=f"id in [{','.join(str(int(i)) for i in chunk)}]", output_fields=["id", "path", "label"],
-                           consistency_level=self.consistency_level)
+                           consistency_level=self._read_level())
             for row in r:
                 lab = row.get("label") or {}
                 if isinstance(lab, str):
@@ -385,6 +398,7 @@ class MilvusIndex:
             raise DataError(f"unknown image id(s) {missing[:10].tolist()}; collection {self.collection!r} does not hold them")
         for s in range(0, len(want), 8192):
             self._call("delete codes", self._client.delete, self.collection, ids=[int(i) for i in want[s : s + 8192]])
+        self._strong_next_read = True
         return int(len(want))
 
     # ------------------------------------------------------------------ search
@@ -413,7 +427,7 @@ class MilvusIndex:
             raw = chunk.tobytes()
             data = [raw[i * nb : (i + 1) * nb] for i in range(len(chunk))]
             res = self._call("search", c.search, self.collection, data, filter=filter, limit=k, output_fields=[],
-                             search_params=params, consistency_level=self.consistency_level)
+                             search_params=params, consistency_level=self._read_level())
             for qi, hits in enumerate(res):
                 if not len(hits):
                     continue
