@@ -94,6 +94,7 @@ class MilvusIndex:
         self.timeout = float(timeout)
         self.max_path_length = int(max_path_length)
         self._client_: Any = None
+        self._orm: Any = None
         self._next_id: int | None = None
         self._strong_next_read = False
 
@@ -236,6 +237,7 @@ class MilvusIndex:
         c = self._client
         self._call("drop the collection", c.drop_collection, self.collection)
         self._client_ = None
+        self._orm = None
         self._next_id = None
 
     def close(self) -> None:
@@ -377,15 +379,38 @@ class MilvusIndex:
         nb = self.n_bits // 8
         for s in range(0, n, step):
             e = min(n, s + step)
+            columns: list[list[Any]] = [new_ids[s:e].tolist(), [raw[i * nb : (i + 1) * nb] for i in range(s, e)]]
             if self.metadata:
-                rows = [{"id": int(new_ids[i]), "code": raw[i * nb : (i + 1) * nb], "path": path_list[i],
-                         "label": {} if label_list[i] is None else {"y": label_list[i]}} for i in range(s, e)]
-            else:
-                rows = [{"id": int(new_ids[i]), "code": raw[i * nb : (i + 1) * nb]} for i in range(s, e)]
-            self._call("insert codes", c.insert, self.collection, rows)
+                columns += [path_list[s:e], [{} if v is None else {"y": v} for v in label_list[s:e]]]
+            self._insert_columns(columns)
         if self._next_id is not None or ids is None:
             self._next_id = max(self._next_id or 0, int(new_ids.max()) + 1)
         return new_ids
+
+    def _insert_columns(self, columns: list[list[Any]]) -> None:
+        """Insert column-wise through the ORM on the client's connection.
+
+        pymilvus 2.3's row insert (``MilvusClient.insert``) appends binary vectors with ``bytes +=``,
+        quadratic in the batch (20,000 codes: 15 s); the column path joins them once. Falls back to
+        rows in small batches where the ORM cannot be used.
+        """
+        pm = _pymilvus()
+        c = self._client
+        using = getattr(c, "_using", None)
+        if using is not None:
+            if getattr(self, "_orm", None) is None:
+                try:
+                    self._orm = pm.Collection(self.collection, using=using)
+                except Exception:  # e.g. a client without ORM support for this URI
+                    self._orm = False
+            if self._orm:
+                self._call("insert codes", self._orm.insert, columns)
+                return
+        names = ["id", "code", "path", "label"][: len(columns)]
+        n = len(columns[0])
+        for s in range(0, n, 1000):
+            rows = [dict(zip(names, vals)) for vals in zip(*(col[s : s + 1000] for col in columns))]
+            self._call("insert codes", c.insert, self.collection, rows)
 
     def remove(self, ids: Sequence[int] | np.ndarray) -> int:
         """Delete codes by id (unknown ids raise :class:`DataError`); returns how many were removed."""
