@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     D_ref, I_ref, exact_s = exact(db, q, a.k)
     report: dict = {
         "config": {k: v for k, v in vars(a).items() if k != "token"},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "loadavg_at_start": [round(x, 1) for x in os.getloadavg()], "python": platform.python_version(), "platform": platform.platform()},
         "generate_s": round(gen_s, 2),
         "faiss_flat_1thread": {"seconds": round(exact_s, 3), "qps": round(a.queries / exact_s, 1),
                                "codes_scanned_per_s_per_core": round(a.n * a.queries / exact_s)},
@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             srv.stop()
         if tmp is not None:
             tmp.cleanup()
+    report["loadavg_at_end"] = [round(x, 1) for x in os.getloadavg()]
     atomic_write_json(a.out, report)
     print(f"wrote {a.out}")
     return 0
