@@ -4,7 +4,7 @@
 #
 # What it installs, from PyPI only (nothing else is downloaded: the server binary ships inside
 # the `milvus` wheel):
-#   * the client, pymilvus 2.3.x, into the project venv through deephash's extra `milvus`
+#   * the client, pymilvus 2.3.8, into the project venv (deephash's extra `milvus`, pinned)
 #     (pymilvus 2.3 imports pkg_resources, gone in setuptools 81, and its environs 9.5 breaks
 #     with marshmallow 4: hence the caps, which only this extra brings in);
 #   * the server, the PyPI package `milvus==2.3.5` (a standalone Milvus 2.3.5 for x86-64 Linux
@@ -17,7 +17,7 @@ set -euo pipefail
 PY="${PY:-.venv/bin/python}"                            # the project's venv
 MILVUS_VENV="${MILVUS_VENV:-.venv-milvus-server}"     # ignored by git (.venv-*/)
 
-"$PY" -m pip install -q "pymilvus>=2.3.7,<2.4" "setuptools<81" "marshmallow<4"  # = pip install -e '.[milvus]'
+"$PY" -m pip install -q "pymilvus==2.3.8" "setuptools<81" "marshmallow<4"  # the extra `milvus`, pinned to what CI tested
 
 if ! "$MILVUS_VENV/bin/python" -c "import milvus" 2>/dev/null; then
     rm -rf "$MILVUS_VENV"

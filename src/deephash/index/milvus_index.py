@@ -27,7 +27,7 @@ from deephash.index.codes import check_codes, check_n_bits
 INDEX_TYPES = ("BIN_FLAT", "BIN_IVF_FLAT")
 CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
 MAX_TOPK = 16384  # Milvus's limit on k (quota.limits.topK)
-_INSTALL_HINT = "pip install 'deephash[milvus]' (pymilvus 2.3.x for a 2.3 server; see docs/scale-out.md)"
+_INSTALL_HINT = "pip install 'deephash[milvus]' (see docs/scale-out.md)"
 
 
 def _pymilvus() -> Any:
