@@ -65,6 +65,26 @@ def recall(D: np.ndarray, I: np.ndarray, D_ref: np.ndarray, I_ref: np.ndarray) -
     return tie_aware, overlap
 
 
+def _server_rss_mb(srv) -> float | None:
+    """Resident memory of the local server's milvus process (a child of the launcher), in MB."""
+    if srv is None:
+        return None
+    try:
+        kids = []
+        for tid in os.listdir(f"/proc/{srv.proc.pid}/task"):
+            with open(f"/proc/{srv.proc.pid}/task/{tid}/children") as fh:
+                kids += [int(x) for x in fh.read().split()]
+        total = 0.0
+        for pid in kids:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) / 1024
+        return round(total, 1)
+    except OSError:
+        return None
+
+
 def timed_search(idx: MilvusIndex, q: np.ndarray, k: int, batch: int, max_seconds: float,
                  **kw) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Search ``q`` in batches of ``batch``; stops early after ``max_seconds`` (returns how many were done)."""
@@ -97,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nlist", type=int, default=1024)
     ap.add_argument("--nprobe", type=str, default="1,4,16,64")
     ap.add_argument("--max-seconds", type=float, default=60.0, help="cap on each search setting's timed run")
+    ap.add_argument("--indexes", default="BIN_FLAT,BIN_IVF_FLAT", help="which to run (BIN_FLAT always holds the load)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--uri", default="", help="an existing Milvus; default: start a local standalone server")
     ap.add_argument("--token", default="")
@@ -138,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(idx):
             idx.drop()
             idx = MilvusIndex(uri, name, a.bits, token=a.token, metadata=False, index_type="BIN_FLAT", nlist=a.nlist)
+        rss0 = _server_rss_mb(srv)
         t = time.perf_counter()
         idx.add(db, ids=np.arange(a.n))
         ins = time.perf_counter() - t
@@ -148,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         report["insert_rows_per_s"] = round(a.n / ins)
         report["flush_s"] = round(fl, 2)
         report["count"] = len(idx)
+        time.sleep(5)
+        rss1 = _server_rss_mb(srv)
+        report["server_rss_mb"] = {"empty_collection": rss0, "bin_flat_loaded": rss1}
         print(f"insert {ins:.1f} s ({a.n / ins:,.0f} rows/s), flush {fl:.1f} s, count {report['count']:,}")
 
         def run(label: str, build_s: float | None, **kw) -> None:
@@ -162,13 +187,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r_tie:>10.4f} {r_ids:>10.4f}", flush=True)
 
         print(f"{'index':<24} {'q/s (x' + str(a.batch) + ')':>9} {'1-query ms':>10} {'recall@' + str(a.k):>10} {'id-recall':>10}")
-        run("BIN_FLAT", None)
-        t = time.perf_counter()
-        idx.set_index("BIN_IVF_FLAT", nlist=a.nlist)
-        build = round(time.perf_counter() - t, 2)
-        report["ivf_build_s"] = build
-        for nprobe in [int(x) for x in a.nprobe.split(",") if x]:
-            run(f"BIN_IVF_FLAT nprobe={nprobe}", build, nprobe=nprobe)
+        if "BIN_FLAT" in a.indexes.split(","):
+            run("BIN_FLAT", None)
+        if "BIN_IVF_FLAT" in a.indexes.split(","):
+            t = time.perf_counter()
+            idx.set_index("BIN_IVF_FLAT", nlist=a.nlist)
+            build = round(time.perf_counter() - t, 2)
+            report["ivf_build_s"] = build
+            time.sleep(5)
+            report["server_rss_mb"]["bin_ivf_flat_loaded"] = _server_rss_mb(srv)
+            for nprobe in [int(x) for x in a.nprobe.split(",") if x]:
+                run(f"BIN_IVF_FLAT nprobe={nprobe}", build, nprobe=nprobe)
+        print(f"server RSS (MB): {report['server_rss_mb']}")
         idx.drop()
     finally:
         if srv is not None:
