@@ -85,6 +85,20 @@ def _server_rss_mb(srv) -> float | None:
         return None
 
 
+def segment_memory(idx: MilvusIndex) -> dict | None:
+    """The query nodes' own account of the loaded segments: bytes and rows (utility.get_query_segment_info)."""
+    try:
+        import pymilvus
+
+        c = idx._client
+        segs = pymilvus.utility.get_query_segment_info(idx.collection, using=c._using)
+        rows = sum(int(s.num_rows) for s in segs)
+        mem = sum(int(s.mem_size) for s in segs)
+        return {"segments": len(segs), "rows": rows, "mem_bytes": mem, "bytes_per_row": round(mem / max(rows, 1), 1)}
+    except Exception as e:  # milvus-lite or a client without the ORM utility
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
 def timed_search(idx: MilvusIndex, q: np.ndarray, k: int, batch: int, max_seconds: float,
                  **kw) -> tuple[np.ndarray, np.ndarray, float, int]:
     """Search ``q`` in batches of ``batch``; stops early after ``max_seconds`` (returns how many were done)."""
@@ -173,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(5)
         rss1 = _server_rss_mb(srv)
         report["server_rss_mb"] = {"empty_collection": rss0, "bin_flat_loaded": rss1}
+        report["segment_memory"] = {"BIN_FLAT": segment_memory(idx)}
+        print(f"query-node segments, BIN_FLAT: {report['segment_memory']['BIN_FLAT']}")
         print(f"insert {ins:.1f} s ({a.n / ins:,.0f} rows/s), flush {fl:.1f} s, count {report['count']:,}")
 
         def run(label: str, build_s: float | None, **kw) -> None:
@@ -196,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             report["ivf_build_s"] = build
             time.sleep(5)
             report["server_rss_mb"]["bin_ivf_flat_loaded"] = _server_rss_mb(srv)
+            report["segment_memory"]["BIN_IVF_FLAT"] = segment_memory(idx)
+            print(f"query-node segments, BIN_IVF_FLAT: {report['segment_memory']['BIN_IVF_FLAT']}")
             for nprobe in [int(x) for x in a.nprobe.split(",") if x]:
                 run(f"BIN_IVF_FLAT nprobe={nprobe}", build, nprobe=nprobe)
         print(f"server RSS (MB): {report['server_rss_mb']}")

@@ -17,6 +17,7 @@ JSON (``{"y": int}`` or ``{"y": [class, ...]}`` for multi-label).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -210,14 +211,16 @@ class MilvusIndex:
         for name in self._call("list indexes", c.list_indexes, self.collection):
             self._call("drop the index", c.drop_index, self.collection, name)
         self._create_index()
-        self.flush()
+        self._wait_indexed()
         self._load()
+        self._wait_served(600.0)
 
-    def flush(self) -> None:
-        """Seal what was inserted so the server indexes it, and wait until the index is built.
+    def flush(self, *, wait_s: float = 600.0) -> None:
+        """Seal what was inserted, wait until it is indexed and the query nodes serve the sealed segments.
 
-        Milvus searches freshly inserted rows by brute force until their segment is sealed;
-        call this after a bulk load before measuring or relying on BIN_IVF_FLAT speed.
+        Milvus searches freshly inserted rows in growing segments (brute force, slower than the
+        index) until they are sealed, indexed and handed off to the query nodes; call this after a
+        bulk load, before measuring or relying on the index's speed. Waits at most ``wait_s``.
         """
         pm = _pymilvus()
         c = self._client
@@ -225,12 +228,47 @@ class MilvusIndex:
             self._call("flush", c.flush, self.collection)
         else:  # pymilvus 2.3's MilvusClient: the ORM on the client's own connection
             self._call("flush", pm.Collection(self.collection, using=c._using).flush)
-        if hasattr(pm, "utility") and hasattr(c, "_using") and hasattr(pm.utility, "wait_for_index_building_complete"):
+        if self._wait_indexed():
+            self._wait_served(wait_s)
+
+    def _utility(self) -> tuple[Any, Any]:
+        """pymilvus's ORM ``utility`` and the client's connection alias, or (None, None) where not usable."""
+        pm = _pymilvus()
+        using = getattr(self._client, "_using", None)
+        utility = getattr(pm, "utility", None)
+        if using is None or utility is None or not hasattr(utility, "get_query_segment_info"):
+            return None, None
+        return utility, using
+
+    def _wait_indexed(self) -> bool:
+        """Wait until the index is built on every sealed segment; False where the server cannot tell."""
+        utility, using = self._utility()
+        if utility is None:
+            return False
+        try:
+            self._call("wait for the index", utility.wait_for_index_building_complete, self.collection,
+                       index_name="code", using=using)
+        except BackendError:  # milvus-lite builds synchronously and may not answer this call
+            return False
+        return True
+
+    def _wait_served(self, wait_s: float) -> None:
+        """Wait until the query nodes serve sealed segments holding every row (the handoff)."""
+        utility, using = self._utility()
+        if utility is None:
+            return
+        n = len(self)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
             try:
-                self._call("wait for the index", pm.utility.wait_for_index_building_complete, self.collection,
-                           index_name="code", using=c._using)
-            except BackendError:  # milvus-lite builds synchronously and may not answer this call
-                pass
+                segs = utility.get_query_segment_info(self.collection, using=using)
+            except Exception:  # not answered (milvus-lite): nothing more to wait for
+                return
+            if sum(int(s.num_rows) for s in segs) >= n:
+                return
+            time.sleep(0.5)
+        raise BackendError(f"Milvus at {self.uri!r} did not serve the sealed segments of {self.collection!r} "
+                           f"within {wait_s:g} s after flush; searches still work, on growing segments")
 
     def drop(self) -> None:
         """Delete the collection and everything in it from the server."""
