@@ -213,5 +213,12 @@ def test_bin_ivf_flat_recall_on_clustered_codes(milvus_server):
         assert recalls[32] == 1.0  # nprobe == nlist scans every list: exact
         assert recalls[4] >= 0.9, recalls
         assert recalls[1] <= recalls[4] <= recalls[32]
+        # a client asking for another index type is told so, and can switch the collection over
+        flat = MilvusIndex(milvus_server.uri, idx.collection, n_bits, metadata=False)
+        with pytest.raises(ConfigError, match="is indexed with BIN_IVF_FLAT; pass index_type='BIN_IVF_FLAT' or call set_index"):
+            len(flat)
+        flat.set_index("BIN_FLAT")
+        D, I = flat.search(queries, k)
+        np.testing.assert_array_equal(D, D_ref)
     finally:
         idx.drop()

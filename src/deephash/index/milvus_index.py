@@ -106,9 +106,19 @@ class MilvusIndex:
     # ------------------------------------------------------------------ connection and schema
     @property
     def _client(self) -> Any:
+        return self._open()
+
+    def _open(self, *, check_index: bool = True) -> Any:
+        """Connect and create/check the collection once; a failed check leaves the index unopened."""
         if self._client_ is None:
-            self._client_ = self._connect()
-            self._ensure_collection()
+            c = self._connect()
+            self._client_ = c
+            try:
+                self._ensure_collection(check_index=check_index)
+            except BaseException:
+                self._client_ = None
+                c.close()
+                raise
         return self._client_
 
     def _connect(self) -> Any:
@@ -157,7 +167,7 @@ class MilvusIndex:
         ip.add_index(field_name="code", index_type=self.index_type, metric_type="HAMMING", params=params)
         return ip
 
-    def _ensure_collection(self) -> None:
+    def _ensure_collection(self, *, check_index: bool = True) -> None:
         c = self._client_
         if not self._call("look up the collection", c.has_collection, self.collection):
             kwargs: dict[str, Any] = {"schema": self._schema(), "index_params": self._index_params(),
@@ -181,6 +191,8 @@ class MilvusIndex:
         idx = self._describe_index()
         if idx is None:
             self._create_index()
+        elif not check_index:
+            return
         elif idx.get("index_type") != self.index_type:
             raise ConfigError(f"collection {self.collection!r} is indexed with {idx.get('index_type')}; pass "
                               f"index_type={idx.get('index_type')!r} or call set_index({self.index_type!r})")
@@ -203,7 +215,7 @@ class MilvusIndex:
         """Replace the collection's index (e.g. BIN_FLAT -> BIN_IVF_FLAT) without re-inserting the codes."""
         if index_type not in INDEX_TYPES:
             raise ConfigError(f"index_type must be one of {', '.join(INDEX_TYPES)}; got {index_type!r}")
-        c = self._client
+        c = self._open(check_index=False)
         self.index_type = index_type
         if nlist is not None:
             self.nlist = int(nlist)
