@@ -5,6 +5,8 @@ __version__ = "0.1.0"
 
 from deephash.errors import (  # noqa: E402
     BackboneUnavailableError,
+    BackendError,
+    BackendUnavailableError,
     ConfigError,
     DataError,
     DeepHashError,
@@ -22,4 +24,6 @@ __all__ = [
     "NotFittedError",
     "IndexFormatError",
     "BackboneUnavailableError",
+    "BackendError",
+    "BackendUnavailableError",
 ]

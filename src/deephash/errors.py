@@ -31,3 +31,11 @@ class IndexFormatError(DeepHashError):
 
 class BackboneUnavailableError(DeepHashError):
     """A backbone's weights or runtime cannot be found on this machine."""
+
+
+class BackendError(DeepHashError):
+    """A search backend (a database server) refused or failed an operation."""
+
+
+class BackendUnavailableError(BackendError):
+    """A search backend cannot be used here: its optional package is not installed or its server does not answer."""
