@@ -231,5 +231,8 @@ def search(index_path, image, k, rerank, as_json):
         click.echo(f"{i:>4}  {r['id']:>7}  {r['hamming']:>7}  {str(r['label']):<12} {r['path']}")
 
 
+from deephash.cli.serve_cmd import serve  # noqa: E402
+cli.add_command(serve)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
