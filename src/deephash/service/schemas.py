@@ -56,7 +56,7 @@ class ImageInfo(BaseModel):
 class ImageList(BaseModel):
     total: int
     offset: int
-    ids: list[int]
+    items: list[ImageInfo]
 
 
 class AddAnswer(ImageInfo):

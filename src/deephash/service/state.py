@@ -178,10 +178,15 @@ class ServiceState:
                 "original_url": f"/api/images/{image_id}/original"}
 
     def list_images(self, offset: int, limit: int) -> dict[str, Any]:
+        """A page of the index in row order, each with label, path and URLs."""
         with self._snap_lock:
-            ids = self.index.ids[offset : offset + limit].tolist()
-            total = len(self.index)
-        return {"total": total, "offset": offset, "ids": ids}
+            ix = self.index
+            rows = range(offset, min(offset + limit, len(ix)))
+            items = [(int(ix.ids[r]), self.label_name(ix.label_of_row(r)), ix.paths[r]) for r in rows]
+            total = len(ix)
+        return {"total": total, "offset": offset,
+                "items": [{"id": i, "label": lab, "path": p, "thumb_url": f"/api/images/{i}/thumb",
+                           "original_url": f"/api/images/{i}/original"} for i, lab, p in items]}
 
     def image_file(self, image_id: int) -> Path:
         """The file behind ``image_id``, refused unless it lies inside the archive (or the uploads folder)."""
