@@ -59,3 +59,13 @@ def blobs():
     y = np.repeat(np.arange(10), 60)
     X = centres[y] + rng.normal(size=(len(y), 64)).astype(np.float32) * 1.5
     return X.astype(np.float32), y
+
+
+@pytest.fixture(scope="session")
+def demo_index(small_cifar, tmp_path_factory) -> Path:
+    """A real trained index (64-bit MHCLN, 32 px) over the small archive's 300 training images, beside its checkpoint."""
+    from deephash.pipeline import DemoConfig, run_demo
+
+    out = tmp_path_factory.mktemp("demo_index")
+    run_demo(DemoConfig(data=str(small_cifar), n_query=50, image_size=32, n_iters=300, out_dir=str(out), progress=False))
+    return out / "index.dhi"
