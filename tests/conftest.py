@@ -61,11 +61,25 @@ def blobs():
     return X.astype(np.float32), y
 
 
+
 @pytest.fixture(scope="session")
 def demo_index(small_cifar, tmp_path_factory) -> Path:
-    """A real trained index (64-bit MHCLN, 32 px) over the small archive's 300 training images, beside its checkpoint."""
-    from deephash.pipeline import DemoConfig, run_demo
+    """A real index over the small archive's 300 training images (64-bit ITQ on 32 px features), beside its checkpoint.
+
+    ITQ rather than MHCLN: it fits in a second, where MHCLN's training takes minutes on a busy
+    machine, and the service treats every method alike."""
+    from deephash.backbones import create_backbone
+    from deephash.data import open_archive
+    from deephash.features import extract_features
+    from deephash.hashers import create_hasher
+    from deephash.pipeline import build_index
 
     out = tmp_path_factory.mktemp("demo_index")
-    run_demo(DemoConfig(data=str(small_cifar), n_query=50, image_size=32, n_iters=300, out_dir=str(out), progress=False))
+    archive = open_archive(small_cifar, split="train")
+    bb = create_backbone("efficientnet-lite0", image_size=32)
+    fs = extract_features(archive, bb, progress=False)
+    h = create_hasher("itq", 64, seed=0)
+    h.fit(fs.features)
+    ckpt = h.save(out / "itq-64.pt", backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
+    build_index(archive, ckpt, out / "index.dhi", progress=False)
     return out / "index.dhi"
