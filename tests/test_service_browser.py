@@ -14,9 +14,23 @@ CHROMIUM = os.environ.get("DEEPHASH_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Python playwright is not installed (pip install playwright)")
-if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-    pytest.skip(f"no chromium at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Python playwright is not installed (pip install playwright==1.65.2; never 'playwright install')"
+    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+        return f"no chromium at {CHROMIUM} (apt-get install -y chromium)"
+    return None
+
+
+if _missing():
+    if os.environ.get("DEEPHASH_REQUIRE_BROWSER"):  # CI sets this: a missing browser must fail, not skip
+        raise RuntimeError(_missing())
+    pytest.skip(_missing(), allow_module_level=True)
+
+from playwright import sync_api  # noqa: E402
 
 from service_helpers import Server, copy_index  # noqa: E402
 
