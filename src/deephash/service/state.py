@@ -149,7 +149,14 @@ class ServiceState:
     def _answer(self, hits: Hits, timings: dict[str, float], code: np.ndarray, **params: Any) -> dict[str, Any]:
         with self._snap_lock:
             ix = self.index
-            rows = ix.rows_of(hits.ids) if len(hits.ids) else np.zeros(0, np.int64)
+            try:
+                rows = ix.rows_of(hits.ids) if len(hits.ids) else np.zeros(0, np.int64)
+            except DataError:  # some were removed while this query ran: answer without them
+                keep = np.isin(hits.ids, ix.ids)
+                hits = Hits(hits.ids[keep], hits.hamming[keep],
+                            None if hits.feature_distance is None else hits.feature_distance[keep],
+                            hits.timings, hits.pool_size, hits.pool_radius)
+                rows = ix.rows_of(hits.ids) if len(hits.ids) else np.zeros(0, np.int64)
             labs = [self.label_name(ix.label_of_row(int(r))) for r in rows]
             paths = [ix.paths[int(r)] for r in rows]
         results = []
