@@ -139,6 +139,16 @@ def _truncated(path, frac=0.5) -> bytes:
     return data[: int(len(data) * frac)]
 
 
+def _chunked_upload(n_bytes: int):
+    """A multipart body streamed with chunked transfer encoding (no Content-Length to check up front)."""
+    def gen():
+        yield b'--B\r\nContent-Disposition: form-data; name="file"; filename="x.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        for _ in range(n_bytes // 65536):
+            yield b"0" * 65536
+        yield b"\r\n--B--\r\n"
+    return {"content": gen(), "headers": {"content-type": "multipart/form-data; boundary=B"}}
+
+
 BAD = [
     # (name, method, url, kwargs-builder, status, message fragment)
     ("missing upload", "post", "/api/search", lambda s: {}, 400, "no image uploaded"),
@@ -151,6 +161,7 @@ BAD = [
     ("image bomb (8000^2 px)", "post", "/api/search", lambda s: {"files": upload(bomb_png(8000, 8000), "b.png")}, 400, "more than the limit of 40000000"),
     ("upload just over the limit", "post", "/api/search", lambda s: {"files": upload(b"\xff\xd8" + b"0" * (MAX_UPLOAD + 10))}, 413, "larger than the limit"),
     ("upload far over the limit", "post", "/api/search", lambda s: {"files": upload(b"0" * (3 * 2**20))}, 413, "more than the limit"),
+    ("streamed upload over the limit", "post", "/api/search", lambda s: _chunked_upload(2 * 2**20), 413, "larger than the limit"),
     ("unknown id", "get", "/api/search/123456789", lambda s: {}, 404, "unknown image id 123456789"),
     ("id not a number", "get", "/api/search/abc", lambda s: {}, 422, "image_id"),
     ("id negative", "get", "/api/search/-3", lambda s: {}, 422, "image_id"),
