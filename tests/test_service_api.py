@@ -131,6 +131,10 @@ def test_image_listing_and_info(served):
     assert page["total"] == 302 and len(page["items"]) == 4
     one = page["items"][0]
     assert served.http.get(f"/api/images/{one['id']}").json() == one
+    spread = served.http.get("/api/images", params={"offset": 1, "limit": 10, "step": 30}).json()["items"]
+    ix = HashIndex.load(served.index)
+    assert [x["id"] for x in spread] == ix.ids[1::30][:10].tolist()
+    assert len({x["label"] for x in spread}) == 10  # 30 training images per class, in class order
 
 
 # ----------------------------------------------------------------------------- bad input

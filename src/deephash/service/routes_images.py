@@ -18,8 +18,9 @@ def images_router(cfg: ServiceConfig) -> APIRouter:
     writes = APIRouter(prefix="/api/images", tags=["write"], dependencies=[Depends(require_write_key)], responses=ERRORS)
 
     @reads.get("", response_model=ImageList, summary="Page through the ids in the index")
-    def list_images(request: Request, offset: int = Query(0, ge=0), limit: int = Query(24, ge=1, le=1000)) -> dict:
-        return request.app.state.service.list_images(offset, limit)
+    def list_images(request: Request, offset: int = Query(0, ge=0), limit: int = Query(24, ge=1, le=1000),
+                    step: int = Query(1, ge=1, description="every step-th image (a spread over the index)")) -> dict:
+        return request.app.state.service.list_images(offset, limit, step)
 
     @reads.get("/{image_id}", response_model=ImageInfo, summary="Label and path of an indexed image")
     def image_info(request: Request, image_id: int = ImageId) -> dict:

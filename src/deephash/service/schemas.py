@@ -56,6 +56,7 @@ class ImageInfo(BaseModel):
 class ImageList(BaseModel):
     total: int
     offset: int
+    step: int
     items: list[ImageInfo]
 
 

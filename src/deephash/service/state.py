@@ -184,14 +184,14 @@ class ServiceState:
         return {"id": image_id, "label": lab, "path": path, "thumb_url": f"/api/images/{image_id}/thumb",
                 "original_url": f"/api/images/{image_id}/original"}
 
-    def list_images(self, offset: int, limit: int) -> dict[str, Any]:
-        """A page of the index in row order, each with label, path and URLs."""
+    def list_images(self, offset: int, limit: int, step: int = 1) -> dict[str, Any]:
+        """Up to ``limit`` images in row order from ``offset``, every ``step``-th, with label, path and URLs."""
         with self._snap_lock:
             ix = self.index
-            rows = range(offset, min(offset + limit, len(ix)))
+            rows = range(offset, len(ix), step)[:limit]
             items = [(int(ix.ids[r]), self.label_name(ix.label_of_row(r)), ix.paths[r]) for r in rows]
             total = len(ix)
-        return {"total": total, "offset": offset,
+        return {"total": total, "offset": offset, "step": step,
                 "items": [{"id": i, "label": lab, "path": p, "thumb_url": f"/api/images/{i}/thumb",
                            "original_url": f"/api/images/{i}/original"} for i, lab, p in items]}
 

@@ -141,8 +141,9 @@ function again() {
 async function showExamples() {
   const total = state.stats.count;
   const n = Math.min(24, total);
-  const offset = Math.max(0, Math.floor(Math.random() * (total - n)));
-  const list = await api("/api/images?offset=" + offset + "&limit=" + n);
+  const step = Math.max(1, Math.floor(total / n));
+  const offset = Math.floor(Math.random() * step);
+  const list = await api("/api/images?offset=" + offset + "&limit=" + n + "&step=" + step);
   const grid = $("#results");
   grid.replaceChildren();
   list.items.forEach((h) => grid.append(hitButton(h, "#" + h.id)));
