@@ -61,7 +61,6 @@ def blobs():
     return X.astype(np.float32), y
 
 
-
 @pytest.fixture(scope="session")
 def demo_index(small_cifar, tmp_path_factory) -> Path:
     """A real index over the small archive's 300 training images (64-bit ITQ on 32 px features), beside its checkpoint.
