@@ -59,3 +59,26 @@ def blobs():
     y = np.repeat(np.arange(10), 60)
     X = centres[y] + rng.normal(size=(len(y), 64)).astype(np.float32) * 1.5
     return X.astype(np.float32), y
+
+
+@pytest.fixture(scope="session")
+def demo_index(small_cifar, tmp_path_factory) -> Path:
+    """A real index over the small archive's 300 training images (64-bit ITQ on 32 px features), beside its checkpoint.
+
+    ITQ rather than MHCLN: it fits in a second, where MHCLN's training takes minutes on a busy
+    machine, and the service treats every method alike."""
+    from deephash.backbones import create_backbone
+    from deephash.data import open_archive
+    from deephash.features import extract_features
+    from deephash.hashers import create_hasher
+    from deephash.pipeline import build_index
+
+    out = tmp_path_factory.mktemp("demo_index")
+    archive = open_archive(small_cifar, split="train")
+    bb = create_backbone("efficientnet-lite0", image_size=32)
+    fs = extract_features(archive, bb, progress=False)
+    h = create_hasher("itq", 64, seed=0)
+    h.fit(fs.features)
+    ckpt = h.save(out / "itq-64.pt", backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
+    build_index(archive, ckpt, out / "index.dhi", progress=False)
+    return out / "index.dhi"

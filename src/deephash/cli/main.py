@@ -232,8 +232,10 @@ def search(index_path, image, k, rerank, as_json):
 
 
 from deephash.cli.bench_cmd import bench  # noqa: E402
+from deephash.cli.serve_cmd import serve  # noqa: E402
 
 cli.add_command(bench)
+cli.add_command(serve)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -38,7 +38,9 @@ def decode_image(data: bytes | str | Path, *, name: str | None = None, max_pixel
                 return im.convert("RGB")
     except DataError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except UnidentifiedImageError:
+        raise DataError(f"{label}: not a readable image (not a format PIL can identify)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DataError(f"{label}: not a readable image ({type(e).__name__}: {e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{label}: corrupt or truncated image ({e})") from None

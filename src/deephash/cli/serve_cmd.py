@@ -1,0 +1,35 @@
+"""``deephash serve INDEX``: the HTTP service and its web page, over one index."""
+from __future__ import annotations
+
+import click
+
+from deephash.service.config import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+
+
+@click.command()
+@click.argument("index_path", type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (loopback by default)")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--api-key", envvar="DEEPHASH_API_KEY", default=None, show_envvar=True,
+              help="key for adding/removing images (at least 8 characters); without one, writes are disabled")
+@click.option("--read-key-required", is_flag=True, help="searches, thumbnails and stats need the key too")
+@click.option("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2**20, show_default=True)
+@click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="uploads declaring more pixels are refused (image bombs)")
+@click.option("--max-k", type=int, default=1000, show_default=True)
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True)
+def serve(index_path, host, port, api_key, read_key_required, max_upload_mb, max_pixels, max_k, log_level):
+    """Serve INDEX over HTTP: a web page at /, the API under /api, its description at /docs."""
+    import uvicorn
+
+    from deephash.service import create_app
+
+    app = create_app(index_path, api_key=api_key, read_key_required=read_key_required,
+                     max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels, max_k=max_k)
+    st = app.state.service
+    click.echo(f"deephash serve: {len(st.index)} images, {st.index.n_bits} bits, model {st.model.hasher.name} on "
+               f"{st.model.backbone.name}; writes {'enabled' if api_key else 'disabled (no --api-key)'}; "
+               f"page at http://{host}:{port}/", err=True)
+    # one process: the index lives in memory and every write goes through it
+    uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1)
