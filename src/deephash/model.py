@@ -34,7 +34,12 @@ class HashModel:
         kw = dict(backbone_kw)
         if size and "image_size" not in kw:
             kw["image_size"] = int(size)
-        return cls(create_backbone(cfg.backbone, **kw), hasher, cfg)
+        backbone = create_backbone(cfg.backbone, **kw)
+        if cfg.finetune:  # end-to-end checkpoint: the fine-tuned backbone weights are inside it
+            from deephash.backbones.finetuned import FinetunedBackbone
+
+            backbone = FinetunedBackbone.from_hasher(backbone, hasher)
+        return cls(backbone, hasher, cfg)
 
     def images_to_array(self, images: Sequence[bytes | str | Path]) -> np.ndarray:
         from PIL import Image
