@@ -182,11 +182,13 @@ class DeepHasher(Hasher):
 
     def state_dict(self) -> dict[str, Any]:
         st = super().state_dict()
-        st.update({f"net.{k}": v.detach().cpu() for k, v in self.net_.state_dict().items()})
+        fine_tuned = getattr(self, "trunk_", None) is not None
+        # fine-tuned checkpoints store every float tensor in float16 (fine_tune rounds the weights so
+        # before its final evaluation, so the saved model is exactly the one evaluated)
+        st.update({f"net.{k}": (v.detach().cpu().half() if fine_tuned and v.is_floating_point() else v.detach().cpu())
+                   for k, v in self.net_.state_dict().items()})
         st.update({f"extra.{k}": v for k, v in self.extra_state().items()})
-        if getattr(self, "trunk_", None) is not None:
-            # fine-tuned backbone weights, stored in float16 (fine_tune rounds them so before its
-            # final evaluation, so the saved model is exactly the one evaluated)
+        if fine_tuned:
             import torch
 
             st.update({f"trunk.{k}": (v.detach().cpu().half() if torch.is_floating_point(v) else v.detach().cpu())
@@ -201,6 +203,7 @@ class DeepHasher(Hasher):
         self.load_extra_state({k[6:]: v for k, v in state.items() if k.startswith("extra.")})
         self.net_ = self.build_network(self.in_dim_)
         net_state = {k[4:]: (v if isinstance(v, torch.Tensor) else torch.as_tensor(v)) for k, v in state.items() if k.startswith("net.")}
+        net_state = {k: (v.float() if v.is_floating_point() else v) for k, v in net_state.items()}
         self.net_.load_state_dict(net_state)
         self.net_.eval()
         trunk = {k[6:]: v for k, v in state.items() if k.startswith("trunk.")}

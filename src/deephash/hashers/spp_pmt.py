@@ -18,7 +18,8 @@ Our reading of parts the seed only names:
   ``(log(x + beta), (x + beta)^alpha - 1)`` with ``alpha = 0.5, beta = 1`` (so 0 -> 0), doubling
   the width; for signed inputs (e.g. an ONNX backbone's) we apply it to ``|x|`` and restore the sign.
 - Before the pyramid a 1x1 conv (+BN, ReLU) reduces the backbone's 1280 channels to
-  ``spp_channels`` (128): a 1280x21-wide pyramid would put ~27k inputs into the FC layer. The
+  ``spp_channels`` (64): a 1280x21-wide pyramid (x2 after PMT) would put ~54k inputs into the
+  FC layer, and a checkpoint of ~120 MB. The
   paper likewise shrinks AlexNet's parameters in its "Im-AlexNet-SP".
 - Loss weights (``pair_weight`` 1, ``quantization`` 0.1) and the FC width (1024) are ours; the
   seed gives none.
@@ -97,7 +98,7 @@ class SPPPMT(ClassifierMixin, DeepHasher):
 
     def __init__(self, n_bits: int = 64, *, hidden: int = 1024, dropout: float = 0.3, pair_weight: float = 1.0,
                  quantization: float = 0.1, pmt_alpha: float = 0.5, pmt_beta: float = 1.0,
-                 spp_levels: tuple[int, ...] = (1, 2, 4), spp_channels: int = 128, **kw) -> None:
+                 spp_levels: tuple[int, ...] = (1, 2, 4), spp_channels: int = 64, **kw) -> None:
         super().__init__(n_bits, **kw)
         self.hidden, self.dropout, self.pair_weight, self.quantization = hidden, dropout, pair_weight, quantization
         self.pmt_alpha, self.pmt_beta = pmt_alpha, pmt_beta

@@ -354,9 +354,9 @@ def fine_tune(method: str, data, labels: np.ndarray | None = None, *, config: Fi
     wall = time.perf_counter() - t0
     net = h.net_
     h.trunk_, h.net_ = net.trunk, net.head
-    # the checkpoint stores the trunk in float16: round it now so the model evaluated is the one saved
+    # the checkpoint stores float16 weights: round them now so the model evaluated is the one saved
     with torch.no_grad():
-        for t in h.trunk_.state_dict().values():
+        for t in [*h.trunk_.state_dict().values(), *h.net_.state_dict().values()]:
             if torch.is_floating_point(t):
                 t.copy_(t.half().float())
     h.trunk_.eval()
