@@ -15,7 +15,8 @@ class FinetunedBackbone(Backbone):
     The descriptors are what the checkpoint's head was trained on, so ``hasher.encode(embed(x))``
     gives the fine-tuned model's codes; they are also the float features stored for re-ranking."""
 
-    def __init__(self, name: str, trunk, preprocessing: Preprocessing, *, device: str = "auto", batch: int = 256) -> None:
+    def __init__(self, name: str, trunk, preprocessing: Preprocessing, *, decode_size: int | None = None,
+                 device: str = "auto", batch: int = 256) -> None:
         from deephash.train.trainer import pick_device
 
         super().__init__(preprocessing)
@@ -24,6 +25,9 @@ class FinetunedBackbone(Backbone):
         self.trunk = trunk.to(self.device).eval()
         self.dim = int(trunk.out_dim)
         self.batch = batch
+        #: size images are decoded to (the training images' stored size); the resize to the
+        #: input size then happens in torch, exactly as during fine-tuning
+        self.decode_size = int(decode_size) if decode_size else None
 
     @classmethod
     def from_hasher(cls, base: Backbone, hasher, **kw: Any) -> "FinetunedBackbone":
@@ -33,14 +37,13 @@ class FinetunedBackbone(Backbone):
         return cls(base.name, hasher.trunk_, base.preprocessing, **kw)
 
     def embed(self, images: np.ndarray) -> np.ndarray:
-        import torch
+        """uint8 NHWC (any square size) -> descriptors, preprocessed as in fine-tuning (ImageBank)."""
+        from deephash.train.finetune import ImageBank, run_network
 
-        out = []
-        with torch.no_grad():
-            for s in range(0, len(images), self.batch):
-                x = torch.from_numpy(self.normalize(images[s : s + self.batch])).to(self.device)
-                out.append(self.trunk(x).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+        if not len(images):
+            return np.zeros((0, self.dim), np.float32)
+        bank = ImageBank(images, self.device, self.preprocessing, channels_last=self.device.type == "cuda")
+        return run_network(self.trunk, self.trunk, bank, self.batch)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "finetuned": True}

@@ -362,7 +362,7 @@ def fine_tune(method: str, data, labels: np.ndarray | None = None, *, config: Fi
     h.trunk_.eval()
     h.net_.eval()
     h.preprocessing_ = bb.preprocessing
-    h.finetune_ = asdict(cfg)
+    h.finetune_ = {**asdict(cfg), "store_size": int(images.shape[1])}  # encode decodes to this size, as here
     h._drop_training_data()
     hist = h.history_
     iters = hist["iters"] - hist.get("resumed_from", 0)
