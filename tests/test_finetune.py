@@ -90,3 +90,27 @@ def test_finetune_command(small_cifar, tmp_path):
                                         "--out", str(out), "--report", str(tmp_path / "r.json")])
     assert res.exit_code == 0, res.output
     assert "fine-tuned dlbhc" in res.output and out.is_file() and (tmp_path / "r.json").is_file()
+
+
+def test_fine_tune_resumes_after_an_interruption(tiny_images, tmp_path, monkeypatch):
+    from deephash.hashers.dlbhc import DLBHC
+
+    imgs, y, _ = tiny_images
+    state = tmp_path / "train-state.pt"
+    real = DLBHC.compute_loss
+    calls = {"n": 0}
+
+    def flaky(self, net, batch):
+        calls["n"] += 1
+        if calls["n"] == 4:  # in the second epoch (3 iterations an epoch), after the first checkpoint
+            raise KeyboardInterrupt
+        return real(self, net, batch)
+
+    monkeypatch.setattr(DLBHC, "compute_loss", flaky)
+    kw = dict(bits=16, image_size=32, epochs=2, batch_size=20, device="cpu", checkpoint_path=state)
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune("dlbhc", imgs, y, **kw)
+    assert state.is_file()
+    h = fine_tune("dlbhc", imgs, y, **kw)
+    assert h.history_["resumed_from"] == 3 and h.history_["iters"] == 6 and len(h.history_["val"]) == 2
+    assert not state.is_file()  # finished: the resume file is removed

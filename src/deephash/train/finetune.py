@@ -308,6 +308,7 @@ def fine_tune(method: str, data, labels: np.ndarray | None = None, *, config: Fi
     from deephash.backbones import create_backbone
     from deephash.hashers import create_hasher
     from deephash.hashers.deep import DeepHasher
+    from deephash.train.sampling import stratified_holdout
     from deephash.train.trainer import Trainer, pick_device
     from deephash.utils import seed_everything
 
@@ -339,7 +340,9 @@ def fine_tune(method: str, data, labels: np.ndarray | None = None, *, config: Fi
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    n_train = int(round(len(images) * (1 - cfg.val_fraction))) if len(images) >= 20 else len(images)
+    n_train = len(images)
+    if cfg.val_fraction > 0 and len(images) >= 20:  # the Trainer's split sizes (they do not depend on the seed)
+        n_train = len(stratified_holdout(y, cfg.val_fraction, np.random.default_rng(0))[0])
     ipe = max(1, math.ceil(n_train / cfg.batch_size))
     h.e2e_ = EndToEnd(trunk, bb.preprocessing, device, augment=cfg.augment, pad=cfg.pad,
                       backbone_lr_mult=cfg.backbone_lr_mult, seed=cfg.seed)
