@@ -49,6 +49,8 @@ class HasherConfig:
     preprocessing: dict[str, Any] | None = None
     seed: int = 0
     deephash_version: str = ""
+    #: end-to-end training: the checkpoint holds the fine-tuned backbone (``trunk.*``) and how it was trained
+    finetune: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

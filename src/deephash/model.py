@@ -34,12 +34,17 @@ class HashModel:
         kw = dict(backbone_kw)
         if size and "image_size" not in kw:
             kw["image_size"] = int(size)
-        return cls(create_backbone(cfg.backbone, **kw), hasher, cfg)
+        backbone = create_backbone(cfg.backbone, **kw)
+        if cfg.finetune:  # end-to-end checkpoint: the fine-tuned backbone weights are inside it
+            from deephash.backbones.finetuned import FinetunedBackbone
+
+            backbone = FinetunedBackbone.from_hasher(backbone, hasher, decode_size=cfg.finetune.get("store_size"))
+        return cls(backbone, hasher, cfg)
 
     def images_to_array(self, images: Sequence[bytes | str | Path]) -> np.ndarray:
         from PIL import Image
 
-        size = self.backbone.preprocessing.size
+        size = getattr(self.backbone, "decode_size", None) or self.backbone.preprocessing.size
         arrs = []
         for im in images:
             pil = decode_image(im)

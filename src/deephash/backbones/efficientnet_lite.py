@@ -55,9 +55,14 @@ class _Pooled:
                 super().__init__()
                 self.net = net
                 self.out_dim = 1280
+                self.map_channels = 1280
+
+            def forward_maps(self, x):
+                """The last conv block's maps ``(n, 1280, h, w)`` (for heads that pool them their own way)."""
+                return self.net.extract_features(x)
 
             def forward(self, x):
-                return self.net.extract_features(x).mean(dim=(2, 3))
+                return self.forward_maps(x).mean(dim=(2, 3))
 
         return PooledLite(net)
 

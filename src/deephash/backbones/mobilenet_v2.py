@@ -67,9 +67,14 @@ def build_mobilenet_v2():
             feats.append(cna(cin, 1280, 1, 1))
             self.features = nn.Sequential(*feats)
             self.out_dim = 1280
+            self.map_channels = 1280
+
+        def forward_maps(self, x):
+            """The last conv block's maps ``(n, 1280, h, w)``."""
+            return self.features(x)
 
         def forward(self, x):
-            return self.features(x).mean(dim=(2, 3))
+            return self.forward_maps(x).mean(dim=(2, 3))
 
     return MobileNetV2Features()
 

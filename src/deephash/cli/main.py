@@ -232,10 +232,12 @@ def search(index_path, image, k, rerank, as_json):
 
 
 from deephash.cli.bench_cmd import bench  # noqa: E402
+from deephash.cli.finetune_cmd import finetune  # noqa: E402
 from deephash.cli.serve_cmd import serve  # noqa: E402
 
 cli.add_command(bench)
 cli.add_command(serve)
+cli.add_command(finetune)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -172,6 +172,6 @@ def load_hasher(path: str | os.PathLike) -> tuple["Hasher", HasherConfig]:
     blob = read_checkpoint(path)
     cfg = HasherConfig(**blob["config"])
     h = create_hasher(cfg.method, cfg.n_bits, **cfg.params)
-    state = {k: (v.numpy() if hasattr(v, "numpy") and not k.startswith("net.") else v) for k, v in blob["state"].items()}
+    state = {k: (v.numpy() if hasattr(v, "numpy") and not k.startswith(("net.", "trunk.")) else v) for k, v in blob["state"].items()}
     h.load_state_dict(state)
     return h, cfg

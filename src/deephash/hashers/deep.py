@@ -7,7 +7,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from deephash.errors import NotFittedError
 from deephash.hashers.base import Hasher
+from deephash.index.codes import pack_bits
 from deephash.train.trainer import Trainer, TrainerConfig
 
 #: constructor arguments that configure the Trainer rather than the method
@@ -57,12 +59,59 @@ class DeepHasher(Hasher):
         raise NotImplementedError
 
     def prepare(self, X: np.ndarray, y: np.ndarray | None, rng: np.random.Generator) -> None:
-        """Called by the Trainer with the training rows (validation removed): keep data, build the net."""
+        """Called by the Trainer with the training rows (validation removed): keep data, build the net.
+
+        Head-only: ``X`` are feature vectors and ``net_`` is the head. End-to-end (``e2e_`` set by
+        :func:`deephash.train.finetune.fine_tune`): ``X`` are uint8 images, ``X_train_[idx]`` yields
+        augmented image batches on the device and ``net_`` is trunk + head, so every method's
+        ``sample_batch`` and ``compute_loss`` work unchanged in both regimes."""
         import torch
 
-        self.X_train_ = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
         self.y_train_ = y
-        self.net_ = self.build_network(X.shape[1])
+        e2e = getattr(self, "e2e_", None)
+        if e2e is None:
+            self.X_train_ = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+            self.net_ = self.build_network(X.shape[1])
+        else:
+            self.X_train_ = e2e.bank(X, train=True)
+            self.net_ = e2e.network(self.build_network(e2e.trunk.out_dim))  # trunk + head
+
+    # ---------------------------------------------------------------- end-to-end hooks
+    def build_trunk(self, base):
+        """The image part of the end-to-end network: NCHW float -> descriptor ``(n, out_dim)``.
+
+        ``base`` is the backbone's torch module (pooled features, ``forward_maps`` for conv maps).
+        Default: the pooled backbone features, the input the head sees in the head-only regime.
+        Methods whose distinctive parts act on conv maps or images override this."""
+        return base
+
+    def attach_trunk(self, base) -> None:
+        """Rebuild the fine-tuned trunk from a checkpoint: architecture from ``base``, weights saved here."""
+        import torch
+
+        state = getattr(self, "trunk_state_", None)
+        if state is None:
+            raise NotFittedError(f"this {self.name} checkpoint holds no fine-tuned backbone weights")
+        trunk = self.build_trunk(base)
+        trunk.load_state_dict({k: (v.float() if torch.is_floating_point(v) else v) for k, v in state.items()})
+        self.trunk_ = trunk.eval()
+
+    def param_groups(self, net, lr: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups; end-to-end, the pretrained trunk learns at ``lr * backbone_lr_mult``."""
+        extra = list(self.extra_parameters())
+        if getattr(net, "is_end_to_end", False):
+            mult = float(getattr(self.e2e_, "backbone_lr_mult", 1.0))
+            trunk = [p for p in net.trunk.parameters() if p.requires_grad]
+            head = [p for p in net.head.parameters() if p.requires_grad] + extra
+            return [{"params": trunk, "lr": lr * mult}, {"params": head, "lr": lr}]
+        return [{"params": [p for p in net.parameters() if p.requires_grad] + extra, "lr": lr}]
+
+    def encode_training_input(self, X: np.ndarray) -> np.ndarray:
+        """Packed codes of training-regime inputs (features head-only, images end-to-end): validation."""
+        e2e = getattr(self, "e2e_", None)
+        if e2e is None:
+            return self.encode(X)
+        return pack_bits(e2e.activations(self, X) >= self.threshold)
 
     def sample_batch(self, rng: np.random.Generator, batch_size: int) -> dict[str, Any]:
         """Default: a uniform random mini-batch ``{"x", "y", "idx"}``."""
@@ -106,7 +155,7 @@ class DeepHasher(Hasher):
         return self
 
     def _drop_training_data(self) -> None:
-        for a in ("X_train_", "y_train_"):
+        for a in ("X_train_", "y_train_", "e2e_"):
             if hasattr(self, a):
                 delattr(self, a)
 
@@ -133,16 +182,29 @@ class DeepHasher(Hasher):
 
     def state_dict(self) -> dict[str, Any]:
         st = super().state_dict()
-        st.update({f"net.{k}": v.detach().cpu() for k, v in self.net_.state_dict().items()})
+        fine_tuned = getattr(self, "trunk_", None) is not None
+        # fine-tuned checkpoints store every float tensor in float16 (fine_tune rounds the weights so
+        # before its final evaluation, so the saved model is exactly the one evaluated)
+        st.update({f"net.{k}": (v.detach().cpu().half() if fine_tuned and v.is_floating_point() else v.detach().cpu())
+                   for k, v in self.net_.state_dict().items()})
         st.update({f"extra.{k}": v for k, v in self.extra_state().items()})
+        if fine_tuned:
+            import torch
+
+            st.update({f"trunk.{k}": (v.detach().cpu().half() if torch.is_floating_point(v) else v.detach().cpu())
+                       for k, v in self.trunk_.state_dict().items()})
         return st
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         import torch
 
         super().load_state_dict(state)
+        # extra state first: some networks' shapes depend on it (e.g. the number of classes)
+        self.load_extra_state({k[6:]: v for k, v in state.items() if k.startswith("extra.")})
         self.net_ = self.build_network(self.in_dim_)
         net_state = {k[4:]: (v if isinstance(v, torch.Tensor) else torch.as_tensor(v)) for k, v in state.items() if k.startswith("net.")}
+        net_state = {k: (v.float() if v.is_floating_point() else v) for k, v in net_state.items()}
         self.net_.load_state_dict(net_state)
         self.net_.eval()
-        self.load_extra_state({k[6:]: v for k, v in state.items() if k.startswith("extra.")})
+        trunk = {k[6:]: v for k, v in state.items() if k.startswith("trunk.")}
+        self.trunk_state_ = trunk or None

@@ -71,3 +71,65 @@ def stratified_holdout(y: np.ndarray, fraction: float, rng: np.random.Generator)
     val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
     train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
     return train_idx, val_idx
+
+
+class RankingTripletSampler:
+    """Deep Ranking's triplets (Wang et al. 2014; seed 002), single-label data.
+
+    Every image of a class is a query; its positives are other images of its class, at most
+    ``pos_cap`` per query (distinct, never the query itself); each triplet's negative is drawn
+    uniformly from the other classes. One pass over the ``(query, positive)`` pairs, in a random
+    order, is one epoch; the next epoch redraws them.
+
+    Positives of a query: the ``pos_cap`` images that follow it in a random permutation of its
+    class (cyclically) -- distinct and uniformly random, and drawn for all queries at once.
+    """
+
+    def __init__(self, y: np.ndarray, rng: np.random.Generator, *, pos_cap: int = 4) -> None:
+        y = np.asarray(y)
+        if y.ndim != 1:
+            raise ConfigError("deep-ranking triplet sampling needs single-label (1-D) labels")
+        if pos_cap < 1:
+            raise ConfigError(f"pos_cap must be >= 1; got {pos_cap}")
+        self.y, self.rng, self.pos_cap = y, rng, int(pos_cap)
+        self.by_class = {c: np.flatnonzero(y == c) for c in np.unique(y)}
+        if len(self.by_class) < 2 or all(len(ix) < 2 for ix in self.by_class.values()):
+            raise ConfigError("triplet training needs at least 2 classes and a class with >= 2 images")
+        self._pairs = np.zeros((0, 2), np.int64)
+        self._pos = 0
+        self.epochs = 0
+
+    def _new_epoch(self) -> None:
+        pairs = []
+        for ix in self.by_class.values():
+            n = len(ix)
+            if n < 2:
+                continue
+            perm = self.rng.permutation(ix)
+            for s in range(1, min(self.pos_cap, n - 1) + 1):
+                pairs.append(np.stack([perm, np.roll(perm, -s)], axis=1))
+        self._pairs = self.rng.permutation(np.concatenate(pairs))
+        self._pos = 0
+        self.epochs += 1
+
+    def _negatives(self, q: np.ndarray) -> np.ndarray:
+        neg = self.rng.integers(len(self.y), size=len(q))
+        bad = self.y[neg] == self.y[q]
+        while bad.any():
+            neg[bad] = self.rng.integers(len(self.y), size=int(bad.sum()))
+            bad = self.y[neg] == self.y[q]
+        return neg
+
+    def sample(self, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``m`` triplets ``(query, positive, negative)`` as index arrays."""
+        out = []
+        need = m
+        while need > 0:
+            if self._pos >= len(self._pairs):
+                self._new_epoch()
+            take = self._pairs[self._pos : self._pos + need]
+            self._pos += len(take)
+            need -= len(take)
+            out.append(take)
+        qp = np.concatenate(out)
+        return qp[:, 0], qp[:, 1], self._negatives(qp[:, 0])

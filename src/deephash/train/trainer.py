@@ -42,12 +42,17 @@ class TrainerConfig:
     log_every: int = 100
     checkpoint_path: str | None = None
     progress: bool = False
+    #: learning-rate schedule: "constant", or "cosine" decay to 0 after ``warmup_iters`` linear warm-up
+    schedule: str = "constant"
+    warmup_iters: int = 0
 
     def __post_init__(self) -> None:
         if self.n_iters < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ConfigError(f"n_iters, batch_size and eval_every must be >= 1; got {self.n_iters}, {self.batch_size}, {self.eval_every}")
         if self.optimizer not in ("adam", "sgd", "adamw"):
             raise ConfigError(f"optimizer must be adam, adamw or sgd; got {self.optimizer!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"schedule must be 'constant' or 'cosine'; got {self.schedule!r}")
 
 
 def pick_device(name: str = "auto"):
@@ -75,6 +80,25 @@ class Trainer:
     def __init__(self, config: TrainerConfig | None = None) -> None:
         self.config = config or TrainerConfig()
 
+    def _make_scheduler(self, opt):
+        import math
+
+        import torch
+
+        c = self.config
+        if c.schedule == "constant" and c.warmup_iters <= 0:
+            return None
+
+        def factor(it: int) -> float:
+            if it < c.warmup_iters:
+                return (it + 1) / c.warmup_iters
+            if c.schedule == "constant":
+                return 1.0
+            t = (it - c.warmup_iters) / max(1, c.n_iters - c.warmup_iters)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
     def _make_optimizer(self, params):
         import torch
 
@@ -89,8 +113,9 @@ class Trainer:
         from deephash.eval.metrics import mean_average_precision, relevance_matrix
         from deephash.index.codes import hamming_matrix
 
-        q = method.encode(Xv)
-        d = method.encode(Xdb)
+        enc = getattr(method, "encode_training_input", method.encode)  # features, or images end-to-end
+        q = enc(Xv)
+        d = enc(Xdb)
         return mean_average_precision(hamming_matrix(q, d), relevance_matrix(yv, ydb), self.config.val_topk)
 
     def fit(self, method: "DeepHasher", X: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
@@ -113,8 +138,12 @@ class Trainer:
         Xt, yt = X[tr], (y[tr] if y is not None else None)
         method.prepare(Xt, yt, rng)
         net = method.net_.to(device)
-        params = [p for p in net.parameters() if p.requires_grad] + list(method.extra_parameters())
+        if hasattr(method, "param_groups"):
+            params = method.param_groups(net, c.lr)
+        else:
+            params = [p for p in net.parameters() if p.requires_grad] + list(method.extra_parameters())
         opt = self._make_optimizer(params)
+        sched = self._make_scheduler(opt)
         history: dict[str, Any] = {"config": asdict(c), "device": str(device), "val": [], "loss": [], "resumed_from": 0}
         best_score, best_state, bad, start = -1.0, None, 0, 0
         ckpt = Path(c.checkpoint_path) if c.checkpoint_path else None
@@ -122,18 +151,23 @@ class Trainer:
             blob = torch.load(ckpt, map_location="cpu", weights_only=False)
             net.load_state_dict(blob["net"])
             opt.load_state_dict(blob["opt"])
+            if sched is not None and blob.get("sched"):
+                sched.load_state_dict(blob["sched"])
             method.load_extra_state(blob.get("extra", {}))
             best_score, best_state, bad, start = blob["best_score"], blob["best_state"], blob["bad"], blob["iter"]
             history = blob["history"]
             history["resumed_from"] = start
+            history["train_s_before"] = history["val"][-1]["train_s"] if history["val"] else 0.0
             rng.bit_generator.state = blob["rng"]
             method.sampler_rng_restore(rng)
             log.info("resumed training from %s at iteration %d", ckpt, start)
-        # validation database: a random sample of the training rows (rows are often sorted by class)
-        db_rows = rng.permutation(len(Xt))[:5000]
-        Xdb, ydb = (Xt[db_rows], yt[db_rows]) if yt is not None else (None, None)
+        # validation database: a random sample of the training rows (a separate generator, so the
+        # method's sampling stream is unchanged); the first rows could all be one class
+        db = np.sort(np.random.default_rng(c.seed + 1).permutation(len(Xt))[:5000])
+        Xdb, ydb = (Xt[db], yt[db]) if yt is not None else (None, None)
         use_amp = c.amp and device.type == "cuda"
         t0 = time.perf_counter()
+        t_val = 0.0  # seconds spent validating, kept apart from training time
         it = start
         for it in range(start, c.n_iters):
             net.train()
@@ -146,6 +180,8 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             method.after_step(net, it)
             if (it + 1) % c.log_every == 0 or it == start:
                 history["loss"].append({"iter": it + 1, "loss": float(loss.detach()), **logs})
@@ -154,8 +190,11 @@ class Trainer:
             last = it + 1 == c.n_iters
             if len(va) and ((it + 1) % c.eval_every == 0 or last):
                 net.eval()
+                tv = time.perf_counter()
                 score = self._validate(method, X[va], y[va], Xdb, ydb)
-                history["val"].append({"iter": it + 1, "map": score})
+                t_val += time.perf_counter() - tv
+                history["val"].append({"iter": it + 1, "map": score,
+                                       "train_s": time.perf_counter() - t0 - t_val + history.get("train_s_before", 0.0)})
                 if score > best_score + 1e-6:
                     best_score, best_state, bad = score, copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()}), 0
                 else:
@@ -164,7 +203,8 @@ class Trainer:
                     with atomic_path(ckpt) as tmp:
                         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "best_score": best_score,
                                     "best_state": best_state, "bad": bad, "iter": it + 1, "history": history,
-                                    "rng": rng.bit_generator.state, "extra": method.extra_state()}, tmp)
+                                    "rng": rng.bit_generator.state, "extra": method.extra_state(),
+                                    "sched": sched.state_dict() if sched is not None else None}, tmp)
                 if bad >= c.patience:
                     history["early_stopped_at"] = it + 1
                     break
@@ -174,6 +214,7 @@ class Trainer:
         net.eval()
         history["iters"] = it + 1
         history["seconds"] = time.perf_counter() - t0
+        history["validation_s"] = t_val
         if ckpt and ckpt.is_file():
             os.unlink(ckpt)  # training finished: the resume file is no longer needed
         return history

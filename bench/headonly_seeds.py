@@ -1,0 +1,60 @@
+"""Head-only regime for the seed methods on cached EfficientNet-Lite0 CIFAR-10 features (CPU, minutes).
+
+Protocol 1k/5k/54k (1,000 queries 100/class, 5,000 training 500/class from all 60,000; the
+other 54,000 the database), mAP@all, plus mAP@1000 of plain Hamming vs DLBHC coarse-to-fine.
+Usage: python bench/headonly_seeds.py FEATURES.npz [--iters 2000] [--out runs/headonly.json]
+(FEATURES.npz: ``features`` (60000, D), ``labels``; e.g. written from deephash's feature cache).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("features")
+    ap.add_argument("--bits", type=int, default=64)
+    ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--methods", default="dlbhc,spp-pmt,deep-ranking")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+
+    from deephash.eval.retrieval import coarse_to_fine_evaluation, hamming_map
+    from deephash.hashers import create_hasher
+
+    sys.path.insert(0, "bench")
+    from finetune_cifar import protocol_indices
+
+    z = np.load(a.features)
+    X, y = z["features"].astype(np.float32), z["labels"]
+    q, tr, db, _ = protocol_indices(y, np.asarray(z["splits"]) if "splits" in z.files else None, "1k5k54k", a.seed)
+    res = {"protocol": "1k5k54k", "bits": a.bits, "features": a.features, "iters": a.iters, "methods": {}}
+    for name in a.methods.split(","):
+        h = create_hasher(name, a.bits, seed=a.seed, n_iters=a.iters, eval_every=max(1, a.iters // 4))
+        t0 = time.perf_counter()
+        h.fit(X[tr], y[tr])
+        t_fit = time.perf_counter() - t0
+        cq, cdb = h.encode(X[q]), h.encode(X[db])
+        r = {"map_all": hamming_map(cq, cdb, y[q], y[db]), "train_s": t_fit}
+        if hasattr(h, "classify"):
+            r["query_accuracy"] = float((h.classify(X[q]) == y[q]).mean())
+        c2f = coarse_to_fine_evaluation(cq[:200], h.rerank_features(X[q[:200]]), cdb, h.rerank_features(X[db]),
+                                        y[q[:200]], y[db], k=1000)
+        r["coarse_to_fine_200q"] = c2f
+        res["methods"][name] = r
+        print(name, json.dumps({k: v for k, v in r.items() if k != "coarse_to_fine_200q"}),
+              "c2f@1000", round(c2f["map_coarse_to_fine"], 4), "hamming@1000", round(c2f["map_hamming"], 4),
+              "pool", c2f["pool_size_mean"], "radius", c2f["radius_mean"], flush=True)
+    if a.out:
+        with open(a.out, "w") as fh:
+            json.dump(res, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""End-to-end regime: fine-tune the backbone and the method's head together on images.
+
+The shared :class:`~deephash.train.trainer.Trainer` still owns the loop (seeding, logging,
+early stopping on a validation split carved from the training data, resumable checkpoints);
+this module only changes what the method trains on:
+
+- an :class:`ImageBank` keeps the whole uint8 training set in memory on the training device
+  and does the augmentation (random crop with zero padding, horizontal flip), the resize to
+  the backbone's input size and the normalisation there, in one batched call: no per-image
+  Python work in the loop. Decoding (the only per-image work) runs once, in DataLoader workers;
+- the method's network becomes ``head(trunk(images))`` (:class:`EndToEndNet`), where the trunk
+  is the backbone as the method wants it (:meth:`DeepHasher.build_trunk`), in ``channels_last``
+  with bf16 autocast on CUDA;
+- the checkpoint carries the fine-tuned trunk weights (float16) and a ``finetune`` section in
+  its config, so :meth:`deephash.model.HashModel.load` / ``deephash encode`` use the fine-tuned
+  backbone with the checkpoint alone.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from deephash import __version__
+from deephash.config import Preprocessing
+from deephash.errors import ConfigError, DataError
+
+log = logging.getLogger("deephash.finetune")
+
+
+# ----------------------------------------------------------------------------- decoding
+def _decode_one(path: str, size: int) -> tuple[np.ndarray, str | None]:
+    from deephash.data.images import load_rgb
+
+    try:
+        return load_rgb(path, size), None
+    except DataError as e:
+        return np.zeros((size, size, 3), np.uint8), str(e)
+
+
+class _DecodeDataset:
+    """Map-style dataset for a torch DataLoader: path -> (uint8 HWC, error or '')."""
+
+    def __init__(self, paths: Sequence[str], size: int) -> None:
+        self.paths, self.size = list(paths), size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        arr, err = _decode_one(self.paths[i], self.size)
+        return arr, err or ""
+
+
+def _collate(batch):
+    return np.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+
+def load_image_array(paths: Sequence[str | os.PathLike], size: int, *, workers: int | None = None,
+                     progress: bool = False) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Decode images to ``uint8 (n, size, size, 3)`` (bilinear resize) with DataLoader workers.
+
+    Returns the array and the files that failed ``(path, reason)`` (their rows are zeros)."""
+    import torch
+
+    paths = [str(p) for p in paths]
+    if workers is None:
+        workers = min(8, max(0, (os.cpu_count() or 1) - 1)) if len(paths) >= 2000 else 0
+    loader = torch.utils.data.DataLoader(_DecodeDataset(paths, size), batch_size=512, num_workers=workers,
+                                         collate_fn=_collate, shuffle=False)
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    failed: list[tuple[str, str]] = []
+    pos = 0
+    for arr, errs in loader:
+        out[pos : pos + len(arr)] = arr
+        failed += [(paths[pos + i], e) for i, e in enumerate(errs) if e]
+        pos += len(arr)
+        if progress:
+            print(f"\r  decoded {pos}/{len(paths)} images", end="", file=sys.stderr)
+    if progress:
+        print(file=sys.stderr)
+    return out, failed
+
+
+def archive_images(archive, indices: np.ndarray | None = None, *, store_size: int | None = None,
+                   max_size: int = 256, workers: int | None = None, progress: bool = False):
+    """``(images uint8 (n, s, s, 3), labels, kept indices, failed)`` for archive rows ``indices``.
+
+    ``store_size`` defaults to the first image's longer side capped at ``max_size``: CIFAR
+    stays at its native 32 px and is up-sampled on the device, batch by batch."""
+    from deephash.data.images import decode_image
+
+    idx = np.arange(len(archive)) if indices is None else np.asarray(indices, np.int64)
+    if not len(idx):
+        raise DataError("no images to fine-tune on")
+    if store_size is None:
+        store_size = min(max_size, max(decode_image(archive.abspath(int(idx[0]))).size))
+    imgs, failed = load_image_array([archive.abspath(int(i)) for i in idx], store_size, workers=workers,
+                                    progress=progress)
+    bad = {p for p, _ in failed}
+    keep = np.array([str(archive.abspath(int(i))) not in bad for i in idx], bool)
+    return imgs[keep], archive.labels[idx[keep]], idx[keep], failed
+
+
+# ----------------------------------------------------------------------------- on-device data
+class ImageBank:
+    """uint8 NHWC images held on ``device``; ``bank[idx]`` -> normalised float NCHW input batch.
+
+    With ``train=True`` each batch is augmented on the device: zero-padded random crop
+    (``pad`` pixels, at the stored resolution) and horizontal flip with probability 1/2.
+    Then every batch is resized to ``preprocessing.size`` (bilinear) and normalised with the
+    backbone's mean/std, as :meth:`Backbone.normalize` does on the CPU."""
+
+    def __init__(self, images: np.ndarray, device, preprocessing: Preprocessing, *, train: bool = False,
+                 pad: int = 4, flip: bool = True, seed: int = 0, channels_last: bool = True) -> None:
+        import torch
+
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+            raise ConfigError(f"images must be uint8 (n, h, w, 3); got {images.dtype} {images.shape}")
+        self.device = torch.device(device)
+        self.data = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        self.size = int(preprocessing.size)
+        self.mean = torch.tensor(preprocessing.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(preprocessing.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        self.train, self.pad, self.flip = train, int(pad), flip
+        self.channels_last = channels_last
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(int(seed))
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def _augment(self, x):
+        import torch
+
+        n, h, w, _ = x.shape
+        p = self.pad
+        dev = x.device
+        if p > 0:
+            x = torch.nn.functional.pad(x, (0, 0, p, p, p, p))  # zero padding of H and W (NHWC)
+            oy = torch.randint(0, 2 * p + 1, (n,), device=dev, generator=self.gen)
+            ox = torch.randint(0, 2 * p + 1, (n,), device=dev, generator=self.gen)
+        else:
+            oy = ox = torch.zeros(n, dtype=torch.long, device=dev)
+        rows = oy[:, None] + torch.arange(h, device=dev)[None, :]
+        ar = torch.arange(w, device=dev)[None, :]
+        if self.flip:
+            flip = torch.rand(n, device=dev, generator=self.gen) < 0.5
+            ar = torch.where(flip[:, None], (w - 1) - ar, ar)
+        cols = ox[:, None] + ar
+        b = torch.arange(n, device=dev)[:, None, None]
+        return x[b, rows[:, :, None], cols[:, None, :]]
+
+    def to_input(self, x):
+        """uint8 NHWC on the device -> normalised float32 NCHW at the backbone's input size."""
+        import torch
+
+        x = x.permute(0, 3, 1, 2).float()
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                                                antialias=x.shape[-1] > self.size)
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+
+    def __getitem__(self, idx):
+        import torch
+
+        idx = torch.as_tensor(np.asarray(idx) if not isinstance(idx, torch.Tensor) else idx, dtype=torch.long,
+                              device=self.device)
+        x = self.data[idx]
+        if self.train:
+            x = self._augment(x)
+        return self.to_input(x)
+
+
+def _end_to_end_net(trunk, head):
+    from torch import nn
+
+    class EndToEndNet(nn.Module):
+        """``head(trunk(images))``: what the Trainer trains in the end-to-end regime."""
+
+        is_end_to_end = True
+
+        def __init__(self, trunk, head) -> None:
+            super().__init__()
+            self.trunk, self.head = trunk, head
+
+        def forward(self, x):
+            return self.head(self.trunk(x))
+
+    return EndToEndNet(trunk, head)
+
+
+class EndToEnd:
+    """What a :class:`DeepHasher` needs to train on images (set as ``method.e2e_`` by :func:`fine_tune`)."""
+
+    def __init__(self, trunk, preprocessing: Preprocessing, device, *, augment: bool = True, pad: int = 4,
+                 backbone_lr_mult: float = 1.0, seed: int = 0, eval_batch: int = 512) -> None:
+        self.trunk, self.preprocessing, self.device = trunk, preprocessing, device
+        self.augment, self.pad, self.backbone_lr_mult = augment, pad, backbone_lr_mult
+        self.seed, self.eval_batch = seed, eval_batch
+        self.channels_last = getattr(device, "type", str(device)) == "cuda"
+
+    def bank(self, X: np.ndarray, *, train: bool) -> ImageBank:
+        return ImageBank(X, self.device, self.preprocessing, train=train and self.augment, pad=self.pad,
+                         seed=self.seed, channels_last=self.channels_last)
+
+    def network(self, head):
+        import torch
+
+        net = _end_to_end_net(self.trunk, head)
+        return net.to(memory_format=torch.channels_last) if self.channels_last else net
+
+    def activations(self, method, X: np.ndarray) -> np.ndarray:
+        """The method's code activations for uint8 images ``X`` (eval mode, no augmentation)."""
+        net = method.net_
+        return run_network(lambda x: method.forward_activations(net, x), net, self.bank(X, train=False),
+                           self.eval_batch)
+
+
+def run_network(fn, module, bank: ImageBank, batch: int = 512) -> np.ndarray:
+    """``fn`` over the whole bank in eval mode with bf16 autocast on CUDA; float32 numpy out."""
+    import torch
+
+    was_training = module.training
+    module.eval()
+    out = []
+    with torch.no_grad(), torch.autocast(bank.device.type, dtype=torch.bfloat16, enabled=bank.device.type == "cuda"):
+        for s in range(0, len(bank), batch):
+            out.append(fn(bank[np.arange(s, min(s + batch, len(bank)))]).float().cpu().numpy())
+    module.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def embed_images(method, images: np.ndarray, *, device=None, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """A fine-tuned method's ``(descriptors, code activations)`` for uint8 images, on the device.
+
+    Descriptors are what the head (and DLBHC's fine re-ranking) sees; code bits are
+    ``activations >= method.threshold``."""
+    import torch
+
+    trunk, head = method.trunk_, method.net_
+    dev = torch.device(device) if device is not None else next(trunk.parameters()).device
+    trunk.to(dev)
+    head.to(dev)
+    bank = ImageBank(images, dev, method.preprocessing_, channels_last=dev.type == "cuda")
+    desc = run_network(trunk, trunk, bank, batch)
+    acts = []
+    with torch.no_grad():
+        head.eval()
+        for s in range(0, len(desc), 4096):
+            acts.append(method.forward_activations(head, torch.from_numpy(desc[s : s + 4096]).to(dev)).float().cpu().numpy())
+    return desc, np.concatenate(acts)
+
+
+# ----------------------------------------------------------------------------- the job
+@dataclass
+class FinetuneConfig:
+    """The recipe of one end-to-end run; saved in the checkpoint (``config.finetune``)."""
+
+    method: str = "dlbhc"
+    bits: int = 64
+    backbone: str = "efficientnet-lite0"
+    image_size: int = 224
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    warmup_epochs: float = 1.0
+    val_fraction: float = 0.1
+    patience: int = 100
+    augment: bool = True
+    pad: int = 4
+    device: str = "auto"
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ConfigError(f"epochs must be >= 1 and batch_size >= 2; got {self.epochs}, {self.batch_size}")
+        if not 0.0 <= self.backbone_lr_mult <= 10.0:
+            raise ConfigError(f"backbone_lr_mult must be in [0, 10]; got {self.backbone_lr_mult}")
+
+
+def fine_tune(method: str, data, labels: np.ndarray | None = None, *, config: FinetuneConfig | None = None,
+              checkpoint_path: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+              progress: bool = False, **overrides: Any):
+    """Train backbone + ``method``'s head end to end; returns the fitted hasher.
+
+    ``data``: uint8 images ``(n, h, w, 3)`` with ``labels``, or an :class:`ImageArchive`
+    (decoded once with DataLoader workers). ``overrides`` set :class:`FinetuneConfig` fields
+    (``bits``, ``epochs``, ``image_size``...). ``checkpoint_path``: resumable training state
+    (resumed when it exists); ``out``: where to write the final checkpoint. The hasher gets
+    ``trunk_`` (the fine-tuned backbone), ``preprocessing_``, ``history_`` and ``report_``
+    (time per epoch, images/s)."""
+    import torch
+
+    from deephash.backbones import create_backbone
+    from deephash.hashers import create_hasher
+    from deephash.hashers.deep import DeepHasher
+    from deephash.train.sampling import stratified_holdout
+    from deephash.train.trainer import Trainer, pick_device
+    from deephash.utils import seed_everything
+
+    cfg = config or FinetuneConfig(method=method)
+    if overrides:
+        cfg = FinetuneConfig(**{**asdict(cfg), **overrides})
+    cfg.method = method
+    failed: list[tuple[str, str]] = []
+    if isinstance(data, np.ndarray):
+        images, y = data, labels
+    else:  # an ImageArchive
+        images, y, _, failed = archive_images(data, progress=progress)
+    if y is None:
+        raise ConfigError("fine-tuning needs labels (every end-to-end method here is supervised)")
+    y = np.asarray(y)
+    if len(y) != len(images):
+        raise ConfigError(f"got {len(images)} images but {len(y)} labels")
+
+    seed_everything(cfg.seed)
+    h = create_hasher(method, cfg.bits, seed=cfg.seed, **cfg.params)
+    if not isinstance(h, DeepHasher):
+        raise ConfigError(f"{method} is not a network-trained method, so it cannot be fine-tuned end to end; "
+                          "train it head-only (deephash train)")
+    h._validate()
+    device = pick_device(cfg.device)
+    bb = create_backbone(cfg.backbone, image_size=cfg.image_size)
+    trunk = h.build_trunk(bb.torch_module()).to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    n_train = len(images)
+    if cfg.val_fraction > 0 and len(images) >= 20:  # the Trainer's split sizes (they do not depend on the seed)
+        n_train = len(stratified_holdout(y, cfg.val_fraction, np.random.default_rng(0))[0])
+    ipe = max(1, math.ceil(n_train / cfg.batch_size))
+    h.e2e_ = EndToEnd(trunk, bb.preprocessing, device, augment=cfg.augment, pad=cfg.pad,
+                      backbone_lr_mult=cfg.backbone_lr_mult, seed=cfg.seed)
+    h.in_dim_ = int(trunk.out_dim)
+    tcfg = h.trainer_config(n_iters=cfg.epochs * ipe, eval_every=ipe, batch_size=cfg.batch_size, lr=cfg.lr,
+                            optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, schedule="cosine",
+                            warmup_iters=int(cfg.warmup_epochs * ipe), patience=cfg.patience,
+                            val_fraction=cfg.val_fraction, device=str(device), log_every=max(1, ipe // 4),
+                            checkpoint_path=str(checkpoint_path) if checkpoint_path else None, progress=progress)
+    t0 = time.perf_counter()
+    h.history_ = Trainer(tcfg).fit(h, images, y)
+    wall = time.perf_counter() - t0
+    net = h.net_
+    h.trunk_, h.net_ = net.trunk, net.head
+    # the checkpoint stores float16 weights: round them now so the model evaluated is the one saved
+    with torch.no_grad():
+        for t in [*h.trunk_.state_dict().values(), *h.net_.state_dict().values()]:
+            if torch.is_floating_point(t):
+                t.copy_(t.half().float())
+    h.trunk_.eval()
+    h.net_.eval()
+    h.preprocessing_ = bb.preprocessing
+    h.finetune_ = {**asdict(cfg), "store_size": int(images.shape[1])}  # encode decodes to this size, as here
+    h._drop_training_data()
+    hist = h.history_
+    iters = hist["iters"] - hist.get("resumed_from", 0)
+    train_s = max(1e-9, hist["seconds"] - hist.get("validation_s", 0.0))
+    h.report_ = {
+        "method": method, "bits": cfg.bits, "backbone": cfg.backbone, "image_size": cfg.image_size,
+        "device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "n_train": n_train, "n_val": len(images) - n_train, "iters_per_epoch": ipe, "iters": hist["iters"],
+        "epochs_run": hist["iters"] / ipe, "train_seconds": train_s, "validation_seconds": hist.get("validation_s", 0.0),
+        "wall_seconds": wall, "seconds_per_epoch": train_s / max(1e-9, iters / ipe),
+        "images_per_second": iters * cfg.batch_size / train_s, "best_val_map": hist.get("best_val_map"),
+        "val": hist["val"], "early_stopped_at": hist.get("early_stopped_at"), "skipped": failed,
+    }
+    if out:
+        save_finetuned(h, out)
+    return h
+
+
+def save_finetuned(h, path: str | os.PathLike) -> Path:
+    """Write a fine-tuned hasher's checkpoint: head, float16 trunk, backbone name, preprocessing, recipe."""
+    if getattr(h, "trunk_", None) is None:
+        raise ConfigError(f"this {h.name} hasher was not fine-tuned end to end (no trunk_)")
+    return h.save(path, backbone=h.finetune_["backbone"], preprocessing=h.preprocessing_.to_dict(), finetune=h.finetune_)
