@@ -202,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     r = evaluate_features(fq, fd, lq, ld, protocol, metric="cosine")
     fdn = fd / np.linalg.norm(fd, axis=1, keepdims=True)
     fqn = fq / np.linalg.norm(fq, axis=1, keepdims=True)
-    r.update(method="float kNN (cosine)", bits=None, train_s=0.0, encode_s=0.0,
-             query_s=time_float_search(fdn, fqn, k_search), model_bytes=0, index_bytes=int(fd.astype(np.float32).nbytes))
+    r.update(method="float kNN (cosine)", bits=None, train_s=None, encode_s=None,
+             query_s=time_float_search(fdn, fqn, k_search), model_bytes=None, index_bytes=int(fd.astype(np.float32).nbytes))
     print(f"float kNN  mAP {r['map']:.4f}", flush=True)
     results.append(r)
 

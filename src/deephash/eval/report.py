@@ -248,7 +248,7 @@ def _plot_pk(results: list[dict[str, Any]], path: Path, colors: dict[str, Any]) 
     for ax, b in zip(axes, bits):
         for r in [r for r in pk if r["bits"] == b and b is not None] + floats:
             style = ":" if r["bits"] is None else "-"
-            label = r["method"] + (" (float)" if r["bits"] is None else "")
+            label = r["method"] + (" (float)" if r["bits"] is None and "float" not in r["method"] else "")
             ax.plot(r["p_at_k"]["k"], r["p_at_k"]["precision"], style, marker=".", color=colors[r["method"]], label=label)
         ax.set_xscale("log")
         ax.set_title("float features" if b is None else f"{b} bits")
@@ -273,12 +273,13 @@ def _plot_map_vs_bits(results: list[dict[str, Any]], path: Path, colors: dict[st
             ax.plot(x, [r["map"] for r in rs], "-o", color=colors[m], label=f"{m} mAP")
             ax.plot(x, [r["tie_aware_map"] for r in rs], "--x", color=colors[m], alpha=0.8, label=f"{m} tie-aware")
         for r in (r for r in results if r["method"] == m and r["bits"] is None):
-            ax.axhline(r["map"], ls=":", color=colors[m], label=f"{m} (float features)")
+            ax.axhline(r["map"], ls=":", color=colors[m], label=m if "float" in m else f"{m} (float features)")
     ax.set_xticks(bits or [0])
     ax.set_xlabel("code length (bits)")
     k = sorted({r.get("topk") for r in results if r.get("topk") is not None})
     ax.set_ylabel("mAP@" + (",".join(str(v) for v in k) if k else "all"))
-    ax.set_ylim(0, 1.0)
+    top = max([r["map"] for r in results] + [r["tie_aware_map"] for r in results])
+    ax.set_ylim(0, min(1.0, max(0.05, top * 1.15)))  # from 0, so gaps are not exaggerated
     ax.set_title("mAP against code length")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
