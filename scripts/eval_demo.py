@@ -13,6 +13,7 @@ computed in resumable chunks.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -52,12 +53,13 @@ def _load(root: Path, ids: list[str], size: int) -> np.ndarray:
     return out
 
 
-def compute_features(root: Path, ids: list[str], kind: str, cache: Path, chunk: int = 2000) -> np.ndarray:
-    """Features of every image, cached per chunk so an interrupted run resumes."""
-    final = cache / f"features-{kind}.npy"
+def compute_features(root: Path, ids: list[str], kind: str, cache: Path, chunk: int = 2000, tag: str = "") -> np.ndarray:
+    """Features of the given images, cached per chunk so an interrupted run resumes."""
+    tag = tag or kind
+    final = cache / f"features-{tag}.npy"
     if final.exists():
         return np.load(final)
-    parts_dir = cache / f"features-{kind}-parts"
+    parts_dir = cache / f"features-{tag}-parts"
     parts_dir.mkdir(parents=True, exist_ok=True)
     runner = None
     if kind == "lite0":
@@ -169,8 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     ids, labels, split_names, classes = list_images(root)
     print(f"{len(ids)} images, {len(classes)} classes", flush=True)
-    with Timer() as t_feat:
-        feats = compute_features(root, ids, args.features, out)
     protocol = get_protocol(args.protocol)
     if args.reduce:
         n = [int(v) for v in args.reduce.split(",")]
@@ -178,6 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     split = protocol.split(labels, split_names, seed=args.seed)
     split.save(out / "split.json", ids)
     print(protocol.describe(), split.sizes(), sep="\n", flush=True)
+    # features of the images the split uses (all of them for a full protocol), cached per image set
+    used = np.unique(np.concatenate([split.query_idx, split.train_idx, split.db_idx]))
+    tag = args.features if len(used) == len(ids) else f"{args.features}-{len(used)}-{hashlib.sha1(used.tobytes()).hexdigest()[:10]}"
+    with Timer() as t_feat:
+        sub = compute_features(root, [ids[i] for i in used], args.features, out, tag=tag)
+    feats = np.zeros((len(ids), sub.shape[1]), dtype=np.float32)
+    feats[used] = sub
     fq, ft, fd = feats[split.query_idx], feats[split.train_idx], feats[split.db_idx]
     lq, ld = labels[split.query_idx], labels[split.db_idx]
     bits_list = [int(b) for b in args.bits.split(",")]
