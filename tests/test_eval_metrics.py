@@ -388,3 +388,22 @@ def test_errors_are_actionable():
         evaluate_features(np.zeros((1, 2)), np.zeros((2, 2)), [0], [0, 1], metric="dot")
     with pytest.raises(ConfigError, match="radius must be between 0 and n_bits=8"):
         evaluate_codes(np.zeros((1, 1), np.uint8), np.zeros((2, 1), np.uint8), [0], [0, 1], radius=9)
+
+
+def test_evaluate_codes_takes_a_protocol():
+    from deephash.eval.protocols import get_protocol
+
+    rng = np.random.default_rng(4)
+    codes, labels = _labelled_codes(rng, 40, n_bytes=2)
+    loo = get_protocol("leave-one-out")
+    res = evaluate_codes(codes, codes, labels, labels, loo)
+    assert res["exclude_self"] and res["topk"] == 20 and res["n_db"] == 39
+    assert (res["protocol"], res["protocol_version"]) == ("leave-one-out", 1)
+    same = evaluate_codes(codes, codes, labels, labels, 20, exclude_self=True)
+    assert same["map"] == res["map"] and same["tie_aware_map"] == res["tie_aware_map"]
+    p54 = get_protocol("cifar10-54k")
+    res = evaluate_codes(codes[:5], codes, labels[:5], labels, p54)
+    assert not res["exclude_self"] and res["topk"] == 40  # mAP@54000 on a 40-item database = all
+    assert evaluate_codes(codes, codes, labels, labels, "leave-one-out")["map"] == same["map"]
+    with pytest.raises(ConfigError, match="protocol_or_topk must be a Protocol, a protocol name"):
+        evaluate_codes(codes, codes, labels, labels, 0.5)

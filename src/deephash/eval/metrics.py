@@ -390,13 +390,18 @@ def pr_curve_over_radii(dist: np.ndarray, relevance: np.ndarray, n_bits: int) ->
 
 
 def _resolve(protocol_or_topk: Any, exclude_self: bool | None) -> tuple[int | None, bool, dict[str, Any]]:
-    """``(topk, exclude_self, protocol info)`` from a :class:`~deephash.eval.protocols.Protocol` or a cutoff."""
+    """``(topk, exclude_self, protocol info)`` from a :class:`~deephash.eval.protocols.Protocol`, a
+    registered protocol name, or a cutoff."""
+    if isinstance(protocol_or_topk, str):
+        from deephash.eval.protocols import get_protocol
+
+        protocol_or_topk = get_protocol(protocol_or_topk)
     if protocol_or_topk is None or isinstance(protocol_or_topk, (int, np.integer)):
         topk = None if protocol_or_topk is None else int(protocol_or_topk)
         return topk, bool(exclude_self), {}
     if not hasattr(protocol_or_topk, "topk"):
         raise ConfigError(
-            f"protocol_or_topk must be a Protocol, an int cutoff or None (all); got {type(protocol_or_topk).__name__}"
+            f"protocol_or_topk must be a Protocol, a protocol name, an int cutoff or None (all); got {type(protocol_or_topk).__name__}"
         )
     p = protocol_or_topk
     loo = bool(getattr(p, "leave_one_out", False))
@@ -501,8 +506,8 @@ def evaluate_codes(
 ) -> dict[str, Any]:
     """All retrieval metrics for packed binary codes ranked by Hamming distance.
 
-    ``protocol_or_topk`` is a :class:`~deephash.eval.protocols.Protocol` (its cutoff, and
-    leave-one-out when it says so) or a cutoff (``None`` = all). ``exclude_self`` (default: the
+    ``protocol_or_topk`` is a :class:`~deephash.eval.protocols.Protocol` or its registered name
+    (its cutoff, and leave-one-out when it says so) or a cutoff (``None`` = all). ``exclude_self`` (default: the
     protocol's leave-one-out flag) drops each query's own row when queries *are* the database.
     Works in blocks of queries, so 10,000 x 50,000 needs a few tens of MB. Returns a JSON-ready
     dict: ``map`` (ties by database position), ``tie_aware_map``, ``precision_at_radius`` /
