@@ -556,7 +556,7 @@ def _folder_split(
             "query_ratio": query_ratio,
             "train_ratio": train_ratio,
             "query_rule": f"{query_ratio:.0%} of each class (rounded half up), seeded shuffle",
-            "train_rule": f"{train_ratio:.0%} of each class from the rest, disjoint from the queries",
+            "train_rule": f"{train_ratio:.0%} of each class (rounded half up), drawn from its non-query images",
             "database_rule": "every non-query image, the training images included"
             if database == "rest+train"
             else "the images that are neither queries nor training images",
