@@ -37,6 +37,10 @@ def test_registry_lists_the_required_protocols():
     assert names == sorted(names)
     with pytest.raises(UnknownNameError, match="unknown protocol 'cifar-54k'; known protocols: cifar10-50k"):
         get_protocol("cifar-54k")
+    with pytest.raises(ConfigError, match="protocol 'cifar10-54k' takes no parameters; got topk"):
+        get_protocol("cifar10-54k", topk=1000)
+    with pytest.raises(ConfigError, match="protocol 'folder-split' takes query_ratio, train_ratio, topk, database; got seed"):
+        get_protocol("folder-split", seed=1)
 
 
 @pytest.mark.parametrize("name", PROTOCOLS.names())

@@ -420,7 +420,16 @@ PROTOCOLS: Registry[Protocol] = Registry("protocol")
 
 def get_protocol(name: str, **overrides: Any) -> Protocol:
     """The registered protocol ``name``; keyword overrides go to its factory (e.g. ``query_ratio``)."""
-    return PROTOCOLS.create(name, **overrides)
+    import inspect
+
+    factory = PROTOCOLS.get(name)
+    allowed = list(inspect.signature(factory).parameters)
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"protocol {name!r} takes {', '.join(allowed) if allowed else 'no parameters'}; got {', '.join(unknown)}"
+        )
+    return factory(**overrides)
 
 
 def list_protocols(pattern: str = "*") -> list[str]:
