@@ -67,3 +67,27 @@ def test_errors_are_one_line_and_nonzero(tmp_path):
 def test_methods_lists_one_a_line():
     r = run("methods")
     assert "mhcln" in r.output.splitlines() and "lsh" in r.output.splitlines()
+
+
+def test_protocols_and_evaluate_write_a_report(small_cifar, tmp_path):
+    r = run("protocols")
+    assert {"cifar10-54k", "cifar10-59k", "cifar10-50k", "folder-split", "leave-one-out"} <= set(r.output.split())
+    out = tmp_path / "rep"
+    r = run("evaluate", "--dataset", small_cifar, "--protocol", "folder-split", "--method", "itq", "--method", "lsh",
+            "--bits", "16,32", "--image-size", 32, "--out", out)
+    assert r.exit_code == 0, r.output
+    j = json.loads((out / "report.json").read_text())
+    rows = {(x["method"], x["bits"]) for x in j["results"]}
+    assert {("itq", 16), ("itq", 32), ("lsh", 16), ("lsh", 32)} <= rows
+    assert any(b is None for _, b in rows)  # the float-feature ceiling row
+    for f in ("report.md", "pr_curves.png", "p_at_k.png", "map_vs_bits.png", "split.json"):
+        assert (out / f).is_file(), f
+    # the saved split reproduces the same numbers
+    r2 = run("evaluate", "--dataset", small_cifar, "--protocol", "folder-split", "--method", "itq", "--bits", "16",
+             "--image-size", 32, "--split-file", out / "split.json", "--out", tmp_path / "rep2")
+    j2 = json.loads((tmp_path / "rep2" / "report.json").read_text())
+    m1 = next(x["map"] for x in j["results"] if x["method"] == "itq" and x["bits"] == 16)
+    m2 = next(x["map"] for x in j2["results"] if x["method"] == "itq" and x["bits"] == 16)
+    assert m1 == m2
+    r = CliRunner().invoke(cli, ["evaluate", "--dataset", str(small_cifar), "--protocol", "nope", "--method", "lsh"])
+    assert r.exit_code == 2 and "unknown protocol" in r.output

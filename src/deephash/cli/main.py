@@ -232,12 +232,15 @@ def search(index_path, image, k, rerank, as_json):
 
 
 from deephash.cli.bench_cmd import bench  # noqa: E402
+from deephash.cli.eval_cmd import evaluate, protocols  # noqa: E402
 from deephash.cli.finetune_cmd import finetune  # noqa: E402
 from deephash.cli.serve_cmd import serve  # noqa: E402
 
 cli.add_command(bench)
 cli.add_command(serve)
 cli.add_command(finetune)
+cli.add_command(evaluate)
+cli.add_command(protocols)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
