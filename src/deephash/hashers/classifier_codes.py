@@ -6,7 +6,8 @@ relevance = same class), this trivial "hash" beats published supervised hashing 
 supervised methods should carry it.
 
 The classifier: a linear softmax layer (``hidden=0``, default) or a one-hidden-layer MLP (``hidden=H``,
-ReLU) on standardised features, trained with Adam and cross-entropy for ``n_epochs``.
+ReLU) on standardised features, trained with Adam and cross-entropy for ``n_iters`` mini-batch steps
+(reshuffled every epoch).
 
 How a class becomes K bits (``class_codebook``), written down exactly:
 
@@ -57,10 +58,10 @@ class ClassifierCodes(Hasher):
                  "setting": "the paper argues with its own CIFAR-10 setting (one-hot of the predicted class, codes "
                             "far shorter than the hashing methods'); no figure is copied here until checked"}
 
-    def __init__(self, n_bits: int = 64, *, hidden: int = 0, n_epochs: int = 30, lr: float = 1e-3,
+    def __init__(self, n_bits: int = 64, *, hidden: int = 0, n_iters: int = 3000, lr: float = 1e-3,
                  weight_decay: float = 1e-4, batch_size: int = 256, seed: int = 0) -> None:
         super().__init__(n_bits, seed=seed)
-        self.hidden, self.n_epochs, self.lr = hidden, n_epochs, lr
+        self.hidden, self.n_iters, self.lr = hidden, n_iters, lr
         self.weight_decay, self.batch_size = weight_decay, batch_size
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "ClassifierCodes":
@@ -72,9 +73,9 @@ class ClassifierCodes(Hasher):
         y = self._check_y(X, y)
         if y.ndim != 1:
             raise ConfigError(f"classifier-codes takes single-label data (1-D labels); got labels of shape {y.shape}")
-        if self.hidden < 0 or self.n_epochs < 1 or self.batch_size < 1:
-            raise ConfigError(f"hidden must be >= 0, n_epochs and batch_size >= 1; got {self.hidden}, "
-                              f"{self.n_epochs}, {self.batch_size}")
+        if self.hidden < 0 or self.n_iters < 1 or self.batch_size < 1:
+            raise ConfigError(f"hidden must be >= 0, n_iters and batch_size >= 1; got {self.hidden}, "
+                              f"{self.n_iters}, {self.batch_size}")
         classes, yi = np.unique(y, return_inverse=True)
         codebook = class_codebook(len(classes), self.n_bits)  # checked before training
         self.mean_ = X.mean(axis=0)
@@ -90,13 +91,17 @@ class ClassifierCodes(Hasher):
             opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             gen = torch.Generator().manual_seed(self.seed)
             loss_fn = nn.CrossEntropyLoss()
-            for _ in range(self.n_epochs):
+            step = 0
+            while step < self.n_iters:
                 perm = torch.randperm(len(Xs), generator=gen)
                 for s in range(0, len(Xs), self.batch_size):
                     idx = perm[s : s + self.batch_size]
                     opt.zero_grad()
                     loss_fn(net(Xs[idx]), yt[idx]).backward()
                     opt.step()
+                    step += 1
+                    if step >= self.n_iters:
+                        break
         self.layers_ = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy())
                         for m in net if isinstance(m, nn.Linear)]
         self.classes_ = classes
