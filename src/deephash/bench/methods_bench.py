@@ -103,9 +103,13 @@ def _protocol_split(name: str, labels: np.ndarray, splits: np.ndarray | None, *,
             raise ConfigError(f"cannot draw {n_query} queries evenly from {n_classes} classes")
         split.query = _per_class(labels, split.query, per, np.random.default_rng(seed + 1))
         split.description["query"] += f"; subsampled to {len(split.query)} ({per} per class, seed {seed + 1})"
+    # ties are broken by database position, so the database must not be in class order (CIFAR-10 files are):
+    # a seeded permutation makes the tie order random instead of biased for or against a class
+    split.database = np.random.default_rng(seed + 2).permutation(split.database)
+    split.description["database"] += f"; in a random order (seed {seed + 2})"
     split.description.update(relevance="same label",
                              map=f"mAP@{split.map_at}" if split.map_at else "mAP over the whole database",
-                             ties="equal distances ordered by database position (stable sort)",
+                             ties="equal distances ordered by database position (stable sort over the shuffled database)",
                              ap_normalisation="AP divides by the relevant items found in the top K; a query with none scores 0")
     return split
 
@@ -226,6 +230,7 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
         "results": [],
     }
     done: dict[tuple[str, Any], dict] = {}
+    planned = {(m, b) for b in bits for m in methods} | {(CEILING, None)}
     if resume and json_path is not None and Path(json_path).is_file():
         import json
 
@@ -235,6 +240,8 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
         if same:
             done = {(r["method"], r["bits"]): r for r in old.get("results", []) if "error" not in r}
             say(f"resuming: {len(done)} finished rows in {json_path}")
+            # rows of methods / code lengths this call does not run are kept as they are
+            report["results"] += [r for k, r in done.items() if k not in planned]
 
     def flush() -> None:
         if json_path is not None:
@@ -295,7 +302,8 @@ def format_methods_markdown(report: dict[str, Any]) -> str:
              f"| method | bits | {report['metric']} | train s | encode s | query s (all) | distance | family | "
              f"paper's figure (its protocol) |",
              "|---|---:|---:|---:|---:|---:|---|---|---|"]
-    for r in report["results"]:
+    rows = sorted(report["results"], key=lambda r: (r["bits"] is None, r["bits"] or 0, r["method"]))
+    for r in rows:
         bits = "—" if r["bits"] is None else str(r["bits"])
         if "error" in r:
             lines.append(f"| {r['method']} | {bits} | failed: {r['error'][:120]} | | | | | | |")

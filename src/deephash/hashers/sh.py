@@ -31,10 +31,11 @@ def _pca(X: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
 @register_hasher("sh")
 class SpectralHashing(Hasher):
     family = "baseline (unsupervised)"
-    # The SH paper evaluates on LabelMe/Peekaboom, not CIFAR-10; this figure is the common reprint.
+    # SH's own paper has no CIFAR-10 figure (LabelMe / Peekaboom); this is the number the deep-hashing
+    # literature reprints from the CNNH table (Xia et al., AAAI 2014), e.g. Hindawi AM 2017 Table 3.
     reference = {"map": 0.130,
-                 "setting": "CIFAR-10 48 bits (0.131 at 12), GIST-512, 1,000 queries (100/class) vs the rest, "
-                            "mAP — table of CNNH (Xia et al., AAAI 2014), reprinted by later deep-hashing papers"}
+                 "setting": "CIFAR-10 48 bits (0.131 at 12), 512-d GIST, 1,000 queries (100/class) vs the rest, "
+                            "mAP; CNNH's table as reprinted by later deep-hashing papers"}
 
     def __init__(self, n_bits: int = 64, *, eps: float = 1e-6, seed: int = 0) -> None:
         super().__init__(n_bits, seed=seed)
