@@ -241,7 +241,8 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
             done = {(r["method"], r["bits"]): r for r in old.get("results", []) if "error" not in r}
             say(f"resuming: {len(done)} finished rows in {json_path}")
             # rows of methods / code lengths this call does not run are kept as they are
-            report["results"] += [r for k, r in done.items() if k not in planned]
+            # (and the ceiling row, which does not change, so an interrupted resume never loses it)
+            report["results"] += [r for k, r in done.items() if k not in planned or k == (CEILING, None)]
 
     def flush() -> None:
         if json_path is not None:
@@ -279,9 +280,7 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
             report["results"].append(row)
             flush()
 
-    if (CEILING, None) in done:
-        report["results"].append(done[(CEILING, None)])
-    else:
+    if (CEILING, None) not in done:
         m, q_s = _rank_all(_cosine_ceiling(Xq, Xd), len(Xq), yq, yd, K)
         report["results"].append({"method": CEILING, "bits": None, "family": "ceiling (not a hasher)",
                                   "supervised": False, "distance": "cosine on float32 features",
