@@ -1,0 +1,313 @@
+"""The method comparison: every registered hasher at several code lengths on one set of precomputed
+features, under a named retrieval protocol, beside the float-feature kNN ceiling and each paper's figure.
+
+Each method is trained *head-only* (on the features) on the protocol's training split, encodes the
+database, and ranks every query with ``hasher.query_distances`` — Hamming distance for binary hashers,
+asymmetric distances for quantisation methods — so any registered method runs here unchanged,
+supervised or not. Ranking ties are ordered by database position (a stable sort), as in
+:mod:`deephash.eval.metrics`; mAP@K uses the same definition (AP divides by the relevant items found in
+the top K). Rows are written to the JSON after every method, so an interrupted run keeps what finished
+(``resume=True`` picks it up).
+"""
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from deephash import __version__
+from deephash.errors import ConfigError
+from deephash.eval.metrics import relevance_matrix
+from deephash.utils import Timer, atomic_write_bytes, atomic_write_json
+
+PROTOCOL_NAMES = ("cifar10-50k", "cifar10-54k", "demo")
+CEILING = "float-knn"
+_QUERY_CHUNK = 256
+
+
+# --------------------------------------------------------------------------------------------- protocols
+# TODO(issue 6): replace _protocol_split with the named protocol objects of deephash.eval.protocols
+# once they land (same definitions: the split indices, the mAP cutoff and a description). It is the
+# only place that knows the protocols; run_methods_bench only reads the _Split fields below.
+@dataclass
+class _Split:
+    name: str
+    query: np.ndarray
+    database: np.ndarray
+    train: np.ndarray
+    map_at: int | None  # None: mAP over the whole ranking
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def _per_class(labels: np.ndarray, pool: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    out = []
+    for c in np.unique(labels[pool]):
+        members = pool[labels[pool] == c]
+        if len(members) < per_class:
+            raise ConfigError(f"class {c} has {len(members)} images in the pool; the protocol needs {per_class}")
+        out.append(rng.choice(members, size=per_class, replace=False))
+    return np.sort(np.concatenate(out))
+
+
+def _protocol_split(name: str, labels: np.ndarray, splits: np.ndarray | None, *, seed: int,
+                    n_query: int | None) -> _Split:
+    """The query / database / training indices of a named protocol (private stand-in, see the TODO)."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    n_classes = len(np.unique(labels))
+    if name == "cifar10-54k":
+        # 1,000 queries (100/class) and 5,000 training images (500/class) drawn from all 60k images;
+        # the remaining 54,000 form the database (disjoint from both)
+        query, train = [], []
+        for c in np.unique(labels):
+            members = rng.permutation(np.flatnonzero(labels == c))
+            if len(members) < 600:
+                raise ConfigError(f"cifar10-54k needs 600 images of each class; class {c} has {len(members)}")
+            query.append(members[:100])
+            train.append(members[100:600])
+        query, train = np.sort(np.concatenate(query)), np.sort(np.concatenate(train))
+        database = np.setdiff1d(np.arange(n), np.concatenate([query, train]))
+        desc = {"query": f"{len(query)} images, 100 per class, drawn from all {n} (seed {seed})",
+                "training": f"{len(train)} images, 500 per class, drawn from the rest (seed {seed})",
+                "database": f"the remaining {len(database)} images (queries and training images excluded)"}
+        split = _Split(name, query, database, train, None, desc)
+    elif name in ("cifar10-50k", "demo"):
+        if splits is None:
+            raise ConfigError(f"protocol {name!r} needs the 'train'/'test' split of every image")
+        splits = np.asarray(splits).astype(str)
+        test, trainval = np.flatnonzero(splits == "test"), np.flatnonzero(splits == "train")
+        if not len(test) or not len(trainval):
+            raise ConfigError(f"protocol {name!r} needs images in both the 'train' and 'test' splits; got "
+                              f"{len(trainval)} train, {len(test)} test")
+        if name == "cifar10-50k":
+            query = test
+            desc = {"query": f"the test split ({len(test)} images)"}
+        else:
+            # the demo's protocol: n_query test images (equal per class, default 1,000) vs the training split
+            per = (n_query or 1000) // n_classes
+            query = _per_class(labels, test, per, rng)
+            desc = {"query": f"{len(query)} test images, {per} per class (seed {seed})"}
+        desc.update(database=f"the training split ({len(trainval)} images)",
+                    training="the training split (= the database)")
+        split = _Split(name, query, trainval, trainval, 1000, desc)
+    else:
+        raise ConfigError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOL_NAMES)}")
+    if n_query is not None and n_query < len(split.query):
+        per = n_query // n_classes
+        if per < 1:
+            raise ConfigError(f"cannot draw {n_query} queries evenly from {n_classes} classes")
+        split.query = _per_class(labels, split.query, per, np.random.default_rng(seed + 1))
+        split.description["query"] += f"; subsampled to {len(split.query)} ({per} per class, seed {seed + 1})"
+    # ties are broken by database position, so the database must not be in class order (CIFAR-10 files are):
+    # a seeded permutation makes the tie order random instead of biased for or against a class
+    split.database = np.random.default_rng(seed + 2).permutation(split.database)
+    split.description["database"] += f"; in a random order (seed {seed + 2})"
+    split.description.update(relevance="same label",
+                             map=f"mAP@{split.map_at}" if split.map_at else "mAP over the whole database",
+                             ties="equal distances ordered by database position (stable sort over the shuffled database)",
+                             ap_normalisation="AP divides by the relevant items found in the top K; a query with none scores 0")
+    return split
+
+
+# --------------------------------------------------------------------------------------------- ranking
+def topk_stable(dist: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` columns of ``np.argsort(dist, axis=1, kind="stable")``, without sorting whole rows."""
+    dist = np.asarray(dist)
+    n = dist.shape[1]
+    if k >= n:
+        return np.argsort(dist, axis=1, kind="stable")
+    kth = np.partition(dist, k - 1, axis=1)[:, k - 1 : k]
+    less = dist < kth
+    eq = dist == kth
+    need = k - less.sum(axis=1, keepdims=True)
+    sel = less | (eq & (np.cumsum(eq, axis=1, dtype=np.int32) <= need))
+    cols = np.nonzero(sel)[1].reshape(len(dist), k)  # ascending database position within each row
+    order = np.argsort(np.take_along_axis(dist, cols, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(cols, order, axis=1)
+
+
+def average_precisions(dist: np.ndarray, relevance: np.ndarray, topk: int | None) -> np.ndarray:
+    """Per-query AP@topk, exactly :func:`deephash.eval.metrics.mean_average_precision`'s definition."""
+    n = dist.shape[1]
+    K = n if topk is None else min(int(topk), n)
+    order = topk_stable(dist, K)
+    rel = np.take_along_axis(np.asarray(relevance, dtype=bool), order, axis=1)
+    hits = np.cumsum(rel, axis=1)
+    found = hits[:, -1]
+    prec_sum = (hits / np.arange(1, K + 1)[None, :] * rel).sum(axis=1)
+    return np.where(found > 0, prec_sum / np.maximum(found, 1), 0.0)
+
+
+def _rank_all(distances: Callable[[np.ndarray], np.ndarray], n_query: int, yq: np.ndarray, ydb: np.ndarray,
+              topk: int | None) -> tuple[float, float]:
+    """mAP over all queries, computed a chunk at a time; returns (mAP, seconds spent in ``distances``)."""
+    aps = np.zeros(n_query)
+    spent = 0.0
+    for s in range(0, n_query, _QUERY_CHUNK):
+        sl = slice(s, min(n_query, s + _QUERY_CHUNK))
+        t0 = time.perf_counter()
+        D = distances(sl)
+        spent += time.perf_counter() - t0
+        aps[sl] = average_precisions(D, relevance_matrix(yq[sl], ydb), topk)
+    return float(aps.mean()) if n_query else 0.0, spent
+
+
+def _cosine_ceiling(fq: np.ndarray, fd: np.ndarray) -> Callable[[slice], np.ndarray]:
+    dn = fd / np.maximum(np.linalg.norm(fd, axis=1, keepdims=True), 1e-12)
+
+    def dist(sl: slice) -> np.ndarray:
+        q = fq[sl]
+        return -((q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)) @ dn.T)
+
+    return dist
+
+
+# --------------------------------------------------------------------------------------------- the bench
+def _code_kind(h: Any) -> str:
+    from deephash.hashers import Hasher
+
+    return "hamming" if type(h).query_distances is Hasher.query_distances else "asymmetric"
+
+
+def _reference_text(ref: dict | None) -> str:
+    if not ref:
+        return "—"
+    v = ref.get("map")
+    return (f"{v:.3f}" if isinstance(v, (int, float)) else "—") + (f" ({ref['setting']})" if ref.get("setting") else "")
+
+
+def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarray | None, *,
+                      methods: Sequence[str] | None = None, bits: Iterable[int] = (16, 32, 48, 64),
+                      protocol: str = "cifar10-50k", n_query: int | None = None, seed: int = 0,
+                      json_path: str | Path | None = None, md_path: str | Path | None = None,
+                      method_params: dict[str, dict[str, Any]] | None = None, resume: bool = False,
+                      progress: bool = False) -> dict[str, Any]:
+    """Train every method (default: all registered) at every code length on the protocol's training
+    split, rank the queries against the database and report mAP, timings and the paper's figure.
+
+    ``features`` (n, d) float, ``labels`` (n,) int, ``splits`` (n,) 'train'/'test' (unused by
+    cifar10-54k). ``n_query`` subsamples the protocol's queries (equal per class) for quick runs.
+    ``method_params`` maps a method name to constructor overrides (e.g. ``{"mhcln": {"n_iters": 3000}}``).
+    Returns (and writes to ``json_path``) ``{"protocol", "results": [{"method", "bits", "map", "train_s",
+    "encode_s", "query_s", ...}], ...}``; ``md_path`` gets the Markdown table."""
+    from deephash.hashers import create_hasher, list_hashers
+
+    say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if progress else (lambda *a: None)
+    X = np.ascontiguousarray(np.asarray(features, dtype=np.float32))
+    y = np.asarray(labels)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ConfigError(f"features must be (n, dim) with one label per row; got {X.shape} and {len(y)} labels")
+    if y.ndim != 1:
+        raise ConfigError("run_methods_bench's protocols are single-label: labels must be 1-D")
+    bits = [int(b) for b in bits]
+    methods = list(list_hashers() if methods is None else methods)
+    known = set(list_hashers())
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {unknown}; known: {', '.join(sorted(known))}")
+    method_params = dict(method_params or {})
+    split = _protocol_split(protocol, y, splits, seed=seed, n_query=n_query)
+    Xq, Xd, Xt = X[split.query], X[split.database], X[split.train]
+    yq, yd, yt = y[split.query], y[split.database], y[split.train]
+    K = split.map_at
+    report: dict[str, Any] = {
+        "protocol": split.name,
+        "protocol_detail": {**split.description, "n_query": int(len(Xq)), "n_database": int(len(Xd)),
+                            "n_train": int(len(Xt)), "map_at": K},
+        "metric": f"mAP@{K}" if K else "mAP@all",
+        "seed": seed,
+        "feature_dim": int(X.shape[1]),
+        "bits": bits,
+        "methods": methods,
+        "method_params": method_params,
+        "deephash_version": __version__,
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "results": [],
+    }
+    done: dict[tuple[str, Any], dict] = {}
+    planned = {(m, b) for b in bits for m in methods} | {(CEILING, None)}
+    if resume and json_path is not None and Path(json_path).is_file():
+        import json
+
+        old = json.loads(Path(json_path).read_text())
+        same = (old.get("protocol") == split.name and old.get("seed") == seed
+                and old.get("protocol_detail", {}).get("n_query") == len(Xq))
+        if same:
+            done = {(r["method"], r["bits"]): r for r in old.get("results", []) if "error" not in r}
+            say(f"resuming: {len(done)} finished rows in {json_path}")
+            # rows of methods / code lengths this call does not run are kept as they are
+            # (and the ceiling row, which does not change, so an interrupted resume never loses it)
+            report["results"] += [r for k, r in done.items() if k not in planned or k == (CEILING, None)]
+
+    def flush() -> None:
+        if json_path is not None:
+            atomic_write_json(json_path, report)
+        if md_path is not None:
+            atomic_write_bytes(md_path, (format_methods_markdown(report) + "\n").encode())
+
+    say(f"methods bench: protocol {split.name}: {len(Xq)} queries, {len(Xd)} database, {len(Xt)} training; "
+        f"{report['metric']}; methods {methods}; bits {bits}")
+    for b in bits:
+        for name in methods:
+            if (name, b) in done:
+                report["results"].append(done[(name, b)])
+                continue
+            row: dict[str, Any] = {"method": name, "bits": b}
+            try:
+                params = {"seed": seed, **method_params.get(name, {})}
+                h = create_hasher(name, b, **params)
+                row.update(family=h.family, supervised=bool(h.supervised), distance=_code_kind(h),
+                           reference=h.reference, params=h.get_params())
+                with Timer() as t:
+                    h.fit(Xt, yt) if h.supervised else h.fit(Xt)
+                row["train_s"] = t.seconds
+                with Timer() as t:
+                    db_codes = h.encode(Xd)
+                row["encode_s"] = t.seconds
+                m, q_s = _rank_all(lambda sl: h.query_distances(Xq[sl], db_codes), len(Xq), yq, yd, K)
+                row.update(map=m, query_s=q_s, query_ms=1000 * q_s / max(1, len(Xq)),
+                           code_bytes=int(db_codes.shape[1]))
+                say(f"  {name:>18s} {b:3d} bits: {report['metric']} {m:.4f}  train {row['train_s']:.1f} s  "
+                    f"encode {row['encode_s']:.1f} s  query {q_s:.1f} s")
+            except Exception as e:  # one failing method must not lose the others' rows
+                row["error"] = f"{type(e).__name__}: {e}"
+                say(f"  {name:>18s} {b:3d} bits: FAILED {row['error']}")
+            report["results"].append(row)
+            flush()
+
+    if (CEILING, None) not in done:
+        m, q_s = _rank_all(_cosine_ceiling(Xq, Xd), len(Xq), yq, yd, K)
+        report["results"].append({"method": CEILING, "bits": None, "family": "ceiling (not a hasher)",
+                                  "supervised": False, "distance": "cosine on float32 features",
+                                  "map": m, "train_s": 0.0, "encode_s": 0.0, "query_s": q_s,
+                                  "query_ms": 1000 * q_s / max(1, len(Xq)), "code_bytes": 4 * int(X.shape[1]),
+                                  "reference": None})
+        say(f"  {CEILING:>18s}          : {report['metric']} {m:.4f}  query {q_s:.1f} s")
+    flush()
+    return report
+
+
+def format_methods_markdown(report: dict[str, Any]) -> str:
+    """A Markdown table of a :func:`run_methods_bench` report (one row per method and code length)."""
+    d = report["protocol_detail"]
+    lines = [f"**Protocol {report['protocol']}** — queries: {d['query']}; database: {d['database']}; "
+             f"training: {d['training']}; {d['map']}; relevance: {d['relevance']}; ties: {d['ties']}; "
+             f"seed {report['seed']}; features {report['feature_dim']}-d.", "",
+             f"| method | bits | {report['metric']} | train s | encode s | query s (all) | distance | family | "
+             f"paper's figure (its protocol) |",
+             "|---|---:|---:|---:|---:|---:|---|---|---|"]
+    rows = sorted(report["results"], key=lambda r: (r["bits"] is None, r["bits"] or 0, r["method"]))
+    for r in rows:
+        bits = "—" if r["bits"] is None else str(r["bits"])
+        if "error" in r:
+            lines.append(f"| {r['method']} | {bits} | failed: {r['error'][:120]} | | | | | | |")
+            continue
+        lines.append(f"| {r['method']} | {bits} | {r['map']:.4f} | {r['train_s']:.1f} | {r['encode_s']:.2f} | "
+                     f"{r['query_s']:.1f} | {r.get('distance', '')} | {r.get('family', '')} | "
+                     f"{_reference_text(r.get('reference'))} |")
+    return "\n".join(lines)
