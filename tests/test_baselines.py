@@ -6,6 +6,8 @@ import math
 import numpy as np
 import pytest
 
+from deephash.errors import UnknownNameError
+
 from deephash.bench.methods_bench import _protocol_split, average_precisions, run_methods_bench, topk_stable
 from deephash.errors import ConfigError
 from deephash.eval.metrics import mean_average_precision, relevance_matrix
@@ -175,7 +177,7 @@ def test_protocol_splits_follow_their_definitions():
     assert len(s.query) == 1000 and len(s.train) == 5000 and len(s.database) == len(y) - 6000
     assert (np.bincount(y[s.query]) == 100).all() and (np.bincount(y[s.train]) == 500).all()
     assert not set(s.query) & set(s.train) and not set(s.database) & (set(s.query) | set(s.train))
-    assert s.map_at is None
+    assert s.map_at == 54000  # the protocol's mAP@54000, i.e. over the whole database
     s2 = _protocol_split("cifar10-54k", y, splits, seed=1, n_query=None)
     assert not np.array_equal(s.query, s2.query)
     s = _protocol_split("cifar10-50k", y, splits, seed=0, n_query=None)
@@ -188,7 +190,7 @@ def test_protocol_splits_follow_their_definitions():
     assert s.map_at == 1000
     s = _protocol_split("cifar10-50k", y, splits, seed=0, n_query=200)
     assert len(s.query) == 200 and set(s.query) <= set(np.flatnonzero(splits == "test"))
-    with pytest.raises(ConfigError, match="unknown protocol 'nope'; known: cifar10-50k"):
+    with pytest.raises(UnknownNameError, match="unknown protocol 'nope'; known protocols: cifar10-50k"):
         _protocol_split("nope", y, splits, seed=0, n_query=None)
 
 

@@ -31,9 +31,8 @@ _QUERY_CHUNK = 256
 
 
 # --------------------------------------------------------------------------------------------- protocols
-# TODO(issue 6): replace _protocol_split with the named protocol objects of deephash.eval.protocols
-# once they land (same definitions: the split indices, the mAP cutoff and a description). It is the
-# only place that knows the protocols; run_methods_bench only reads the _Split fields below.
+# The splits come from the named, versioned protocols of deephash.eval.protocols; "demo" is the
+# demo's own setting (n_query test images, equal per class, against the training split).
 @dataclass
 class _Split:
     name: str
@@ -56,47 +55,29 @@ def _per_class(labels: np.ndarray, pool: np.ndarray, per_class: int, rng: np.ran
 
 def _protocol_split(name: str, labels: np.ndarray, splits: np.ndarray | None, *, seed: int,
                     n_query: int | None) -> _Split:
-    """The query / database / training indices of a named protocol (private stand-in, see the TODO)."""
+    """The query / database / training indices of a named protocol."""
+    from deephash.eval.protocols import get_protocol
+
     rng = np.random.default_rng(seed)
-    n = len(labels)
     n_classes = len(np.unique(labels))
-    if name == "cifar10-54k":
-        # 1,000 queries (100/class) and 5,000 training images (500/class) drawn from all 60k images;
-        # the remaining 54,000 form the database (disjoint from both)
-        query, train = [], []
-        for c in np.unique(labels):
-            members = rng.permutation(np.flatnonzero(labels == c))
-            if len(members) < 600:
-                raise ConfigError(f"cifar10-54k needs 600 images of each class; class {c} has {len(members)}")
-            query.append(members[:100])
-            train.append(members[100:600])
-        query, train = np.sort(np.concatenate(query)), np.sort(np.concatenate(train))
-        database = np.setdiff1d(np.arange(n), np.concatenate([query, train]))
-        desc = {"query": f"{len(query)} images, 100 per class, drawn from all {n} (seed {seed})",
-                "training": f"{len(train)} images, 500 per class, drawn from the rest (seed {seed})",
-                "database": f"the remaining {len(database)} images (queries and training images excluded)"}
-        split = _Split(name, query, database, train, None, desc)
-    elif name in ("cifar10-50k", "demo"):
+    if name == "demo":
         if splits is None:
-            raise ConfigError(f"protocol {name!r} needs the 'train'/'test' split of every image")
+            raise ConfigError("protocol 'demo' needs the 'train'/'test' split of every image")
         splits = np.asarray(splits).astype(str)
         test, trainval = np.flatnonzero(splits == "test"), np.flatnonzero(splits == "train")
-        if not len(test) or not len(trainval):
-            raise ConfigError(f"protocol {name!r} needs images in both the 'train' and 'test' splits; got "
-                              f"{len(trainval)} train, {len(test)} test")
-        if name == "cifar10-50k":
-            query = test
-            desc = {"query": f"the test split ({len(test)} images)"}
-        else:
-            # the demo's protocol: n_query test images (equal per class, default 1,000) vs the training split
-            per = (n_query or 1000) // n_classes
-            query = _per_class(labels, test, per, rng)
-            desc = {"query": f"{len(query)} test images, {per} per class (seed {seed})"}
-        desc.update(database=f"the training split ({len(trainval)} images)",
-                    training="the training split (= the database)")
+        per = (n_query or 1000) // n_classes
+        query = _per_class(labels, test, per, rng)
+        desc = {"query": f"{len(query)} test images, {per} per class (seed {seed})",
+                "database": f"the training split ({len(trainval)} images)",
+                "training": "the training split (= the database)"}
         split = _Split(name, query, trainval, trainval, 1000, desc)
     else:
-        raise ConfigError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOL_NAMES)}")
+        p = get_protocol(name)
+        sp = p.split(labels, splits, seed)
+        sizes = sp.sizes()
+        split = _Split(name, sp.query_idx, sp.db_idx, sp.train_idx, p.topk,
+                       {"protocol": f"{p.name} v{p.version}: {p.description}", "query": f"{sizes['query']} images",
+                        "training": f"{sizes['train']} images", "database": f"{sizes['database']} images"})
     if n_query is not None and n_query < len(split.query):
         per = n_query // n_classes
         if per < 1:
