@@ -87,11 +87,10 @@ class Trainer:
 
     def _validate(self, method: "DeepHasher", Xv, yv, Xdb, ydb) -> float:
         from deephash.eval.metrics import mean_average_precision, relevance_matrix
-        from deephash.index.codes import hamming_matrix
 
-        q = method.encode(Xv)
-        d = method.encode(Xdb)
-        return mean_average_precision(hamming_matrix(q, d), relevance_matrix(yv, ydb), self.config.val_topk)
+        # the method's own ranking: Hamming between codes by default, asymmetric for quantisers
+        dist = method.query_distances(Xv, method.encode(Xdb))
+        return mean_average_precision(dist, relevance_matrix(yv, ydb), self.config.val_topk)
 
     def fit(self, method: "DeepHasher", X: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
         import torch
