@@ -287,3 +287,11 @@ def test_dpq_ranks_by_asymmetric_distance(small_blobs):
             assert dist[qi, j] == pytest.approx(ref, rel=1e-4, abs=1e-4)
     with pytest.raises(ConfigError, match="uint8 \\(n, 2\\)"):
         h.query_distances(X[:2], np.zeros((3, 4), np.uint8))
+
+
+def test_pq_codes_are_refused_by_hamming_index_paths():
+    from deephash.hashers.base import require_hamming_codes
+
+    require_hamming_codes(create_hasher("csq", 16))
+    with pytest.raises(ConfigError, match="not Hamming codes"):
+        require_hamming_codes(create_hasher("dpq", 16))

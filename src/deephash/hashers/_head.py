@@ -56,10 +56,10 @@ class HeadHasher(DeepHasher):
     """Base of the survey's head-only hashers: an MLP head, codes ``bit = output >= 0``."""
 
     threshold = 0.0
-    default_train: dict[str, Any] = {"n_iters": 2000, "lr": 1e-3, "batch_size": 256, "eval_every": 500, "patience": 2,
+    default_train: dict[str, Any] = {"n_iters": 1500, "lr": 1e-3, "batch_size": 256, "eval_every": 500, "patience": 2,
                                      "weight_decay": 1e-5}
 
-    def __init__(self, n_bits: int = 64, *, hidden: int = 1024, dropout: float = 0.1, **kw) -> None:
+    def __init__(self, n_bits: int = 64, *, hidden: int = 512, dropout: float = 0.1, **kw) -> None:
         super().__init__(n_bits, **kw)
         self.hidden, self.dropout = hidden, dropout
 
