@@ -124,7 +124,10 @@ class Trainer:
             rng.bit_generator.state = blob["rng"]
             method.sampler_rng_restore(rng)
             log.info("resumed training from %s at iteration %d", ckpt, start)
-        Xdb, ydb = (Xt[: 5000], yt[: 5000]) if yt is not None else (None, None)
+        # validation database: 5,000 rows spread evenly over the training rows (the first 5,000 of a
+        # class-sorted archive would all be one class, and the validation mAP would mean nothing)
+        db_rows = np.unique(np.linspace(0, len(Xt) - 1, min(5000, len(Xt))).astype(np.int64))
+        Xdb, ydb = (Xt[db_rows], yt[db_rows]) if yt is not None else (None, None)
         use_amp = c.amp and device.type == "cuda"
         t0 = time.perf_counter()
         it = start
