@@ -30,7 +30,8 @@ class DSHLoss(nn.Module):
             raise ConfigError(f"DSH needs outputs (n >= 2, K) and n labels; got {tuple(b.shape)} and {len(y)} labels")
         m = 2.0 * b.shape[1] if self.margin is None else float(self.margin)
         s = label_similarity(y).to(b.dtype)
-        d = ((b[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        sq = (b * b).sum(1)
+        d = (sq[:, None] + sq[None, :] - 2 * b @ b.T).clamp_min(0)   # ‖b_i − b_j‖² without an (n, n, K) tensor
         iu = torch.triu_indices(len(b), len(b), offset=1, device=b.device)
         s, d = s[iu[0], iu[1]], d[iu[0], iu[1]]
         contrast = (0.5 * s * d + 0.5 * (1 - s) * torch.clamp(m - d, min=0.0)).mean()
