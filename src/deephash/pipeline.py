@@ -18,6 +18,7 @@ from deephash.errors import ConfigError, DataError
 from deephash.eval.metrics import mean_average_precision, relevance_matrix
 from deephash.features import extract_features
 from deephash.hashers import create_hasher
+from deephash.hashers.base import require_hamming_codes
 from deephash.index import HashIndex, hamming_matrix
 from deephash.utils import Timer, atomic_write_json, seed_everything
 
@@ -86,6 +87,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     results["map_all"]["float_knn"] = mean_average_precision(dist, rel)
     results["float_query_s"] = t.seconds
 
+    require_hamming_codes(create_hasher(cfg.method, cfg.bits))  # the demo ends in a Hamming index
     hashers = {}
     for name in ("lsh", cfg.method):
         params: dict[str, Any] = {"seed": cfg.seed}
@@ -174,6 +176,7 @@ def build_index(archive: ImageArchive, checkpoint: str | os.PathLike, out: str |
     from deephash.model import HashModel
 
     model = HashModel.load(checkpoint)
+    require_hamming_codes(model.hasher)
     fs = extract_features(archive, model.backbone, progress=progress)
     codes = model.hasher.encode(fs.features)
     out = Path(out)

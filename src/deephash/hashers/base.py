@@ -59,6 +59,9 @@ class Hasher:
     family: ClassVar[str] = "baseline"
     #: the paper's published figure, for tables: (value, "protocol / setting") or None
     reference: ClassVar[dict | None] = None
+    #: what ``encode`` returns: "hamming" (packed bits, searchable by HashIndex) or "pq"
+    #: (one byte per sub-space, ranked only through ``query_distances``)
+    code_kind: ClassVar[str] = "hamming"
 
     def __init__(self, n_bits: int = 64, *, seed: int = 0) -> None:
         self.n_bits = n_bits
@@ -146,6 +149,13 @@ class Hasher:
         with atomic_path(path) as tmp:
             torch.save(blob, tmp)
         return path
+
+
+def require_hamming_codes(hasher: Hasher) -> None:
+    """Raise when ``hasher``'s codes are not Hamming codes (a Hamming index would rank them wrongly)."""
+    if hasher.code_kind != "hamming":
+        raise ConfigError(f"{hasher.name} produces {hasher.code_kind!r} codes, not Hamming codes: HashIndex cannot "
+                          f"search them; rank with hasher.query_distances(query_features, codes) instead")
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

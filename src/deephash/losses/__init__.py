@@ -1,6 +1,17 @@
 """Losses, one file each."""
+from deephash.losses.bihalf_loss import BiHalfLoss, bihalf
+from deephash.losses.csq_loss import CSQLoss, hash_centres
 from deephash.losses.deep_ranking_loss import DeepRankingLoss
+from deephash.losses.dpq_loss import DPQLoss, soft_assign
+from deephash.losses.dpsh_loss import DPSHLoss
+from deephash.losses.dsh_loss import DSHLoss
+from deephash.losses.dtsh_loss import DTSHLoss
+from deephash.losses.greedyhash_loss import GreedyHashLoss, sign_ste
+from deephash.losses.hashnet_loss import HashNetLoss
 from deephash.losses.mhcln_loss import MHCLNLoss
 from deephash.losses.pairwise_likelihood_loss import PairwiseLikelihoodLoss, pair_similarity
+from deephash.losses.similarity import label_similarity
 
-__all__ = ["DeepRankingLoss", "MHCLNLoss", "PairwiseLikelihoodLoss", "pair_similarity"]
+__all__ = ["MHCLNLoss", "DPSHLoss", "DSHLoss", "HashNetLoss", "DTSHLoss", "CSQLoss", "GreedyHashLoss", "BiHalfLoss",
+           "DPQLoss", "DeepRankingLoss", "PairwiseLikelihoodLoss", "bihalf", "hash_centres", "label_similarity",
+           "pair_similarity", "sign_ste", "soft_assign"]

@@ -111,12 +111,13 @@ class Trainer:
 
     def _validate(self, method: "DeepHasher", Xv, yv, Xdb, ydb) -> float:
         from deephash.eval.metrics import mean_average_precision, relevance_matrix
-        from deephash.index.codes import hamming_matrix
 
-        enc = getattr(method, "encode_training_input", method.encode)  # features, or images end-to-end
-        q = enc(Xv)
-        d = enc(Xdb)
-        return mean_average_precision(hamming_matrix(q, d), relevance_matrix(yv, ydb), self.config.val_topk)
+        if getattr(method, "e2e_", None) is not None:  # end-to-end: the inputs are images
+            enc = method.encode_training_input
+            dist = hamming_matrix(enc(Xv), enc(Xdb))
+        else:  # the method's own ranking: Hamming between codes by default, asymmetric for quantisers
+            dist = method.query_distances(Xv, method.encode(Xdb))
+        return mean_average_precision(dist, relevance_matrix(yv, ydb), self.config.val_topk)
 
     def fit(self, method: "DeepHasher", X: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
         import torch
