@@ -32,7 +32,8 @@ class ClassifierMixin:
 
         if getattr(self, "multi_label_", False):
             return nn.functional.binary_cross_entropy_with_logits(logits.float(), y.float())
-        return nn.functional.cross_entropy(logits.float(), y)
+        return nn.functional.cross_entropy(logits.float(), y,
+                                           label_smoothing=float(getattr(self, "label_smoothing", 0.0) or 0.0))
 
     def class_logits(self, X: np.ndarray) -> np.ndarray:
         """Classifier scores ``(n, n_classes)`` for feature rows (descriptors, end to end)."""

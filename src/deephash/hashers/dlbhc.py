@@ -16,7 +16,7 @@ Where we differ from the paper, and why:
 - The paper trains with SGD (lr 1e-3, momentum 0.9, weight decay 5e-4, batch 32). Head-only we
   default to Adam lr 1e-3, batch 128: SGD at 1e-3 on freshly initialised H/F8 over frozen
   features needs many more iterations; set ``optimizer="sgd"`` to follow the paper.
-- ``dropout`` before H (default 0) is ours, off by default.
+- ``dropout`` before H and ``label_smoothing`` of the cross-entropy (both default 0) are ours, off by default.
 """
 from __future__ import annotations
 
@@ -56,9 +56,9 @@ class DLBHC(ClassifierMixin, DeepHasher):
     default_train = {"n_iters": 3000, "lr": 1e-3, "batch_size": 128, "optimizer": "adam", "eval_every": 500,
                      "patience": 3}
 
-    def __init__(self, n_bits: int = 64, *, dropout: float = 0.0, **kw) -> None:
+    def __init__(self, n_bits: int = 64, *, dropout: float = 0.0, label_smoothing: float = 0.0, **kw) -> None:
         super().__init__(n_bits, **kw)
-        self.dropout = dropout
+        self.dropout, self.label_smoothing = dropout, label_smoothing
 
     def build_network(self, in_dim: int):
         return dlbhc_network(in_dim, self.n_bits, self.n_classes_, self.dropout)

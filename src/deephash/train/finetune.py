@@ -119,7 +119,8 @@ class ImageBank:
     backbone's mean/std, as :meth:`Backbone.normalize` does on the CPU."""
 
     def __init__(self, images: np.ndarray, device, preprocessing: Preprocessing, *, train: bool = False,
-                 pad: int = 4, flip: bool = True, seed: int = 0, channels_last: bool = True) -> None:
+                 pad: int = 4, flip: bool = True, seed: int = 0, channels_last: bool = True,
+                 scale_min: float = 1.0) -> None:
         import torch
 
         images = np.asarray(images)
@@ -131,6 +132,7 @@ class ImageBank:
         self.mean = torch.tensor(preprocessing.mean, device=self.device).view(1, 3, 1, 1) * 255.0
         self.std = torch.tensor(preprocessing.std, device=self.device).view(1, 3, 1, 1) * 255.0
         self.train, self.pad, self.flip = train, int(pad), flip
+        self.scale_min = float(scale_min)
         self.channels_last = channels_last
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(int(seed))
@@ -159,11 +161,29 @@ class ImageBank:
         b = torch.arange(n, device=dev)[:, None, None]
         return x[b, rows[:, :, None], cols[:, None, :]]
 
+    def _resized_crop(self, x):
+        """Random resized crop straight to the input size (one ``grid_sample``): a window of
+        ``s^2`` of the area, ``s ~ U(sqrt(scale_min), 1)``, aspect jitter 3/4..4/3, random place."""
+        import torch
+
+        n, dev = x.shape[0], x.device
+        s = torch.sqrt(torch.empty(n, device=dev).uniform_(self.scale_min, 1.0, generator=self.gen))
+        ar = torch.exp(torch.empty(n, device=dev).uniform_(math.log(3 / 4), math.log(4 / 3), generator=self.gen))
+        sx, sy = (s * ar.sqrt()).clamp(max=1.0), (s / ar.sqrt()).clamp(max=1.0)
+        tx = (torch.rand(n, device=dev, generator=self.gen) * 2 - 1) * (1 - sx)
+        ty = (torch.rand(n, device=dev, generator=self.gen) * 2 - 1) * (1 - sy)
+        theta = torch.zeros(n, 2, 3, device=dev)
+        theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, tx, sy, ty
+        grid = torch.nn.functional.affine_grid(theta, (n, 3, self.size, self.size), align_corners=False)
+        return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
     def to_input(self, x):
         """uint8 NHWC on the device -> normalised float32 NCHW at the backbone's input size."""
         import torch
 
         x = x.permute(0, 3, 1, 2).float()
+        if self.train and self.scale_min < 1.0:
+            x = self._resized_crop(x)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
                                                 antialias=x.shape[-1] > self.size)
@@ -203,15 +223,15 @@ class EndToEnd:
     """What a :class:`DeepHasher` needs to train on images (set as ``method.e2e_`` by :func:`fine_tune`)."""
 
     def __init__(self, trunk, preprocessing: Preprocessing, device, *, augment: bool = True, pad: int = 4,
-                 backbone_lr_mult: float = 1.0, seed: int = 0, eval_batch: int = 512) -> None:
+                 backbone_lr_mult: float = 1.0, seed: int = 0, eval_batch: int = 512, scale_min: float = 1.0) -> None:
         self.trunk, self.preprocessing, self.device = trunk, preprocessing, device
         self.augment, self.pad, self.backbone_lr_mult = augment, pad, backbone_lr_mult
-        self.seed, self.eval_batch = seed, eval_batch
+        self.seed, self.eval_batch, self.scale_min = seed, eval_batch, scale_min
         self.channels_last = getattr(device, "type", str(device)) == "cuda"
 
     def bank(self, X: np.ndarray, *, train: bool) -> ImageBank:
         return ImageBank(X, self.device, self.preprocessing, train=train and self.augment, pad=self.pad,
-                         seed=self.seed, channels_last=self.channels_last)
+                         seed=self.seed, channels_last=self.channels_last, scale_min=self.scale_min if train else 1.0)
 
     def network(self, head):
         import torch
@@ -281,6 +301,8 @@ class FinetuneConfig:
     patience: int = 100
     augment: bool = True
     pad: int = 4
+    #: random resized crop (on the device, after crop + flip): minimum area fraction; 1.0 = off
+    scale_min: float = 1.0
     device: str = "auto"
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
@@ -345,7 +367,7 @@ def fine_tune(method: str, data, labels: np.ndarray | None = None, *, config: Fi
         n_train = len(stratified_holdout(y, cfg.val_fraction, np.random.default_rng(0))[0])
     ipe = max(1, math.ceil(n_train / cfg.batch_size))
     h.e2e_ = EndToEnd(trunk, bb.preprocessing, device, augment=cfg.augment, pad=cfg.pad,
-                      backbone_lr_mult=cfg.backbone_lr_mult, seed=cfg.seed)
+                      backbone_lr_mult=cfg.backbone_lr_mult, seed=cfg.seed, scale_min=cfg.scale_min)
     h.in_dim_ = int(trunk.out_dim)
     tcfg = h.trainer_config(n_iters=cfg.epochs * ipe, eval_every=ipe, batch_size=cfg.batch_size, lr=cfg.lr,
                             optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, schedule="cosine",
