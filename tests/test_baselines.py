@@ -8,7 +8,7 @@ import pytest
 
 from deephash.errors import UnknownNameError
 
-from deephash.bench.methods_bench import _protocol_split, average_precisions, run_methods_bench, topk_stable
+from deephash.bench.methods_bench import _protocol_split, run_methods_bench
 from deephash.errors import ConfigError
 from deephash.eval.metrics import mean_average_precision, relevance_matrix
 from deephash.hashers import create_hasher
@@ -151,17 +151,6 @@ def test_pq_encodes_to_the_nearest_centroid(blobs):
 
 
 # ------------------------------------------------------------------------------------------ the bench
-def test_topk_stable_and_ap_match_the_reference_metric():
-    rng = np.random.default_rng(0)
-    dist = rng.integers(0, 5, size=(37, 300)).astype(np.int32)  # many ties
-    assert np.array_equal(topk_stable(dist, 40), np.argsort(dist, axis=1, kind="stable")[:, :40])
-    fdist = np.round(rng.random((37, 300)), 1).astype(np.float32)
-    assert np.array_equal(topk_stable(fdist, 17), np.argsort(fdist, axis=1, kind="stable")[:, :17])
-    rel = rng.random((37, 300)) < 0.2
-    for k in (1, 40, None):
-        assert average_precisions(dist, rel, k).mean() == pytest.approx(mean_average_precision(dist, rel, k), abs=1e-12)
-
-
 def _synthetic(n_per=650, dim=24, seed=0):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(10, dim)).astype(np.float32) * 2

@@ -96,46 +96,23 @@ def _protocol_split(name: str, labels: np.ndarray, splits: np.ndarray | None, *,
 
 
 # --------------------------------------------------------------------------------------------- ranking
-def topk_stable(dist: np.ndarray, k: int) -> np.ndarray:
-    """The first ``k`` columns of ``np.argsort(dist, axis=1, kind="stable")``, without sorting whole rows."""
-    dist = np.asarray(dist)
-    n = dist.shape[1]
-    if k >= n:
-        return np.argsort(dist, axis=1, kind="stable")
-    kth = np.partition(dist, k - 1, axis=1)[:, k - 1 : k]
-    less = dist < kth
-    eq = dist == kth
-    need = k - less.sum(axis=1, keepdims=True)
-    sel = less | (eq & (np.cumsum(eq, axis=1, dtype=np.int32) <= need))
-    cols = np.nonzero(sel)[1].reshape(len(dist), k)  # ascending database position within each row
-    order = np.argsort(np.take_along_axis(dist, cols, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(cols, order, axis=1)
-
-
-def average_precisions(dist: np.ndarray, relevance: np.ndarray, topk: int | None) -> np.ndarray:
-    """Per-query AP@topk, exactly :func:`deephash.eval.metrics.mean_average_precision`'s definition."""
-    n = dist.shape[1]
-    K = n if topk is None else min(int(topk), n)
-    order = topk_stable(dist, K)
-    rel = np.take_along_axis(np.asarray(relevance, dtype=bool), order, axis=1)
-    hits = np.cumsum(rel, axis=1)
-    found = hits[:, -1]
-    prec_sum = (hits / np.arange(1, K + 1)[None, :] * rel).sum(axis=1)
-    return np.where(found > 0, prec_sum / np.maximum(found, 1), 0.0)
-
-
 def _rank_all(distances: Callable[[np.ndarray], np.ndarray], n_query: int, yq: np.ndarray, ydb: np.ndarray,
-              topk: int | None) -> tuple[float, float]:
-    """mAP over all queries, computed a chunk at a time; returns (mAP, seconds spent in ``distances``)."""
-    aps = np.zeros(n_query)
-    spent = 0.0
+              topk: int | None) -> tuple[float, float, float]:
+    """(mAP, tie-aware mAP, seconds spent in ``distances``) over all queries, a chunk at a time,
+    with the definitions of :mod:`deephash.eval.metrics`."""
+    from deephash.eval.metrics import mean_average_precision, tie_aware_map
+
+    total = tie_total = spent = 0.0
     for s in range(0, n_query, _QUERY_CHUNK):
         sl = slice(s, min(n_query, s + _QUERY_CHUNK))
         t0 = time.perf_counter()
         D = distances(sl)
         spent += time.perf_counter() - t0
-        aps[sl] = average_precisions(D, relevance_matrix(yq[sl], ydb), topk)
-    return float(aps.mean()) if n_query else 0.0, spent
+        rel = relevance_matrix(yq[sl], ydb)
+        n = sl.stop - sl.start
+        total += n * mean_average_precision(D, rel, topk)
+        tie_total += n * tie_aware_map(D, rel, topk)
+    return (total / n_query, tie_total / n_query, spent) if n_query else (0.0, 0.0, spent)
 
 
 def _cosine_ceiling(fq: np.ndarray, fd: np.ndarray) -> Callable[[slice], np.ndarray]:
@@ -250,8 +227,8 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
                 with Timer() as t:
                     db_codes = h.encode(Xd)
                 row["encode_s"] = t.seconds
-                m, q_s = _rank_all(lambda sl: h.query_distances(Xq[sl], db_codes), len(Xq), yq, yd, K)
-                row.update(map=m, query_s=q_s, query_ms=1000 * q_s / max(1, len(Xq)),
+                m, tm, q_s = _rank_all(lambda sl: h.query_distances(Xq[sl], db_codes), len(Xq), yq, yd, K)
+                row.update(map=m, tie_aware_map=tm, query_s=q_s, query_ms=1000 * q_s / max(1, len(Xq)),
                            code_bytes=int(db_codes.shape[1]))
                 say(f"  {name:>18s} {b:3d} bits: {report['metric']} {m:.4f}  train {row['train_s']:.1f} s  "
                     f"encode {row['encode_s']:.1f} s  query {q_s:.1f} s")
@@ -262,10 +239,10 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
             flush()
 
     if (CEILING, None) not in done:
-        m, q_s = _rank_all(_cosine_ceiling(Xq, Xd), len(Xq), yq, yd, K)
+        m, tm, q_s = _rank_all(_cosine_ceiling(Xq, Xd), len(Xq), yq, yd, K)
         report["results"].append({"method": CEILING, "bits": None, "family": "ceiling (not a hasher)",
                                   "supervised": False, "distance": "cosine on float32 features",
-                                  "map": m, "train_s": 0.0, "encode_s": 0.0, "query_s": q_s,
+                                  "map": m, "tie_aware_map": tm, "train_s": 0.0, "encode_s": 0.0, "query_s": q_s,
                                   "query_ms": 1000 * q_s / max(1, len(Xq)), "code_bytes": 4 * int(X.shape[1]),
                                   "reference": None})
         say(f"  {CEILING:>18s}          : {report['metric']} {m:.4f}  query {q_s:.1f} s")

@@ -31,3 +31,58 @@ def bench_search(n, bits, k, n_queries, threads, random_codes, repeats, sublinea
     subs = [s for s in sublinear.split(",") if s] or None
     run_search_bench(n, bits, k, n_queries, threads, not random_codes, json_path, repeats=repeats, seed=seed,
                      sublinear=subs)
+
+
+@bench.command("methods")
+@click.option("--dataset", default="cifar10", show_default=True, help="'cifar10' or the path of an archive with train/test splits")
+@click.option("--bits", default="16,32,48,64", show_default=True)
+@click.option("--protocol", default="cifar10-50k", show_default=True, help="cifar10-50k, cifar10-54k, cifar10-59k or demo")
+@click.option("--methods", default=None, help="comma-separated (default: every registered method)")
+@click.option("--n-query", type=int, default=None, help="subsample the protocol's queries (equal per class)")
+@click.option("--backbone", default="efficientnet-lite0", show_default=True)
+@click.option("--image-size", type=int, default=128, show_default=True)
+@click.option("--param", "params", multiple=True, help="METHOD.KEY=VALUE constructor override, e.g. mhcln.n_iters=3000")
+@click.option("--resume", is_flag=True, help="keep the rows an earlier run already wrote to --json")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None)
+@click.option("--out", "out_dir", type=click.Path(), default=None, help="also write report.md/json and PNG plots here")
+def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_size, params, resume, seed, json_path, out_dir):
+    """Train every method head-only on cached features and compare them under one protocol."""
+    import json as _json
+
+    import numpy as np
+
+    from deephash.backbones import create_backbone
+    from deephash.bench.methods_bench import format_methods_markdown, run_methods_bench
+    from deephash.data import load_cifar10, open_archive
+    from deephash.errors import ConfigError
+    from deephash.features import extract_features
+
+    overrides: dict = {}
+    for p in params:
+        if "=" not in p or "." not in p.split("=", 1)[0]:
+            raise ConfigError(f"--param expects METHOD.KEY=VALUE; got {p!r}")
+        key, val = p.split("=", 1)
+        m, k = key.split(".", 1)
+        try:
+            overrides.setdefault(m, {})[k] = _json.loads(val)
+        except _json.JSONDecodeError:
+            overrides.setdefault(m, {})[k] = val
+    archive = load_cifar10() if dataset == "cifar10" else open_archive(dataset)
+    fs = extract_features(archive, create_backbone(backbone, image_size=image_size))
+    labels = archive.labels[fs.index]
+    splits = np.asarray(archive.splits)[fs.index]
+    try:
+        bit_list = [int(b) for b in bits.split(",") if b.strip()]
+    except ValueError:
+        raise ConfigError(f"--bits expects comma-separated integers; got {bits!r}") from None
+    report = run_methods_bench(fs.features, labels, splits, methods=methods.split(",") if methods else None,
+                               bits=bit_list, protocol=protocol, n_query=n_query, seed=seed, json_path=json_path,
+                               method_params=overrides or None, resume=resume, progress=True)
+    click.echo(format_methods_markdown(report))
+    if out_dir:
+        from deephash.eval.report import write_report
+
+        rows = [dict(r, bits=r.get("bits")) for r in report["results"] if "error" not in r]
+        files = write_report(rows, out_dir, {k: v for k, v in report.items() if k != "results"})
+        click.echo("report: " + ", ".join(str(f) for f in files.values()), err=True)

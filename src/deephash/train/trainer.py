@@ -111,6 +111,7 @@ class Trainer:
 
     def _validate(self, method: "DeepHasher", Xv, yv, Xdb, ydb) -> float:
         from deephash.eval.metrics import mean_average_precision, relevance_matrix
+        from deephash.index.codes import hamming_matrix
 
         if getattr(method, "e2e_", None) is not None:  # end-to-end: the inputs are images
             enc = method.encode_training_input
