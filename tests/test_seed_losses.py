@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from deephash.errors import ConfigError
-from deephash.losses import DeepRankingLoss, PairwiseLikelihoodLoss
+from deephash.losses import DeepRankingLoss, DPSHLoss
 
 
 def slow_ranking(q, p, n, gap, squared):
@@ -56,7 +56,7 @@ def test_pairwise_likelihood_matches_slow_loop(eta):
     g = torch.Generator().manual_seed(1)
     u = torch.randn(6, 8, generator=g) * 1.5
     y = torch.tensor([0, 1, 0, 2, 1, 1])
-    loss, logs = PairwiseLikelihoodLoss(quantization=eta)(u, y)
+    loss, logs = DPSHLoss(eta=eta)(u, y)
     assert loss.item() == pytest.approx(slow_pairwise(u.tolist(), y.tolist(), eta), rel=1e-5)
 
 
@@ -64,7 +64,7 @@ def test_pairwise_likelihood_multi_hot_shares_a_label():
     g = torch.Generator().manual_seed(2)
     u = torch.randn(5, 8, generator=g)
     y = torch.tensor([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]])
-    loss, _ = PairwiseLikelihoodLoss(quantization=0.1)(u, y)
+    loss, _ = DPSHLoss(eta=0.1)(u, y)
     assert loss.item() == pytest.approx(slow_pairwise(u.tolist(), [[bool(v) for v in r] for r in y.tolist()], 0.1), rel=1e-5)
 
 
@@ -74,7 +74,7 @@ def test_pairwise_likelihood_pulls_same_class_together():
     y = torch.tensor([0, 0, 1, 1])
     opt = torch.optim.SGD([u], lr=0.5)
     for _ in range(50):
-        loss, _ = PairwiseLikelihoodLoss(quantization=0.0)(u, y)
+        loss, _ = DPSHLoss(eta=0.0)(u, y)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,10 +1,9 @@
 """End-to-end jobs that the CLI and the Python API share: train on an archive, build an index, the demo."""
 from __future__ import annotations
 
-import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from deephash import __version__
 from deephash.backbones import DEFAULT_BACKBONE, create_backbone
 from deephash.data.archive import ImageArchive
 from deephash.data.datasets import load_cifar10
-from deephash.errors import ConfigError, DataError
+from deephash.errors import ConfigError
 from deephash.eval.metrics import mean_average_precision, relevance_matrix, tie_aware_map
 from deephash.features import extract_features
 from deephash.hashers import create_hasher

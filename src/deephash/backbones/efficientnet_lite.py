@@ -7,7 +7,6 @@ Features: the 1280-d global average pool of the last conv block.
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 
 import numpy as np

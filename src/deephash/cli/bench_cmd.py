@@ -48,8 +48,6 @@ def bench_search(n, bits, k, n_queries, threads, random_codes, repeats, sublinea
 @click.option("--out", "out_dir", type=click.Path(), default=None, help="also write report.md/json and PNG plots here")
 def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_size, params, resume, seed, json_path, out_dir):
     """Train every method head-only on cached features and compare them under one protocol."""
-    import json as _json
-
     import numpy as np
 
     from deephash.backbones import create_backbone
@@ -58,16 +56,14 @@ def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_siz
     from deephash.errors import ConfigError
     from deephash.features import extract_features
 
+    from deephash.cli.params import parse_params
+
     overrides: dict = {}
-    for p in params:
-        if "=" not in p or "." not in p.split("=", 1)[0]:
-            raise ConfigError(f"--param expects METHOD.KEY=VALUE; got {p!r}")
-        key, val = p.split("=", 1)
+    for key, val in parse_params(params).items():
+        if "." not in key:
+            raise ConfigError(f"--param expects METHOD.KEY=VALUE; got {key!r}")
         m, k = key.split(".", 1)
-        try:
-            overrides.setdefault(m, {})[k] = _json.loads(val)
-        except _json.JSONDecodeError:
-            overrides.setdefault(m, {})[k] = val
+        overrides.setdefault(m, {})[k] = val
     archive = load_cifar10() if dataset == "cifar10" else open_archive(dataset)
     fs = extract_features(archive, create_backbone(backbone, image_size=image_size))
     labels = archive.labels[fs.index]

@@ -3,7 +3,6 @@
 Registered in :mod:`deephash.cli.main` with ``cli.add_command(finetune)``."""
 from __future__ import annotations
 
-import json
 
 import click
 
@@ -33,18 +32,11 @@ def finetune(archive, method, bits, split, labels, backbone, image_size, epochs,
              val_fraction, patience, no_augment, device, params, seed, resume, out, report):
     """Fine-tune the backbone and a hashing method's head end to end on ARCHIVE's images."""
     from deephash.data import open_archive
-    from deephash.errors import ConfigError
     from deephash.train.finetune import fine_tune
 
-    kw = {}
-    for p in params:
-        if "=" not in p:
-            raise ConfigError(f"--param expects KEY=VALUE; got {p!r}")
-        k, v = p.split("=", 1)
-        try:
-            kw[k] = json.loads(v)
-        except json.JSONDecodeError:
-            kw[k] = v
+    from deephash.cli.params import parse_params
+
+    kw = parse_params(params)
     a = open_archive(archive, split=split, labels_file=labels)
     h = fine_tune(method, a, bits=bits, backbone=backbone, image_size=image_size, epochs=epochs, batch_size=batch_size,
                   lr=lr, backbone_lr_mult=backbone_lr_mult, val_fraction=val_fraction, patience=patience,

@@ -1,7 +1,6 @@
 """The ``deephash`` command line: a thin layer over the public Python API."""
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -117,19 +116,12 @@ def _report_skipped(skipped) -> None:
 def train(archive, method, bits, split, labels, backbone, image_size, params, seed, out):
     """Train a hashing method head-only on an archive's cached backbone features."""
     from deephash.backbones import create_backbone
-    from deephash.errors import ConfigError
     from deephash.features import extract_features
     from deephash.hashers import create_hasher
 
-    kw = {}
-    for p in params:
-        if "=" not in p:
-            raise ConfigError(f"--param expects KEY=VALUE; got {p!r}")
-        k, v = p.split("=", 1)
-        try:
-            kw[k] = json.loads(v)
-        except json.JSONDecodeError:
-            kw[k] = v
+    from deephash.cli.params import parse_params
+
+    kw = parse_params(params)
     a = _open(archive, split, labels)
     bb = create_backbone(backbone, image_size=image_size)
     fs = extract_features(a, bb)

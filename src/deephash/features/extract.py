@@ -7,7 +7,6 @@ extraction resumes where it stopped. Corrupt or unreadable images are skipped an
 from __future__ import annotations
 
 import json
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field

@@ -7,7 +7,7 @@ connected layers); the head applies the power-mean transformation, a fully conne
 the **hash layer** (K linear units: the code is their sign) and the classification layer on
 top of the hash layer. Multi-task loss: softmax cross-entropy of the classifier + the pairwise
 likelihood of the hash layer (DPSH-style, same label = similar) + a small quantisation term
-(:class:`~deephash.losses.PairwiseLikelihoodLoss`). The model classifies too: :meth:`classify`.
+(:class:`~deephash.losses.DPSHLoss`, the same likelihood DPSH uses). The model classifies too: :meth:`classify`.
 
 Head-only (cached pooled features): SPP acts on conv maps, so it is dropped -- the pooled
 feature is the pyramid's 1x1 level (average- rather than max-pooled); PMT, the FC layer, the
@@ -31,7 +31,7 @@ import numpy as np
 from deephash.hashers._labels import ClassifierMixin
 from deephash.hashers.base import register_hasher
 from deephash.hashers.deep import DeepHasher
-from deephash.losses.pairwise_likelihood_loss import PairwiseLikelihoodLoss
+from deephash.losses.dpsh_loss import DPSHLoss
 
 
 def power_mean_transform(x, alpha: float = 0.5, beta: float = 1.0):
@@ -112,12 +112,12 @@ class SPPPMT(ClassifierMixin, DeepHasher):
 
     def prepare(self, X, y, rng):
         super().prepare(X, self._encode_labels(y), rng)
-        self.loss_fn_ = PairwiseLikelihoodLoss(quantization=self.quantization)
+        self.loss_fn_ = DPSHLoss(eta=self.quantization)
 
     def compute_loss(self, net, batch):
         u, logits = net(batch["x"])
         ce = self.class_loss(logits, batch["y"])
-        pair, logs = self.loss_fn_(u, batch["y"])
+        pair, logs = self.loss_fn_(u.float(), batch["y"])  # fp32 pair terms under bf16 autocast
         return ce + self.pair_weight * pair, {"ce": float(ce.detach()), **logs}
 
     def forward_activations(self, net, x):

@@ -9,9 +9,7 @@ from deephash.losses.dtsh_loss import DTSHLoss
 from deephash.losses.greedyhash_loss import GreedyHashLoss, sign_ste
 from deephash.losses.hashnet_loss import HashNetLoss
 from deephash.losses.mhcln_loss import MHCLNLoss
-from deephash.losses.pairwise_likelihood_loss import PairwiseLikelihoodLoss, pair_similarity
 from deephash.losses.similarity import label_similarity
 
 __all__ = ["MHCLNLoss", "DPSHLoss", "DSHLoss", "HashNetLoss", "DTSHLoss", "CSQLoss", "GreedyHashLoss", "BiHalfLoss",
-           "DPQLoss", "DeepRankingLoss", "PairwiseLikelihoodLoss", "bihalf", "hash_centres", "label_similarity",
-           "pair_similarity", "sign_ste", "soft_assign"]
+           "DPQLoss", "DeepRankingLoss", "bihalf", "hash_centres", "label_similarity", "sign_ste", "soft_assign"]
