@@ -244,12 +244,15 @@ def _plot_pk(results: list[dict[str, Any]], path: Path, colors: dict[str, Any]) 
         return False
     bits = sorted({r["bits"] for r in pk if r["bits"] is not None}) or [None]
     floats = [r for r in pk if r["bits"] is None]
-    fig, axes = _subplots(len(bits), "Precision at K")
+    fig, axes = _subplots(len(bits), "Precision at K (tie-aware: expected over random orders within ties)")
     for ax, b in zip(axes, bits):
         for r in [r for r in pk if r["bits"] == b and b is not None] + floats:
             style = ":" if r["bits"] is None else "-"
             label = r["method"] + (" (float)" if r["bits"] is None and "float" not in r["method"] else "")
-            ax.plot(r["p_at_k"]["k"], r["p_at_k"]["precision"], style, marker=".", color=colors[r["method"]], label=label)
+            # tie-aware precision: with compact codes thousands of items share the top distances, and
+            # the plain curve would show the database order inside those ties, not the method
+            prec = r["p_at_k"].get("precision_tie_aware", r["p_at_k"]["precision"])
+            ax.plot(r["p_at_k"]["k"], prec, style, marker=".", color=colors[r["method"]], label=label)
         ax.set_xscale("log")
         ax.set_title("float features" if b is None else f"{b} bits")
         ax.set_xlabel("K (log scale)")
