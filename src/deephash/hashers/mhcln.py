@@ -3,7 +3,10 @@
 Frozen pretrained CNN features -> ``D -> 1024 -> 512 -> K`` (LeakyReLU 0.2, sigmoid), trained
 with triplet + push-to-binary + bit-balance losses (lambda1 = 0.001, lambda2 = 1), M = 30
 triplets a batch, Adam lr 1e-4 (beta1 0.5, beta2 0.9) as in the authors' code. Bits: v >= 0.5.
-``loss_variant="code"`` (default: measured better on CIFAR-10, see README) or ``"paper"``.
+``loss_variant="code"`` (default) or ``"paper"``. Measured on CIFAR-10 (64 bits, EfficientNet-Lite0
+128 px features, 10,000 training images, 3,000 iterations, 1,000 test queries vs the 50,000 training
+images): mAP@1000 0.6475 (code) vs 0.6468 (paper), tie-aware 0.670 vs 0.656 — the code's variant
+is the default for its better-separated codes (fewer ties) at the same plain mAP.
 """
 from __future__ import annotations
 
