@@ -37,17 +37,7 @@ class ClassifierMixin:
 
     def class_logits(self, X: np.ndarray) -> np.ndarray:
         """Classifier scores ``(n, n_classes)`` for feature rows (descriptors, end to end)."""
-        import torch
-
-        X = self._check_X(X)
-        net = self.net_
-        dev = next(net.parameters()).device
-        net.eval()
-        out = []
-        with torch.no_grad():
-            for s in range(0, len(X), 4096):
-                out.append(net(torch.from_numpy(X[s : s + 4096]).to(dev))[1].float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.n_classes_), np.float32)
+        return self.run_network(X, lambda net, x: net(x)[1], self.n_classes_)
 
     def classify(self, X: np.ndarray) -> np.ndarray:
         """Predicted class labels (single-label) or a multi-hot ``uint8`` matrix (multi-label)."""

@@ -163,7 +163,8 @@ class DeepHasher(Hasher):
         """Activations used for the code (override when the network returns a tuple)."""
         return net(x)
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
+    def run_network(self, X: np.ndarray, head, width: int) -> np.ndarray:
+        """``head(net, batch)`` over checked feature rows in batches of 4,096, as float32 ``(n, width)``."""
         import torch
 
         X = self._check_X(X)
@@ -177,8 +178,11 @@ class DeepHasher(Hasher):
         out = []
         with torch.no_grad():
             for s in range(0, len(X), 4096):
-                out.append(self.forward_activations(net, torch.from_numpy(X[s : s + 4096]).to(dev)).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.n_bits), np.float32)
+                out.append(head(net, torch.from_numpy(X[s : s + 4096]).to(dev)).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, width), np.float32)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        return self.run_network(X, self.forward_activations, self.n_bits)
 
     def state_dict(self) -> dict[str, Any]:
         st = super().state_dict()
