@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 import numpy as np
@@ -28,13 +27,13 @@ def main() -> None:
     from deephash.eval.retrieval import coarse_to_fine_evaluation, hamming_map
     from deephash.hashers import create_hasher
 
-    sys.path.insert(0, "bench")
-    from finetune_cifar import protocol_indices
+    from deephash.eval.protocols import get_protocol
 
     z = np.load(a.features)
     X, y = z["features"].astype(np.float32), z["labels"]
-    q, tr, db, _ = protocol_indices(y, np.asarray(z["splits"]) if "splits" in z.files else None, "1k5k54k", a.seed)
-    res = {"protocol": "1k5k54k", "bits": a.bits, "features": a.features, "iters": a.iters, "methods": {}}
+    sp = get_protocol("cifar10-54k").split(y, seed=a.seed)
+    q, tr, db = sp.query_idx, sp.train_idx, sp.db_idx
+    res = {"protocol": "cifar10-54k", "bits": a.bits, "features": a.features, "iters": a.iters, "methods": {}}
     for name in a.methods.split(","):
         h = create_hasher(name, a.bits, seed=a.seed, n_iters=a.iters, eval_every=max(1, a.iters // 4))
         t0 = time.perf_counter()

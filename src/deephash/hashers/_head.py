@@ -71,7 +71,13 @@ class HeadHasher(DeepHasher):
 
     def prepare(self, X, y, rng):
         super().prepare(X, y, rng)
-        fit_standardizer(self.net_, self.X_train_)
+        e2e = getattr(self, "e2e_", None)
+        if e2e is None:
+            fit_standardizer(self.net_, self.X_train_)
+        else:  # end to end: standardise with the pretrained trunk's descriptors of the training images
+            import torch
+
+            fit_standardizer(self.net_, torch.from_numpy(e2e.descriptors(X)))
 
 
 class ClassHeadHasher(HeadHasher):

@@ -216,6 +216,14 @@ def _end_to_end_net(trunk, head):
         def forward(self, x):
             return self.head(self.trunk(x))
 
+        def __getattr__(self, name):
+            # a method's loss may reach parts of its head beyond forward (DPQ's codebooks, a
+            # classifier on the codes): the end-to-end net answers for its head
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(super().__getattr__("head"), name)
+
     return EndToEndNet(trunk, head)
 
 
@@ -238,6 +246,12 @@ class EndToEnd:
 
         net = _end_to_end_net(self.trunk, head)
         return net.to(memory_format=torch.channels_last) if self.channels_last else net
+
+    def descriptors(self, X: np.ndarray, *, max_images: int = 5000) -> np.ndarray:
+        """The trunk's descriptors (what the head sees) of up to ``max_images`` evenly spaced images
+        of ``X``, eval mode, no augmentation: statistics for a head's input standardisation."""
+        pick = np.linspace(0, len(X) - 1, min(len(X), max_images)).round().astype(np.int64)
+        return run_network(self.trunk, self.trunk, self.bank(np.asarray(X)[pick], train=False), self.eval_batch)
 
     def activations(self, method, X: np.ndarray) -> np.ndarray:
         """The method's code activations for uint8 images ``X`` (eval mode, no augmentation)."""
@@ -354,6 +368,9 @@ def fine_tune(method: str, data, labels: np.ndarray | None = None, *, config: Fi
     if not isinstance(h, DeepHasher):
         raise ConfigError(f"{method} is not a network-trained method, so it cannot be fine-tuned end to end; "
                           "train it head-only (deephash train)")
+    if not getattr(h, "supervised", True):
+        raise ConfigError(f"{method} is unsupervised: its loss keeps the similarities of fixed backbone features, "
+                          "which fine-tuning the backbone would move; train it head-only (deephash train)")
     h._validate()
     device = pick_device(cfg.device)
     bb = create_backbone(cfg.backbone, image_size=cfg.image_size)

@@ -1,0 +1,105 @@
+"""The end-to-end benchmarks' shared set-up: the registered protocol's split, images decoded once
+(corrupt files left out and reported, an image cache reused), and the evaluation of a fine-tuned
+hasher recomputed the slow obvious way."""
+import shutil
+
+import numpy as np
+import pytest
+
+from deephash.bench.finetune_bench import evaluate_finetuned, load_protocol_images, resolve_protocol
+from deephash.data import open_archive
+from deephash.errors import ConfigError, UnknownNameError
+from deephash.eval.metrics import mean_average_precision
+from deephash.eval.protocols import get_protocol
+
+
+def test_aliases_name_the_registered_protocols():
+    assert resolve_protocol("1k5k54k").name == "cifar10-54k" and resolve_protocol("10k50k").name == "cifar10-50k"
+    assert resolve_protocol("cifar10-59k").name == "cifar10-59k"
+    with pytest.raises(UnknownNameError, match="known protocols: cifar10-50k"):
+        resolve_protocol("no-such-protocol")
+
+
+def test_tiny_split_is_a_subset_of_the_protocols_split(cifar_full):
+    d = load_protocol_images(cifar_full, "cifar10-54k", seed=3, tiny=True)
+    sp = get_protocol("cifar10-54k").split(cifar_full.labels, seed=3)
+    assert d.sizes() == {"query": 30, "train": 80, "database": 100} and d.topk == 54000  # = all
+    for part, full in ((d.query, sp.query_idx), (d.train, sp.train_idx), (d.database, sp.db_idx)):
+        assert set(d.archive_index[part]) <= set(full)
+        assert np.array_equal(d.labels[part], cifar_full.labels[d.archive_index[part]])
+    assert not set(d.query) & set(d.train) and not set(d.query) & set(d.database)
+    assert d.images.shape[1:] == (32, 32, 3) and d.images.dtype == np.uint8
+
+
+@pytest.fixture()
+def broken_small(small_cifar, tmp_path):
+    root = tmp_path / "cifar"
+    shutil.copytree(small_cifar, root)
+    bad = sorted((root / "train").rglob("*.jpg"))[0]
+    bad.write_bytes(b"not a jpeg")
+    return open_archive(root), bad
+
+
+def test_corrupt_images_are_left_out_and_the_cache_is_reused(broken_small, tmp_path):
+    arc, bad = broken_small
+    d = load_protocol_images(arc, "cifar10-50k", cache=tmp_path / "imgs.npz")
+    assert [p for p, _ in d.failed] == [str(bad)] and not (tmp_path / "imgs.npz").exists()  # never cache a hole
+    assert d.sizes() == {"query": 100, "train": 299, "database": 299} and d.topk == 1000
+    bad.unlink()
+    arc = open_archive(arc.root)
+    d1 = load_protocol_images(arc, "cifar10-50k", cache=tmp_path / "imgs.npz")
+    assert (tmp_path / "imgs.npz").is_file() and not d1.failed
+    d2 = load_protocol_images(arc, "cifar10-50k", cache=tmp_path / "imgs.npz")
+    assert np.array_equal(d1.images, d2.images) and np.array_equal(d1.train, d2.train)
+    sorted((arc.root / "test").rglob("*.jpg"))[0].unlink()  # the archive changed: its old cache is refused, not misread
+    with pytest.raises(ConfigError, match="do not match"):
+        load_protocol_images(open_archive(arc.root), "cifar10-50k", cache=tmp_path / "imgs.npz")
+
+
+def test_evaluation_matches_the_slow_obvious_map(small_cifar):
+    from deephash.index.codes import hamming_matrix, pack_bits
+    from deephash.train.finetune import embed_images, fine_tune
+
+    d = load_protocol_images(open_archive(small_cifar), "cifar10-50k")
+    h = fine_tune("dlbhc", d.images[d.train], d.labels[d.train], bits=16, image_size=32, epochs=1, batch_size=64,
+                  val_fraction=0.0, device="cpu")
+    r = evaluate_finetuned(h, d, rerank_queries=20)
+    _, aq = embed_images(h, d.images[d.query])
+    _, adb = embed_images(h, d.images[d.database])
+    D = hamming_matrix(pack_bits(aq >= h.threshold), pack_bits(adb >= h.threshold))
+    rel = d.labels[d.query][:, None] == d.labels[d.database][None, :]
+    assert r["map"] == pytest.approx(mean_average_precision(D, rel, 1000), abs=1e-6)
+    assert r["n_query"] == 100 and r["map_at"] == 1000 and 0 <= r["query_accuracy"] <= 1
+    assert r["coarse_to_fine"]["map_hamming"] >= 0 and r["embed_images_per_second"] > 0
+
+
+def _network_methods():
+    from deephash.hashers import create_hasher, list_hashers
+    from deephash.hashers.deep import DeepHasher
+
+    return [m for m in list_hashers() if isinstance(create_hasher(m, 16), DeepHasher)]
+
+
+@pytest.mark.parametrize("method", _network_methods())
+def test_every_network_method_fine_tunes_end_to_end_or_says_why_not(method, small_cifar, tmp_path):
+    """Every registered network-trained method runs the end-to-end regime (tiny, CPU) and is
+    evaluated on its protocol; an unsupervised one is refused with the reason."""
+    from deephash.hashers import create_hasher
+    from deephash.train.finetune import fine_tune
+
+    d = load_protocol_images(open_archive(small_cifar), "cifar10-50k")
+    imgs, y = d.images[d.train][::3], d.labels[d.train][::3]  # 100 images, 10 per class
+    if not create_hasher(method, 16).supervised:
+        with pytest.raises(ConfigError, match="unsupervised"):
+            fine_tune(method, imgs, y, bits=16, image_size=32, epochs=1, device="cpu")
+        return
+    h = fine_tune(method, imgs, y, bits=16, image_size=32, epochs=1, batch_size=32, val_fraction=0.0, device="cpu")
+    r = evaluate_finetuned(h, d)
+    assert 0.0 < r["map"] <= 1.0 and r["distance"] == h.code_kind
+    # the checkpoint alone encodes the fine-tuned descriptors identically
+    from deephash.hashers import load_hasher
+    from deephash.train.finetune import embed_images, save_finetuned
+
+    desc, _ = embed_images(h, imgs[:7])
+    h2, cfg = load_hasher(save_finetuned(h, tmp_path / "m.pt"))
+    assert cfg.finetune["method"] == method and np.array_equal(h2.encode(desc), h.encode(desc))
