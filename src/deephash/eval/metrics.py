@@ -57,7 +57,7 @@ mAP@K over all tie orders, which is what "tie-aware" promises.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -492,6 +492,40 @@ def _prepare(nq: int, n_db: int, query_labels: Any, db_labels: Any, topk: int | 
     return ql, dl, _cutoff(topk, n_eff), _check_ks(ks, n_eff)
 
 
+def _evaluate_blocks(kind: str, n_query: int, n_db: int, distances: Callable[[slice], np.ndarray], self_distance: float,
+                     query_labels, db_labels, protocol_or_topk, exclude_self, ks, *, n_bits: int | None, radius: int,
+                     per_query: bool, settings: dict[str, Any]) -> dict[str, Any]:
+    """What :func:`evaluate_codes` and :func:`evaluate_features` share: resolve the protocol, walk
+    the queries in blocks (``distances(rows)`` -> ``(rows, n_db)``; with ``exclude_self`` each
+    query's own row gets ``self_distance`` and no relevance), accumulate and summarise."""
+    topk, excl, info = _resolve(protocol_or_topk, exclude_self)
+    ql, dl, K, ks_arr = _prepare(n_query, n_db, query_labels, db_labels, topk, excl, ks)
+    acc = _Accumulator(n_query, n_db, K, ks_arr, n_bits)
+    step = _rows_per_block(n_db)
+    for s in range(0, n_query, step):
+        sl = slice(s, min(s + step, n_query))
+        d = distances(sl)
+        rel = relevance_matrix(ql[sl], dl)
+        if excl:  # own row: pushed past every real distance and made irrelevant
+            r = np.arange(sl.stop - sl.start)
+            d[r, s + r] = self_distance
+            rel[r, s + r] = False
+        acc.add(sl, d, rel, None if n_bits is None else n_bits + 2)
+    return {
+        "kind": kind,
+        **info,
+        "n_query": n_query,
+        "n_db": n_db - (1 if excl else 0),
+        **settings,
+        "topk": K,
+        "topk_requested": topk,
+        "relevance": _relevance_name(ql),
+        "exclude_self": excl,
+        "tie_rule": "map: ties by database position; tie_aware_map: expected over random order in each tie",
+        **acc.summary(radius, per_query),
+    }
+
+
 def evaluate_codes(
     query_codes: np.ndarray,
     db_codes: np.ndarray,
@@ -524,32 +558,9 @@ def evaluate_codes(
         n_bits = q.shape[1] * 8
         if not 0 <= radius <= n_bits:
             raise ConfigError(f"radius must be between 0 and n_bits={n_bits}; got {radius}")
-        topk, excl, info = _resolve(protocol_or_topk, exclude_self)
-        ql, dl, K, ks_arr = _prepare(len(q), len(db), query_labels, db_labels, topk, excl, ks)
-        acc = _Accumulator(len(q), len(db), K, ks_arr, n_bits)
-        step = _rows_per_block(len(db))
-        for s in range(0, len(q), step):
-            sl = slice(s, min(s + step, len(q)))
-            d = hamming_matrix(q[sl], db)
-            rel = relevance_matrix(ql[sl], dl)
-            if excl:  # own row: pushed past every real distance and made irrelevant
-                r = np.arange(sl.stop - sl.start)
-                d[r, s + r] = n_bits + 1
-                rel[r, s + r] = False
-            acc.add(sl, d, rel, n_bits + 2)
-    out = {
-        "kind": "codes",
-        **info,
-        "n_query": len(q),
-        "n_db": len(db) - (1 if excl else 0),
-        "n_bits": n_bits,
-        "topk": K,
-        "topk_requested": topk,
-        "relevance": _relevance_name(ql),
-        "exclude_self": excl,
-        "tie_rule": "map: ties by database position; tie_aware_map: expected over random order in each tie",
-        **acc.summary(radius, per_query),
-    }
+        out = _evaluate_blocks("codes", len(q), len(db), lambda sl: hamming_matrix(q[sl], db), n_bits + 1,
+                               query_labels, db_labels, protocol_or_topk, exclude_self, ks, n_bits=n_bits,
+                               radius=radius, per_query=per_query, settings={"n_bits": n_bits})
     out["eval_s"] = t.seconds
     return out
 
@@ -583,35 +594,16 @@ def evaluate_features(
             q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
             db = db / np.maximum(np.linalg.norm(db, axis=1, keepdims=True), 1e-12)
         db_sq = (db.astype(np.float64) ** 2).sum(axis=1)
-        topk, excl, info = _resolve(protocol_or_topk, exclude_self)
-        ql, dl, K, ks_arr = _prepare(len(q), len(db), query_labels, db_labels, topk, excl, ks)
-        acc = _Accumulator(len(q), len(db), K, ks_arr, None)
-        step = _rows_per_block(len(db))
-        for s in range(0, len(q), step):
-            sl = slice(s, min(s + step, len(q)))
+
+        def distances(sl: slice) -> np.ndarray:
             sim = (q[sl] @ db.T).astype(np.float64)
             if metric == "cosine":
-                d = 1.0 - sim
-            else:  # squared Euclidean: same ranking as Euclidean
-                d = np.maximum((q[sl].astype(np.float64) ** 2).sum(axis=1)[:, None] + db_sq[None, :] - 2 * sim, 0.0)
-            rel = relevance_matrix(ql[sl], dl)
-            if excl:
-                r = np.arange(sl.stop - sl.start)
-                d[r, s + r] = np.inf
-                rel[r, s + r] = False
-            acc.add(sl, d, rel, None)
-    out = {
-        "kind": "features",
-        **info,
-        "n_query": len(q),
-        "n_db": len(db) - (1 if excl else 0),
-        "metric": metric,
-        "topk": K,
-        "topk_requested": topk,
-        "relevance": _relevance_name(ql),
-        "exclude_self": excl,
-        "tie_rule": "map: ties by database position; tie_aware_map: expected over random order in each tie",
-        **acc.summary(0, per_query),
-    }
+                return 1.0 - sim
+            # squared Euclidean: same ranking as Euclidean
+            return np.maximum((q[sl].astype(np.float64) ** 2).sum(axis=1)[:, None] + db_sq[None, :] - 2 * sim, 0.0)
+
+        out = _evaluate_blocks("features", len(q), len(db), distances, np.inf, query_labels, db_labels,
+                               protocol_or_topk, exclude_self, ks, n_bits=None, radius=0, per_query=per_query,
+                               settings={"metric": metric})
     out["eval_s"] = t.seconds
     return out
