@@ -91,3 +91,37 @@ def test_protocols_and_evaluate_write_a_report(small_cifar, tmp_path):
     assert m1 == m2
     r = CliRunner().invoke(cli, ["evaluate", "--dataset", str(small_cifar), "--protocol", "nope", "--method", "lsh"])
     assert r.exit_code == 2 and "unknown protocol" in r.output
+
+
+def test_pq_models_index_and_search_by_asymmetric_distance(small_cifar, tmp_path):
+    """A PQ model's index holds codeword indices, not bits: `deephash search` ranks it by the
+    model's asymmetric distance (checked against a slow sort of query_distances), the Hamming
+    options refuse, and so does the service."""
+    import numpy as np
+
+    from deephash.index import HashIndex
+    from deephash.model import HashModel
+
+    ck, ix = tmp_path / "pq.pt", tmp_path / "pq.dhi"
+    r = run("train", small_cifar, "--split", "train", "--method", "pq", "--bits", 32, "--image-size", 32, "--out", ck)
+    assert r.exit_code == 0, r.output
+    assert run("index", small_cifar, "--split", "test", "--model", ck, "--out", ix).exit_code == 0
+    index = HashIndex.load(ix)
+    assert index.code_kind == "pq"
+    img = next((small_cifar / "test" / "cat").glob("*.jpg"))
+    res = json.loads(run("search", ix, img, "-k", 5, "--json").output)
+    model = HashModel.load(ck)
+    _, feats, _ = model.encode_images([img])
+    d = model.hasher.query_distances(feats, index.codes)[0]
+    order = sorted(range(len(d)), key=lambda r: (d[r], r))[:5]  # slow obvious ranking, ties by row
+    assert [x["id"] for x in res["results"]] == [int(index.ids[r]) for r in order]
+    assert np.allclose([x["distance"] for x in res["results"]], d[order], rtol=1e-5)
+    assert "distance" in run("search", ix, img, "-k", 2).output
+    r = CliRunner().invoke(cli, ["search", str(ix), str(img), "--rerank"])
+    assert r.exit_code == 2 and "asymmetric distance" in r.output
+    from deephash.errors import ConfigError
+    from deephash.service.config import ServiceConfig
+    from deephash.service.state import ServiceState
+
+    with pytest.raises(ConfigError, match="serves Hamming-code indexes"):
+        ServiceState(ix, ServiceConfig())

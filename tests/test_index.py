@@ -162,3 +162,29 @@ def test_bad_inputs_say_what_was_expected():
         HashIndex(12)
     with pytest.raises(ConfigError, match="k must be a positive integer"):
         idx.search(np.zeros((1, 8), np.uint8), 0)
+
+
+def test_asymmetric_search_matches_a_slow_sort_and_pq_indexes_refuse_hamming_search(tmp_path):
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 256, (300, 4), dtype=np.uint8)
+    ix = HashIndex(32, code_kind="pq")
+    ix.add(codes, ids=np.arange(1000, 1300))
+    ix.remove([1003, 1010])
+    D = rng.integers(0, 6, (7, len(ix))).astype(np.float32)  # many ties: order must follow insertion
+    d, ids = ix.search_asymmetric(lambda c: D if c.shape[0] == len(ix) else None, 12)
+    for q in range(7):
+        order = sorted(range(len(ix)), key=lambda r: (D[q, r], r))[:12]
+        assert ids[q].tolist() == ix.ids[order].tolist() and np.array_equal(d[q], D[q, order])
+    d, ids = ix.search_asymmetric(lambda c: D, 400)  # more than the index holds: padded like FAISS
+    assert (ids[:, len(ix):] == -1).all() and np.isinf(d[:, len(ix):]).all()
+    for call in (lambda: ix.search(codes[:1], 3), lambda: ix.search_radius(codes[:1], 2),
+                 lambda: ix.search_rerank(codes[:1], np.zeros((1, 4)), 3)):
+        with pytest.raises(ConfigError, match="holds 'pq' codes"):
+            call()
+    with pytest.raises(ConfigError, match="one column per indexed item"):
+        ix.search_asymmetric(lambda c: D[:, :5], 3)
+    ix.save(tmp_path / "pq.dhi")
+    back = HashIndex.load(tmp_path / "pq.dhi")
+    assert back.code_kind == "pq" and np.array_equal(back.codes, ix.codes)
+    with pytest.raises(ConfigError, match="code_kind"):
+        HashIndex(32, code_kind="opq")

@@ -179,18 +179,24 @@ def build_index(archive: ImageArchive, checkpoint: str | os.PathLike, out: str |
     from deephash.model import HashModel
 
     model = HashModel.load(checkpoint)
-    require_hamming_codes(model.hasher)
     fs = extract_features(archive, model.backbone, progress=progress)
     codes = model.hasher.encode(fs.features)
     out = Path(out)
     rel_model = os.path.relpath(Path(checkpoint).resolve(), out.resolve().parent)
-    index = HashIndex(model.hasher.n_bits, class_names=archive.class_names,
+    index = HashIndex(model.hasher.n_bits, class_names=archive.class_names, code_kind=model.hasher.code_kind,
                       meta={"model": rel_model, "method": model.hasher.name, "backbone": model.backbone.describe(),
                             "archive_root": str(archive.root.resolve()), "deephash_version": __version__})
     index.add(codes, ids=fs.index, paths=[archive.paths[i] for i in fs.index], labels=archive.labels[fs.index],
               features=fs.features if store_features else None)
     index.save(out)
     return index, archive.skipped + fs.failed
+
+
+def _label_name(index: HashIndex, row: int) -> Any:
+    lab = index.label_of_row(row)
+    if lab is not None and index.class_names:
+        lab = index.class_names[lab] if isinstance(lab, int) else [index.class_names[j] for j in lab]
+    return lab
 
 
 def model_path_of(index: HashIndex, index_path: str | os.PathLike) -> Path:
@@ -211,12 +217,29 @@ def search_image(index_path: str | os.PathLike, image: str | os.PathLike | bytes
     index = HashIndex.load(index_path)
     model = HashModel.load(model_path_of(index, index_path))
     codes, feats, timings = model.encode_images([image])
-    return search_loaded(index, codes, feats, timings, k=k, rerank=rerank)
+    return search_loaded(index, codes, feats, timings, k=k, rerank=rerank, hasher=model.hasher)
 
 
 def search_loaded(index: HashIndex, codes: np.ndarray, feats: np.ndarray, timings: dict[str, float], *, k: int,
-                  rerank: bool) -> dict[str, Any]:
-    """Search already-encoded query codes in an open index (shared by the CLI and the service)."""
+                  rerank: bool, hasher=None) -> dict[str, Any]:
+    """Search already-encoded query codes in an open index (shared by the CLI and the service).
+
+    An index of quantisation codes (PQ / DPQ) is ranked by the ``hasher``'s asymmetric distance
+    from the query's float features; its items carry ``distance`` instead of ``hamming``."""
+    if index.code_kind != "hamming":
+        if rerank:
+            raise ConfigError(f"--rerank is DLBHC's Hamming pool + feature re-ranking; this index holds "
+                              f"{index.code_kind!r} codes, which are ranked by asymmetric distance already")
+        if hasher is None or hasher.code_kind != index.code_kind:
+            raise ConfigError(f"this index holds {index.code_kind!r} codes: searching it needs the model that made them")
+        with Timer() as t:
+            D, I = index.search_asymmetric(lambda c: hasher.query_distances(feats, c), k)
+        keep = I[0] >= 0
+        rows = index.rows_of(I[0][keep])
+        results = [{"id": int(i), "distance": float(d), "label": _label_name(index, int(r)), "path": index.paths[int(r)]}
+                   for i, d, r in zip(I[0][keep], D[0][keep], rows)]
+        return {"results": results, "timings_ms": {k2: round(v * 1000, 3) for k2, v in {**timings, "search": t.seconds}.items()},
+                "code": codes[0].tobytes().hex(), "distance": f"asymmetric ({index.code_kind})"}
     with Timer() as t:
         if rerank:
             r = index.search_rerank(codes, feats, k)[0]
@@ -229,10 +252,7 @@ def search_loaded(index: HashIndex, codes: np.ndarray, feats: np.ndarray, timing
     rows = index.rows_of(ids) if len(ids) else np.zeros(0, np.int64)
     results = []
     for i, (id_, h, row) in enumerate(zip(ids, ham, rows)):
-        lab = index.label_of_row(int(row))
-        if lab is not None and index.class_names:
-            lab = index.class_names[lab] if isinstance(lab, int) else [index.class_names[j] for j in lab]
-        item = {"id": int(id_), "hamming": int(h), "label": lab, "path": index.paths[int(row)]}
+        item = {"id": int(id_), "hamming": int(h), "label": _label_name(index, int(row)), "path": index.paths[int(row)]}
         if rerank:
             item["feature_distance"] = float(extra["feature_distance"][i])
         results.append(item)

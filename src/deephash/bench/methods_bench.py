@@ -127,9 +127,7 @@ def _cosine_ceiling(fq: np.ndarray, fd: np.ndarray) -> Callable[[slice], np.ndar
 
 # --------------------------------------------------------------------------------------------- the bench
 def _code_kind(h: Any) -> str:
-    from deephash.hashers import Hasher
-
-    return "hamming" if type(h).query_distances is Hasher.query_distances else "asymmetric"
+    return "hamming" if h.code_kind == "hamming" else "asymmetric"
 
 
 def _reference_text(ref: dict | None) -> str:

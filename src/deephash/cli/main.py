@@ -218,9 +218,11 @@ def search(index_path, image, k, rerank, as_json):
         click.echo(json.dumps(res, indent=2))
         return
     click.echo(f"query {image}  ({res['timings_ms']})")
-    click.echo(f"{'rank':>4}  {'id':>7}  {'hamming':>7}  {'label':<12} path")
+    col = "hamming" if "distance" not in res else "distance"  # PQ / DPQ indexes: asymmetric distance
+    click.echo(f"{'rank':>4}  {'id':>7}  {col:>9}  {'label':<12} path")
     for i, r in enumerate(res["results"], 1):
-        click.echo(f"{i:>4}  {r['id']:>7}  {r['hamming']:>7}  {str(r['label']):<12} {r['path']}")
+        d = r["hamming"] if col == "hamming" else f"{r['distance']:.4g}"
+        click.echo(f"{i:>4}  {r['id']:>7}  {d:>9}  {str(r['label']):<12} {r['path']}")
 
 
 from deephash.cli.bench_cmd import bench  # noqa: E402

@@ -27,6 +27,7 @@ N_CENTROIDS = 256  # 8 bits per sub-quantiser
 class PQ(Hasher):
     threshold = 0.5
     family = "quantization (baseline)"
+    code_kind = "pq"  # M bytes of centroid indices, ranked by asymmetric distance — not Hamming codes
     reference = {"map": None, "setting": "the PQ paper reports ANN recall on SIFT/GIST, not CIFAR-10 mAP"}
 
     def __init__(self, n_bits: int = 64, *, n_iter: int = 25, seed: int = 0) -> None:

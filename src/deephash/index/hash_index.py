@@ -4,6 +4,10 @@ It searches exactly by Hamming distance (a pluggable :mod:`deephash.index.search
 re-ranks a Hamming candidate pool with float features (DLBHC's coarse-to-fine search), grows
 and shrinks without retraining, and persists to one file with a magic tag and a format
 version (see :func:`save` for the layout).
+
+An index of quantisation codes (``code_kind="pq"``: PQ / DPQ, one byte of codeword index per
+sub-space) keeps the same arrays and file, and is searched by asymmetric distance
+(:meth:`HashIndex.search_asymmetric`, the query a float vector); its Hamming searches refuse.
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ MAGIC = b"DHASHIDX"
 FORMAT_VERSION = 1
 _PREAMBLE = struct.Struct("<8sIIQ")  # magic, version, flags, header length
 _TRAILER = b"DHEND\x00\x00\x00"
+#: what the stored bytes are: packed bits (Hamming) or quantisation codeword indices (asymmetric distance)
+CODE_KINDS = ("hamming", "pq")
 
 
 @dataclass
@@ -56,8 +62,12 @@ class HashIndex:
         meta: dict[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
         feature_dtype: str = "float16",
+        code_kind: str = "hamming",
     ) -> None:
         self.n_bits = check_n_bits(n_bits)
+        if code_kind not in CODE_KINDS:
+            raise ConfigError(f"code_kind must be one of {list(CODE_KINDS)}; got {code_kind!r}")
+        self.code_kind = code_kind
         if feature_dtype not in ("float16", "float32"):
             raise ConfigError(f"feature_dtype must be 'float16' or 'float32'; got {feature_dtype!r}")
         if searcher is None:  # the C kernel when it is built, else FAISS (with a one-time warning)
@@ -194,8 +204,40 @@ class HashIndex:
             return self._searcher
 
     # ------------------------------------------------------------------ search
+    def _require_hamming(self, what: str) -> None:
+        if self.code_kind != "hamming":
+            raise ConfigError(f"this index holds {self.code_kind!r} codes (quantisation: Hamming distance between them "
+                              f"means nothing), so {what} does not apply; rank with search_asymmetric — e.g. "
+                              f"index.search_asymmetric(lambda codes: hasher.query_distances(query_features, codes), k)")
+
+    def search_asymmetric(self, distances, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact k-NN by a caller's distance: ``distances(codes)`` -> ``(nq, n)`` for this index's
+        codes (in row order), e.g. a PQ / DPQ hasher's asymmetric ``query_distances`` bound to the
+        query features. Returns ``(D float32 (nq, k), ids int64 (nq, k))`` padded with inf / -1;
+        equal distances are ordered by insertion, as in :meth:`search`."""
+        if k < 1:
+            raise ConfigError(f"k must be >= 1; got {k}")
+        with self._lock:
+            codes, ids = self.codes, self.ids
+        D = np.atleast_2d(np.asarray(distances(codes), dtype=np.float32))
+        if D.shape[1] != len(ids):
+            raise ConfigError(f"distances must have one column per indexed item ({len(ids)}); got shape {D.shape}")
+        kk = min(k, len(ids))
+        out_d = np.full((len(D), k), np.inf, np.float32)
+        out_i = np.full((len(D), k), -1, np.int64)
+        for qi, d in enumerate(D):
+            if kk == 0:
+                break
+            v = np.partition(d, kk - 1)[kk - 1]  # the k-th smallest; ties at it are taken in row order
+            less = np.flatnonzero(d < v)
+            sel = np.concatenate([less, np.flatnonzero(d == v)[: kk - len(less)]])
+            o = sel[np.lexsort((sel, d[sel]))]
+            out_d[qi, :kk], out_i[qi, :kk] = d[o], ids[o]
+        return out_d, out_i
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact Hamming k-NN: ``(D int32 (nq, k), ids int64 (nq, k))`` padded with -1."""
+        self._require_hamming("Hamming search")
         queries = check_codes(np.atleast_2d(queries), self.n_bits)
         with self._lock:
             searcher = self._get_searcher()
@@ -208,6 +250,7 @@ class HashIndex:
         """All codes within Hamming distance ``radius`` of each query, sorted by (distance, row)."""
         from deephash.index.codes import hamming_matrix
 
+        self._require_hamming("a Hamming-radius search")
         queries = check_codes(np.atleast_2d(queries), self.n_bits)
         if radius < 0:
             raise ConfigError(f"radius must be >= 0; got {radius}")
@@ -242,6 +285,7 @@ class HashIndex:
         by one until the pool holds at least ``min_pool`` candidates (capped at ``max_pool``).
         Fine: the pool is ranked by Euclidean distance of the stored float features.
         """
+        self._require_hamming("the coarse-to-fine search (a Hamming pool)")
         if self.features is None:
             raise ConfigError("this index stores no float features; build it with features to re-rank")
         queries = check_codes(np.atleast_2d(queries), self.n_bits)
@@ -293,7 +337,7 @@ class HashIndex:
                 offset += a.nbytes
             header = {
                 "n_bits": self.n_bits, "n": len(self), "next_id": self._next_id, "searcher": self.searcher_name,
-                "feature_dtype": self.feature_dtype, "class_names": self.class_names, "meta": self.meta,
+                "feature_dtype": self.feature_dtype, "code_kind": self.code_kind, "class_names": self.class_names, "meta": self.meta,
                 "n_paths": len(self.paths), "arrays": specs,
             }
             hbytes = json.dumps(header).encode("utf-8")
@@ -340,7 +384,7 @@ class HashIndex:
             arrays[s["name"]] = np.frombuffer(raw, dtype=np.dtype(s["dtype"])).reshape(s["shape"]).copy()
         idx = cls(header["n_bits"], searcher=searcher or header.get("searcher", "faiss-flat"), n_threads=n_threads,
                   meta=header.get("meta"), class_names=header.get("class_names"),
-                  feature_dtype=header.get("feature_dtype", "float16"))
+                  feature_dtype=header.get("feature_dtype", "float16"), code_kind=header.get("code_kind", "hamming"))
         idx.codes, idx.ids = arrays["codes"], arrays["ids"]
         text = arrays["paths"].tobytes().decode("utf-8")
         idx.paths = text.split("\n") if header["n_paths"] else []

@@ -57,6 +57,9 @@ class ServiceState:
         self.index_path = Path(index_path).resolve()
         self.index = HashIndex.load(self.index_path)
         self.model = HashModel.load(model_path_of(self.index, self.index_path))
+        if self.index.code_kind != "hamming":
+            raise ConfigError(f"{self.index_path} holds {self.index.code_kind!r} codes (quantisation, ranked by asymmetric "
+                              "distance); the service serves Hamming-code indexes — search this one with `deephash search`")
         if self.model.hasher.n_bits != self.index.n_bits:
             raise ConfigError(f"the model makes {self.model.hasher.n_bits}-bit codes but the index holds {self.index.n_bits}-bit codes")
         root = self.index.meta.get("archive_root")
