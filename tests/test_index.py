@@ -188,3 +188,68 @@ def test_asymmetric_search_matches_a_slow_sort_and_pq_indexes_refuse_hamming_sea
     assert back.code_kind == "pq" and np.array_equal(back.codes, ix.codes)
     with pytest.raises(ConfigError, match="code_kind"):
         HashIndex(32, code_kind="opq")
+
+
+def _journal_index(tmp_path, n=40, with_features=True):
+    rng = np.random.default_rng(9)
+    ix = HashIndex(32)
+    ix.add(rng.integers(0, 256, (n, 4), dtype=np.uint8), paths=[f"p{i}" for i in range(n)],
+           labels=rng.integers(0, 3, n), features=rng.normal(size=(n, 5)) if with_features else None)
+    path = ix.save(tmp_path / "j.dhi")
+    return ix, path, rng
+
+
+def test_journal_replays_adds_and_removes_without_rewriting_the_index(tmp_path):
+    ix, path, rng = _journal_index(tmp_path)
+    on_disk = path.read_bytes()
+    new = ix.add(rng.integers(0, 256, (3, 4), dtype=np.uint8), paths=["a", "b", "c"], labels=[2, 0, 1],
+                 features=rng.normal(size=(3, 5)))
+    ix.log_added(new)
+    ix.remove([5, int(new[1])])
+    ix.log_removed([5, int(new[1])])
+    assert path.read_bytes() == on_disk and ix.journal_bytes > 0
+    back = HashIndex.load(path)
+    for a in ("codes", "ids", "labels", "features"):
+        assert np.array_equal(getattr(back, a), getattr(ix, a)), a
+    assert back.paths == ix.paths and back._next_id == ix._next_id
+    ix.save(path)  # folds the journal in
+    assert not path.with_name("j.dhi.journal").exists() and len(HashIndex.load(path)) == len(ix)
+
+
+def test_an_interrupted_append_is_ignored_and_cut_off_by_the_next(tmp_path):
+    ix, path, rng = _journal_index(tmp_path, with_features=False)
+    journal = path.with_name("j.dhi.journal")
+    a = ix.add(rng.integers(0, 256, (1, 4), dtype=np.uint8), labels=[1])
+    ix.log_added(a)
+    good = journal.read_bytes()
+    b = ix.add(rng.integers(0, 256, (1, 4), dtype=np.uint8), labels=[2])
+    ix.log_added(b)
+    journal.write_bytes(journal.read_bytes()[:-3])  # the process died inside the second append
+    back = HashIndex.load(path)
+    assert int(a[0]) in back.ids and int(b[0]) not in back.ids
+    back.remove([0])
+    back.log_removed([0])  # the half record is cut off, not left in the middle of the journal
+    assert journal.read_bytes().startswith(good)
+    again = HashIndex.load(path)
+    assert int(a[0]) in again.ids and 0 not in again.ids and int(b[0]) not in again.ids
+    flipped = bytearray(journal.read_bytes())
+    flipped[-6] ^= 0xFF  # a damaged record fails its checksum: the replay stops before it
+    journal.write_bytes(bytes(flipped))
+    assert 0 in HashIndex.load(path).ids
+
+
+def test_a_journal_of_an_older_index_file_is_ignored(tmp_path):
+    ix, path, rng = _journal_index(tmp_path, with_features=False)
+    journal = path.with_name("j.dhi.journal")
+    ix.remove([3])
+    ix.log_removed([3])
+    stale = journal.read_bytes()
+    ix.save(path)  # the process dies after this rewrite, before the journal is deleted:
+    journal.write_bytes(stale)
+    back = HashIndex.load(path)  # the removal is in the new file; replaying it again would fail
+    assert 3 not in back.ids and len(back) == len(ix)
+    with pytest.raises(ConfigError, match="save it once"):
+        HashIndex(32).log_removed([1])
+    journal.write_bytes(b"NOTAJRNL" + stale[8:])
+    with pytest.raises(IndexFormatError, match="not a deephash index journal"):
+        HashIndex.load(path)

@@ -8,6 +8,8 @@ pytest.importorskip("httpx")
 
 import warnings  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 with warnings.catch_warnings():  # starlette's note about a future httpx, raised on import
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
@@ -45,14 +47,15 @@ def test_a_failed_save_is_rolled_back_and_not_acknowledged(app_and_index, monkey
     on_disk = index.read_bytes()
     before = len(state.index)
 
-    def failing_save(path):
+    def failing_append(ids):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(state.index, "save", failing_save)
+    monkeypatch.setattr(state.index, "log_added", failing_append)
     client = TestClient(app, raise_server_exceptions=False)
     r = client.post("/api/images", files={"file": ("n.png", png_bytes(seed=9), "image/png")}, headers={"X-API-Key": KEY})
     assert r.status_code == 503 and "could not write the index" in r.json()["detail"] and "not added" in r.json()["detail"]
     assert len(state.index) == before and index.read_bytes() == on_disk
+    assert not index.with_name(index.name + ".journal").exists()
     uploads = index.with_name(index.name + ".uploads")
     assert not uploads.exists() or not any(uploads.iterdir())
     # the reloaded index is a fresh object: writes work again
@@ -92,3 +95,35 @@ def test_serve_refuses_a_missing_index_in_one_line(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and p.stderr.strip().startswith("error:") and "does not exist" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_writes_go_to_the_journal_and_are_folded_in_when_it_grows(demo_index, tmp_path, monkeypatch):
+    """An add or a remove appends one record (the index file is not rewritten); a restart replays
+    the journal; past the configured share the index file is rewritten and the journal removed;
+    a failed rewrite loses nothing (the change is already in the journal)."""
+    from deephash.service.config import ServiceConfig
+    from deephash.service.state import ServiceState
+
+    index = copy_index(demo_index, tmp_path)
+    journal = index.with_name(index.name + ".journal")
+    on_disk = index.read_bytes()
+    client = TestClient(create_app(index, api_key=KEY))
+    r = client.post("/api/images", files={"file": ("a.png", png_bytes(seed=3), "image/png")}, headers={"X-API-Key": KEY})
+    new_id = r.json()["id"]
+    assert r.status_code == 201 and client.delete("/api/images/0", headers={"X-API-Key": KEY}).status_code == 200
+    assert index.read_bytes() == on_disk and journal.stat().st_size > 0
+    back = HashIndex.load(index)  # a restart: file + journal
+    state = client.app.state.service
+    assert np.array_equal(back.ids, state.index.ids) and np.array_equal(back.codes, state.index.codes)
+    assert back.paths == state.index.paths and np.array_equal(back.features, state.index.features)
+    assert new_id in back.ids and 0 not in back.ids
+
+    eager = ServiceState(index, ServiceConfig(api_key=KEY, journal_compact_min_bytes=0, journal_compact_ratio=0.0))
+    monkeypatch.setattr(eager.index, "save", lambda path: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    eager.remove_image(int(new_id))  # the rewrite fails: the removal is acknowledged from the journal
+    assert int(new_id) not in HashIndex.load(index).ids and index.read_bytes() == on_disk
+    monkeypatch.undo()
+    eager.remove_image(1)  # this time the journal is folded into a rewritten index file
+    assert not journal.exists() and index.read_bytes() != on_disk
+    again = HashIndex.load(index)
+    assert 1 not in again.ids and int(new_id) not in again.ids and len(again) == len(back) - 2

@@ -5,12 +5,17 @@ re-ranks a Hamming candidate pool with float features (DLBHC's coarse-to-fine se
 and shrinks without retraining, and persists to one file with a magic tag and a format
 version (see :func:`save` for the layout).
 
+Changes made after a save can be appended to ``<index>.journal`` (:meth:`HashIndex.log_added`,
+:meth:`HashIndex.log_removed`; :mod:`deephash.index.journal`) instead of rewriting the file;
+:meth:`HashIndex.load` replays them and :meth:`HashIndex.save` folds them in.
+
 An index of quantisation codes (``code_kind="pq"``: PQ / DPQ, one byte of codeword index per
 sub-space) keeps the same arrays and file, and is searched by asymmetric distance
 (:meth:`HashIndex.search_asymmetric`, the query a float vector); its Hamming searches refuse.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -88,6 +93,7 @@ class HashIndex:
         self._lock = threading.RLock()
         self._searcher: ExactSearcher | None = None
         self._row_of: dict[int, int] | None = None
+        self._journal = None  # bound to the file this index was last saved to or loaded from
 
     # ------------------------------------------------------------------ size and lookup
     def __len__(self) -> int:
@@ -314,13 +320,37 @@ class HashIndex:
         return results
 
     # ------------------------------------------------------------------ persistence
+    def _bound_journal(self):
+        if self._journal is None:
+            raise ConfigError("this index was never saved to or loaded from a file: save it once before journaling changes")
+        return self._journal
+
+    def log_added(self, ids: Sequence[int] | np.ndarray) -> None:
+        """Append the images ``ids`` (already added) to the journal of the file this index was last
+        saved to or loaded from: durable when this returns, without rewriting the index file."""
+        with self._lock:
+            self._bound_journal().append_add(self, ids)
+
+    def log_removed(self, ids: Sequence[int] | np.ndarray) -> None:
+        """Append a removal of ``ids`` (already removed) to the journal; see :meth:`log_added`."""
+        with self._lock:
+            self._bound_journal().append_remove(ids)
+
+    @property
+    def journal_bytes(self) -> int:
+        """Size of the journal of the bound file (0 when there is none)."""
+        return 0 if self._journal is None else self._journal.nbytes
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index atomically to ``path``.
 
         Layout (little-endian): ``b"DHASHIDX"``, uint32 format version, uint32 flags, uint64
         header length, a UTF-8 JSON header (sizes, dtypes, shapes, CRC32 of every array, the
-        model's config), the raw arrays one after another, and ``b"DHEND\\0\\0\\0"``.
+        model's config, the token a journal names), the raw arrays one after
+        another, and ``b"DHEND\\0\\0\\0"``. A journal beside ``path`` is folded in, so it is deleted.
         """
+        from deephash.index.journal import Journal
+
         with self._lock:
             arrays: dict[str, np.ndarray] = {"codes": self.codes, "ids": self.ids}
             arrays["paths"] = np.frombuffer("\n".join(self.paths).encode("utf-8"), dtype=np.uint8)
@@ -340,6 +370,9 @@ class HashIndex:
                 "feature_dtype": self.feature_dtype, "code_kind": self.code_kind, "class_names": self.class_names, "meta": self.meta,
                 "n_paths": len(self.paths), "arrays": specs,
             }
+            # the token a journal names: a digest of the header (sizes and CRC32 of every array), so
+            # equal content saves to equal bytes, and a changed index gets another token
+            header["token"] = hashlib.sha256(json.dumps(header, sort_keys=True).encode("utf-8")).hexdigest()[:32]
             hbytes = json.dumps(header).encode("utf-8")
             path = Path(path)
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -348,6 +381,8 @@ class HashIndex:
                 for name in arrays:
                     fh.write(arrays[name].tobytes())
                 fh.write(_TRAILER)
+            self._journal = Journal(path, bytes.fromhex(header["token"]))
+            self._journal.discard()
             return path
 
     @classmethod
@@ -391,4 +426,12 @@ class HashIndex:
         idx.labels = arrays.get("labels")
         idx.features = arrays.get("features")
         idx._next_id = int(header.get("next_id", len(idx.ids)))
+        if header.get("token"):  # files from before the journal have none, and so no journal
+            from deephash.index.journal import Journal
+
+            idx._journal = Journal(path, bytes.fromhex(header["token"]))
+            try:
+                idx._journal.replay(idx)
+            except (ConfigError, DataError) as e:
+                raise IndexFormatError(f"{idx._journal.path}: the journal does not fit {path} ({e})") from None
         return idx

@@ -22,6 +22,10 @@ class ServiceConfig:
     thumb_size: int = 128
     thumb_cache_items: int = 4096
     thumb_cache_bytes: int = 64 * 2**20
+    #: the index file is rewritten (the journal folded in) once the journal exceeds
+    #: max(journal_compact_min_bytes, journal_compact_ratio x the index file's size)
+    journal_compact_min_bytes: int = 8 * 2**20
+    journal_compact_ratio: float = 0.25
 
     def __post_init__(self) -> None:
         checks = [
@@ -31,6 +35,8 @@ class ServiceConfig:
             (1 <= self.max_pixels <= 2**31, f"max_pixels must be between 1 and 2^31; got {self.max_pixels}"),
             (1 <= self.max_k <= 100_000, f"max_k must be between 1 and 100000; got {self.max_k}"),
             (16 <= self.thumb_size <= 512, f"thumb_size must be between 16 and 512; got {self.thumb_size}"),
+            (self.journal_compact_min_bytes >= 0, f"journal_compact_min_bytes must be >= 0; got {self.journal_compact_min_bytes}"),
+            (self.journal_compact_ratio >= 0, f"journal_compact_ratio must be >= 0; got {self.journal_compact_ratio}"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -1,8 +1,10 @@
 """ServiceState: the model and the index, loaded once, and every operation the routes perform on them.
 
 Reads run concurrently. Writes are serialised by one lock and acknowledged only after the
-index file has been rewritten atomically; a failed write reloads the last saved index, so
-memory never holds what the disk does not.
+change is on disk: appended (and fsync'ed) to the index's journal, so a write costs a small
+record, not a rewrite of the whole index file; when the journal outgrows a share of the index
+file, the index is rewritten atomically with the journal folded in. A failed write reloads the
+index from disk (file + journal), so memory never holds what the disk does not.
 """
 from __future__ import annotations
 
@@ -253,12 +255,13 @@ class ServiceState:
                 new_id = int(self.index.add(code, paths=[UPLOAD_PREFIX + name], labels=labels,
                                             features=feat if self.index.has_features else None)[0])
             try:
-                self.index.save(self.index_path)
+                self.index.log_added([new_id])
             except Exception as e:
                 self._reload_after_failed_write()
                 with contextlib.suppress(OSError):
                     (self.uploads_dir / name).unlink()
                 raise PersistError(f"could not write the index ({type(e).__name__}: {e}); the image was not added") from None
+            self._maybe_compact()
         log.info("added image %d (%s, %d bytes) as %s", new_id, filename, len(data), name)
         return {"id": new_id, **self.image_info(new_id), "count": len(self.index)}
 
@@ -269,16 +272,35 @@ class ServiceState:
                 path = self.index.paths[self._row(image_id)]
                 self.index.remove([image_id])
             try:
-                self.index.save(self.index_path)
+                self.index.log_removed([image_id])
             except Exception as e:
                 self._reload_after_failed_write()
                 raise PersistError(f"could not write the index ({type(e).__name__}: {e}); image {image_id} was not removed") from None
+            self._maybe_compact()
             self.thumbs.drop(lambda key: key[0] == image_id)
             if path.startswith(UPLOAD_PREFIX):
                 with contextlib.suppress(OSError):
                     (self.uploads_dir / path[len(UPLOAD_PREFIX):]).unlink()
         log.info("removed image %d", image_id)
         return {"id": image_id, "removed": True, "count": len(self.index)}
+
+    def _maybe_compact(self) -> None:
+        """Fold the journal into a rewritten index file once it outgrows a share of that file.
+
+        Called under the write lock after a change is durable in the journal, so a failure here
+        loses nothing: it is logged and the journal simply keeps growing until a rewrite succeeds."""
+        try:
+            base = self.index_path.stat().st_size
+        except OSError:
+            return
+        if self.index.journal_bytes <= max(self.config.journal_compact_min_bytes, self.config.journal_compact_ratio * base):
+            return
+        try:
+            with Timer() as t:
+                self.index.save(self.index_path)
+            log.info("folded the journal into %s in %.2f s", self.index_path, t.seconds)
+        except Exception as e:  # the change is already durable in the journal
+            log.error("could not rewrite %s to fold in its journal (%s: %s); will retry", self.index_path, type(e).__name__, e)
 
     def _reload_after_failed_write(self) -> None:
         log.error("index write failed; reloading %s", self.index_path)

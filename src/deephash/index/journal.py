@@ -1,0 +1,165 @@
+"""An append-only change journal beside an index file, so that one added or removed image costs
+one small appended record instead of rewriting the whole index.
+
+``<index>.journal`` starts with a magic tag, a format version and the *token* of the index file
+it extends (a random value :meth:`HashIndex.save` writes into every index header). Each record is
+
+    b"DHJR" | uint8 op (1 add, 2 remove) | uint64 payload length | payload | uint32 CRC32(op + payload)
+
+An *add* payload is a small JSON header (ids, paths, dtypes and shapes) followed by the rows'
+codes, labels and features; a *remove* payload is the ids, int64. Each append is flushed and
+fsync'ed before it returns, so an acknowledged change survives a crash. On load the records are
+replayed in order; a record cut short by a crash (or failing its checksum) ends the replay there
+and is cut off by the next append. A journal whose token is not the index file's belongs to an
+older index file (the process died between rewriting the index and deleting the journal): its
+changes are already in the index, so it is ignored and removed by the next save.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from deephash.errors import IndexFormatError
+
+if TYPE_CHECKING:
+    from deephash.index.hash_index import HashIndex
+
+log = logging.getLogger(__name__)
+
+JOURNAL_MAGIC = b"DHJOURNL"
+JOURNAL_VERSION = 1
+_HEAD = struct.Struct("<8sI16s")  # magic, version, token of the index file it extends
+_REC = struct.Struct("<4sBQ")  # record tag, op, payload length
+_REC_TAG = b"DHJR"
+_CRC = struct.Struct("<I")
+OP_ADD, OP_REMOVE = 1, 2
+
+
+def journal_path(index_path: str | os.PathLike) -> Path:
+    p = Path(index_path)
+    return p.with_name(p.name + ".journal")
+
+
+def _add_payload(index: "HashIndex", ids: np.ndarray) -> bytes:
+    # rows in index order (a vectorised lookup: the id -> row dict is rebuilt after every add)
+    rows = np.flatnonzero(np.isin(index.ids, ids))
+    if len(rows) != len(np.unique(ids)):
+        index.rows_of(ids)  # raises, naming the ids the index does not hold
+    ids = index.ids[rows]
+    arrays = {"codes": index.codes[rows]}
+    if index.labels is not None:
+        arrays["labels"] = index.labels[rows]
+    if index.features is not None:
+        arrays["features"] = index.features[rows]
+    head = {"ids": [int(i) for i in ids], "paths": [index.paths[int(r)] for r in rows],
+            "arrays": [{"name": k, "dtype": a.dtype.str, "shape": list(a.shape)} for k, a in arrays.items()]}
+    hb = json.dumps(head).encode("utf-8")
+    return struct.pack("<I", len(hb)) + hb + b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.values())
+
+
+def _apply_add(index: "HashIndex", payload: bytes) -> None:
+    (hlen,) = struct.unpack_from("<I", payload, 0)
+    head = json.loads(payload[4 : 4 + hlen].decode("utf-8"))
+    pos, arrays = 4 + hlen, {}
+    for s in head["arrays"]:
+        dt = np.dtype(s["dtype"])
+        n = int(np.prod(s["shape"])) * dt.itemsize
+        arrays[s["name"]] = np.frombuffer(payload[pos : pos + n], dtype=dt).reshape(s["shape"]).copy()
+        pos += n
+    index.add(arrays["codes"], ids=head["ids"], paths=head["paths"], labels=arrays.get("labels"),
+              features=arrays.get("features"))
+
+
+class Journal:
+    """Appends changes of an index to ``<index>.journal``; see the module docstring for the format."""
+
+    def __init__(self, index_path: str | os.PathLike, token: bytes) -> None:
+        self.path = journal_path(index_path)
+        self.token = token
+        self.good_bytes: int | None = None  # set by replay: where the last complete record ends
+
+    @property
+    def nbytes(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def replay(self, index: "HashIndex") -> int:
+        """Apply this journal's complete records to ``index`` (loaded from the file the journal
+        extends); returns how many were applied."""
+        if not self.path.exists():
+            self.good_bytes = None
+            return 0
+        data = self.path.read_bytes()
+        if len(data) < _HEAD.size:
+            self.good_bytes = None  # a header cut short: nothing was acknowledged through it
+            return 0
+        magic, version, token = _HEAD.unpack_from(data, 0)
+        if magic != JOURNAL_MAGIC:
+            raise IndexFormatError(f"{self.path}: not a deephash index journal (magic {magic!r})")
+        if version > JOURNAL_VERSION:
+            raise IndexFormatError(f"{self.path}: journal format {version} was written by a newer deephash")
+        if token != self.token:
+            log.warning("%s extends an older index file; its changes are already in the index — ignored", self.path)
+            self.good_bytes = None
+            return 0
+        pos, applied = _HEAD.size, 0
+        while pos + _REC.size <= len(data):
+            tag, op, n = _REC.unpack_from(data, pos)
+            end = pos + _REC.size + n + _CRC.size
+            if tag != _REC_TAG or end > len(data):
+                break
+            payload = data[pos + _REC.size : pos + _REC.size + n]
+            (crc,) = _CRC.unpack_from(data, end - _CRC.size)
+            if zlib.crc32(bytes([op]) + payload) & 0xFFFFFFFF != crc:
+                break
+            if op == OP_ADD:
+                _apply_add(index, payload)
+            elif op == OP_REMOVE:
+                index.remove(np.frombuffer(payload, dtype="<i8"))
+            else:
+                raise IndexFormatError(f"{self.path}: unknown journal operation {op} at byte {pos}")
+            pos, applied = end, applied + 1
+        if pos < len(data):
+            log.warning("%s: %d trailing bytes after the last complete record (an interrupted append) are ignored",
+                        self.path, len(data) - pos)
+        self.good_bytes = pos
+        return applied
+
+    def _append(self, op: int, payload: bytes) -> None:
+        rec = _REC.pack(_REC_TAG, op, len(payload)) + payload + _CRC.pack(zlib.crc32(bytes([op]) + payload) & 0xFFFFFFFF)
+        fresh = self.good_bytes is None or not self.path.exists()
+        with open(self.path, "wb" if fresh else "r+b") as fh:
+            if fresh:
+                fh.write(_HEAD.pack(JOURNAL_MAGIC, JOURNAL_VERSION, self.token))
+            else:
+                fh.seek(self.good_bytes)
+                fh.truncate()  # drop a record an earlier crash left half-written
+            fh.write(rec)
+            fh.flush()
+            os.fsync(fh.fileno())
+            self.good_bytes = fh.tell()
+        if fresh:  # the journal's directory entry must survive a crash too
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def append_add(self, index: "HashIndex", ids) -> None:
+        """Record the images ``ids`` (already added to ``index``) with their codes and metadata."""
+        self._append(OP_ADD, _add_payload(index, np.asarray(ids, dtype=np.int64).ravel()))
+
+    def append_remove(self, ids) -> None:
+        self._append(OP_REMOVE, np.asarray(ids, dtype="<i8").ravel().tobytes())
+
+    def discard(self) -> None:
+        """Delete the journal (after its changes were written into a new index file)."""
+        if self.path.exists():
+            self.path.unlink()
+        self.good_bytes = None
