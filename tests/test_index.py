@@ -253,3 +253,28 @@ def test_a_journal_of_an_older_index_file_is_ignored(tmp_path):
     journal.write_bytes(b"NOTAJRNL" + stale[8:])
     with pytest.raises(IndexFormatError, match="not a deephash index journal"):
         HashIndex.load(path)
+
+
+def test_adds_append_in_place_and_earlier_views_never_change():
+    rng = np.random.default_rng(2)
+    ix = HashIndex(64)
+    ix.add(rng.integers(0, 256, (100, 8), dtype=np.uint8), labels=rng.integers(0, 3, 100),
+           features=rng.normal(size=(100, 4)))
+    snap = (ix.codes, ix.ids, ix.labels, ix.features)
+    copies = [a.copy() for a in snap]
+    ix.add(rng.integers(0, 256, (1, 8), dtype=np.uint8), labels=[1], features=rng.normal(size=(1, 4)))
+    buf = ix._buf["features"]  # the first add past a bulk load leaves room for a quarter more
+    for _ in range(4):  # so these need no reallocation: no copy of the index per image
+        ix.add(rng.integers(0, 256, (1, 8), dtype=np.uint8), labels=[1], features=rng.normal(size=(1, 4)))
+    assert ix._buf["features"] is buf and len(ix) == 105 and ix.features.shape == (105, 4)
+    for a, c in zip(snap, copies):  # a snapshot taken before the adds still reads what it read
+        assert np.array_equal(a, c)
+    ix.remove([0, 103])
+    for a, c in zip(snap, copies):  # removal builds new arrays too
+        assert np.array_equal(a, c)
+    assert ix.rows_of([104]).tolist() == [102] and ix.ids[:2].tolist() == [1, 2]
+    for _ in range(300):  # growth past the room keeps every row
+        ix.add(rng.integers(0, 256, (1, 8), dtype=np.uint8), labels=[2], features=rng.normal(size=(1, 4)))
+    assert len(ix) == 403 and ix.labels[-1] == 2 and ix.rows_of([404]).tolist() == [402]
+    D, I = ix.search(ix.codes[-1:], 1)
+    assert D[0, 0] == 0

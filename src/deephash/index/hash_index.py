@@ -40,6 +40,36 @@ _TRAILER = b"DHEND\x00\x00\x00"
 CODE_KINDS = ("hamming", "pq")
 
 
+def _append_rows(buf: np.ndarray | None, n: int, rows: np.ndarray) -> np.ndarray:
+    """``buf[:n]`` followed by ``rows``, in ``buf`` itself while it has room, else in a new buffer
+    with a quarter of headroom: adding one image costs O(1) amortised, not a copy of the index.
+    Rows past ``n`` are never visible through earlier views, so snapshots stay valid."""
+    need = n + len(rows)
+    if buf is None or need > len(buf) or buf.shape[1:] != rows.shape[1:] or buf.dtype != rows.dtype:
+        new = np.empty((max(need, n + max(16, n // 4)), *rows.shape[1:]), dtype=rows.dtype)
+        if buf is not None and n:
+            new[:n] = buf[:n]
+        buf = new
+    buf[n:need] = rows
+    return buf
+
+
+def _row_view(name: str):
+    """A property exposing ``self._buf[name][:self._n]`` (None when the index does not store it);
+    setting it replaces the buffer (its length sets the size when ``name`` is 'codes')."""
+
+    def get(self):
+        b = self._buf[name]
+        return None if b is None else b[: self._n]
+
+    def set_(self, value):
+        self._buf[name] = None if value is None else np.asarray(value)
+        if name == "codes":
+            self._n = len(self._buf[name])
+
+    return property(get, set_)
+
+
 @dataclass
 class RerankResult:
     """Coarse-to-fine answer for one query: ids, Euclidean feature distances, Hamming distances."""
@@ -84,20 +114,27 @@ class HashIndex:
         self.meta: dict[str, Any] = dict(meta or {})
         self.class_names: list[str] = list(class_names or [])
         self.feature_dtype = feature_dtype
+        # per-row arrays live in buffers with spare room (see _append_rows); the public
+        # attributes codes / ids / labels / features are views of their first _n rows
+        self._buf: dict[str, np.ndarray | None] = {"codes": None, "ids": None, "labels": None, "features": None}
+        self._n = 0
         self.codes = np.zeros((0, self.n_bits // 8), np.uint8)
         self.ids = np.zeros((0,), np.int64)
         self.paths: list[str] = []
-        self.labels: np.ndarray | None = None
-        self.features: np.ndarray | None = None
         self._next_id = 0
         self._lock = threading.RLock()
         self._searcher: ExactSearcher | None = None
         self._row_of: dict[int, int] | None = None
         self._journal = None  # bound to the file this index was last saved to or loaded from
 
+    codes = _row_view("codes")
+    ids = _row_view("ids")
+    labels = _row_view("labels")
+    features = _row_view("features")
+
     # ------------------------------------------------------------------ size and lookup
     def __len__(self) -> int:
-        return int(self.codes.shape[0])
+        return int(self._n)
 
     @property
     def has_features(self) -> bool:
@@ -164,21 +201,27 @@ class HashIndex:
                 if len(labels) != n:
                     raise ConfigError(f"got {n} codes but {len(labels)} labels")
                 labels = labels.astype(np.int64) if labels.ndim == 1 else labels.astype(np.uint8)
-                if self.labels is not None and self.labels.shape[1:] != labels.shape[1:]:
+                if self.labels is not None and len(self) and self.labels.shape[1:] != labels.shape[1:]:
                     raise ConfigError(f"labels have shape {labels.shape[1:]} per image; the index holds {self.labels.shape[1:]}")
-                self.labels = labels if self.labels is None or not len(self) else np.concatenate([self.labels, labels])
             if features is not None:
                 features = np.asarray(features, dtype=self.feature_dtype)
                 if features.ndim != 2 or len(features) != n:
                     raise ConfigError(f"features must be (n={n}, dim); got shape {features.shape}")
                 if self.features is not None and len(self) and self.features.shape[1] != features.shape[1]:
                     raise ConfigError(f"features have dim {features.shape[1]}; the index holds dim {self.features.shape[1]}")
-                self.features = features if self.features is None or not len(self) else np.concatenate([self.features, features])
-            self.codes = codes.copy() if not len(self) else np.concatenate([self.codes, codes])
-            self.ids = np.concatenate([self.ids, new_ids])
+            # every check passed: append (an empty index takes the new rows' shapes)
+            m = self._n
+            for name, rows in (("codes", codes), ("ids", new_ids), ("labels", labels), ("features", features)):
+                if rows is not None:
+                    self._buf[name] = _append_rows(self._buf[name] if m else None, m, rows)
+                elif not m:
+                    self._buf[name] = None if name in ("labels", "features") else self._buf[name]
+            self._n = m + n
             self.paths.extend(paths)
             self._next_id = max(self._next_id, int(new_ids.max()) + 1 if n else self._next_id)
-            self._invalidate()
+            self._searcher = None
+            if self._row_of is not None:  # extend the id -> row map instead of rebuilding it
+                self._row_of.update((int(i), m + r) for r, i in enumerate(new_ids))
             return new_ids
 
     def remove(self, ids: Sequence[int] | np.ndarray) -> int:
@@ -187,13 +230,10 @@ class HashIndex:
             rows = self.rows_of(ids)
             keep = np.ones(len(self), bool)
             keep[rows] = False
-            self.codes = self.codes[keep]
-            self.ids = self.ids[keep]
+            # new arrays (never edited in place: a snapshot taken before stays as it was)
+            kept = {name: None if b is None else b[: self._n][keep] for name, b in self._buf.items()}
+            self._buf, self._n = kept, int(keep.sum())
             self.paths = [p for p, k in zip(self.paths, keep) if k]
-            if self.labels is not None:
-                self.labels = self.labels[keep]
-            if self.features is not None:
-                self.features = self.features[keep]
             self._invalidate()
             return int((~keep).sum())
 
@@ -420,7 +460,7 @@ class HashIndex:
         idx = cls(header["n_bits"], searcher=searcher or header.get("searcher", "faiss-flat"), n_threads=n_threads,
                   meta=header.get("meta"), class_names=header.get("class_names"),
                   feature_dtype=header.get("feature_dtype", "float16"), code_kind=header.get("code_kind", "hamming"))
-        idx.codes, idx.ids = arrays["codes"], arrays["ids"]
+        idx.codes, idx.ids = arrays["codes"], arrays["ids"]  # codes first: its length sets the size
         text = arrays["paths"].tobytes().decode("utf-8")
         idx.paths = text.split("\n") if header["n_paths"] else []
         idx.labels = arrays.get("labels")
