@@ -125,3 +125,12 @@ def test_pq_models_index_and_search_by_asymmetric_distance(small_cifar, tmp_path
 
     with pytest.raises(ConfigError, match="serves Hamming-code indexes"):
         ServiceState(ix, ServiceConfig())
+    # deephash evaluate ranks quantisation codes by asymmetric distance too (never Hamming over codeword
+    # bytes); folder-split trains on 200 images, too few for PQ's 256 centroids, so DPQ stands in here
+    out = tmp_path / "rep"
+    r = run("evaluate", "--dataset", small_cifar, "--protocol", "folder-split", "--method", "dpq", "--method", "itq",
+            "--bits", "16", "--image-size", 32, "--out", out)
+    assert r.exit_code == 0, r.output
+    rows = {x["method"]: x for x in json.loads((out / "report.json").read_text())["results"]}
+    assert rows["dpq"]["kind"] == "distances" and rows["dpq"]["distance"] == "asymmetric (pq)"
+    assert rows["itq"]["kind"] == "codes" and (out / "report.md").is_file()

@@ -15,6 +15,7 @@ import pytest
 from deephash.errors import ConfigError
 from deephash.eval.metrics import (
     evaluate_codes,
+    evaluate_distances,
     evaluate_features,
     mean_average_precision,
     pr_curve_over_radii,
@@ -407,3 +408,18 @@ def test_evaluate_codes_takes_a_protocol():
     assert evaluate_codes(codes, codes, labels, labels, "leave-one-out")["map"] == same["map"]
     with pytest.raises(ConfigError, match="protocol_or_topk must be a Protocol, a protocol name"):
         evaluate_codes(codes, codes, labels, labels, 0.5)
+
+
+@pytest.mark.parametrize("topk", [None, 7])
+def test_evaluate_distances_matches_the_slow_reference(topk):
+    """Any distance (here integer-valued floats, so ties abound): mAP by the slow sort, ties by
+    database position; the same numbers as evaluate_codes would give for those distances."""
+    rng = np.random.default_rng(4)
+    D = rng.integers(0, 5, (23, 40)).astype(np.float64)
+    yq, yd = rng.integers(0, 3, 23), rng.integers(0, 3, 40)
+    r = evaluate_distances(lambda sl: D[sl], 23, 40, yq, yd, topk, name="toy")
+    K = 40 if topk is None else topk
+    want = np.mean([ref_ap([yd[j] == yq[i] for j in ref_order(D[i].tolist())], K) for i in range(23)])
+    assert r["map"] == pytest.approx(want) and r["kind"] == "distances" and r["distance"] == "toy"
+    assert r["tie_aware_map"] == pytest.approx(tie_aware_map(D, relevance_matrix(yq, yd), topk))
+    assert "precision_at_radius" not in r and r["n_db"] == 40

@@ -103,3 +103,24 @@ def test_every_network_method_fine_tunes_end_to_end_or_says_why_not(method, smal
     desc, _ = embed_images(h, imgs[:7])
     h2, cfg = load_hasher(save_finetuned(h, tmp_path / "m.pt"))
     assert cfg.finetune["method"] == method and np.array_equal(h2.encode(desc), h.encode(desc))
+
+
+def test_dpq_validates_end_to_end_by_asymmetric_distance(small_cifar, monkeypatch):
+    """The Trainer's early-stopping metric ranks DPQ's validation images by its asymmetric
+    distance on their embeddings (its Hamming-free ranking), not by bits of the embedding."""
+    from deephash.hashers.dpq import DPQ
+    from deephash.train.finetune import fine_tune
+
+    d = load_protocol_images(open_archive(small_cifar), "cifar10-50k")
+    seen = []
+    real = DPQ._adc
+
+    def spy(self, zq, codes):
+        seen.append((zq.shape, codes.shape, codes.dtype))
+        return real(self, zq, codes)
+
+    monkeypatch.setattr(DPQ, "_adc", spy)
+    h = fine_tune("dpq", d.images[d.train], d.labels[d.train], bits=16, image_size=32, epochs=1, batch_size=64,
+                  val_fraction=0.2, device="cpu")
+    assert seen and all(c[1][1] == 2 and c[2] == np.uint8 for c in seen)  # 16 bits = 2 sub-spaces of codeword ids
+    assert h.report_["best_val_map"] is not None and 0 < h.report_["best_val_map"] <= 1

@@ -607,3 +607,31 @@ def evaluate_features(
                                settings={"metric": metric})
     out["eval_s"] = t.seconds
     return out
+
+
+def evaluate_distances(
+    distances: Callable[[slice], np.ndarray],
+    n_query: int,
+    n_db: int,
+    query_labels: np.ndarray,
+    db_labels: np.ndarray,
+    protocol_or_topk: Any = None,
+    *,
+    name: str = "asymmetric",
+    ks: Sequence[int] | None = None,
+    exclude_self: bool | None = None,
+    per_query: bool = False,
+) -> dict[str, Any]:
+    """Retrieval metrics for any distance: ``distances(rows)`` gives the ``(len(rows), n_db)``
+    distances of the queries ``rows`` (a slice) to the whole database — e.g. a PQ / DPQ hasher's
+    asymmetric ``query_distances``. Same keys as :func:`evaluate_features` (no Hamming radius)."""
+    from deephash.utils import Timer
+
+    with Timer() as t:
+        out = _evaluate_blocks(
+            "distances", int(n_query), int(n_db),
+            lambda sl: np.asarray(distances(sl), dtype=np.float64), np.inf, query_labels, db_labels,
+            protocol_or_topk, exclude_self, ks, n_bits=None, radius=0, per_query=per_query,
+            settings={"distance": name})
+    out["eval_s"] = t.seconds
+    return out

@@ -113,6 +113,16 @@ class DeepHasher(Hasher):
             return self.encode(X)
         return pack_bits(e2e.activations(self, X) >= self.threshold)
 
+    def validation_distances(self, Xv: np.ndarray, Xdb: np.ndarray) -> np.ndarray:
+        """Distances the Trainer ranks its validation split by (queries ``Xv`` to database ``Xdb``,
+        both training-regime inputs): the method's own ranking head-only; end to end, Hamming
+        between the codes of the images. Quantisers override this (their ranking is not Hamming)."""
+        from deephash.index.codes import hamming_matrix
+
+        if getattr(self, "e2e_", None) is None:
+            return self.query_distances(Xv, self.encode(Xdb))
+        return hamming_matrix(self.encode_training_input(Xv), self.encode_training_input(Xdb))
+
     def sample_batch(self, rng: np.random.Generator, batch_size: int) -> dict[str, Any]:
         """Default: a uniform random mini-batch ``{"x", "y", "idx"}``."""
         import torch

@@ -92,27 +92,42 @@ class DPQ(ClassHeadHasher):
     # ---------------------------------------------------------------- codes and distances
     def encode(self, X: np.ndarray) -> np.ndarray:
         """``uint8 (n, M)``: per sub-space, the index of the nearest codeword (not Hamming bits)."""
+        return self._codes_of(self.transform(X))
+
+    def _codes_of(self, z: np.ndarray) -> np.ndarray:
+        """Nearest codeword per sub-space of embeddings ``z`` (n, M·SUB_DIM)."""
         import torch
 
-        z = torch.from_numpy(self.transform(X))
+        z = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
         out = []
         with torch.no_grad():
-            cb = self.net_.codebooks.detach().cpu()
+            cb = self.net_.codebooks.detach().float().cpu()
             for s in range(0, len(z), 4096):
                 out.append(subspace_distances(z[s : s + 4096], cb).argmin(-1).numpy().astype(np.uint8))
         return np.concatenate(out) if out else np.zeros((0, self.n_sub), np.uint8)
 
-    def query_distances(self, X_query: np.ndarray, db_codes: np.ndarray) -> np.ndarray:
-        """Asymmetric distances ``float32 (nq, ndb)``: ``Σ_m ‖z_m(query) − C_m[code_m]‖²``."""
+    def _adc(self, zq: np.ndarray, db_codes: np.ndarray) -> np.ndarray:
         import torch
 
-        db_codes = np.asarray(db_codes)
-        if db_codes.dtype != np.uint8 or db_codes.ndim != 2 or db_codes.shape[1] != self.n_sub:
-            raise ConfigError(f"DPQ database codes must be uint8 (n, {self.n_sub}); got {db_codes.dtype} {db_codes.shape}")
-        z = torch.from_numpy(self.transform(X_query))
+        z = torch.from_numpy(np.ascontiguousarray(zq, dtype=np.float32))
         with torch.no_grad():
-            table = subspace_distances(z, self.net_.codebooks.detach().cpu()).numpy()  # (nq, M, 256)
+            table = subspace_distances(z, self.net_.codebooks.detach().float().cpu()).numpy()  # (nq, M, 256)
         dist = np.zeros((len(z), len(db_codes)), np.float32)
         for m in range(self.n_sub):
             dist += table[:, m, :][:, db_codes[:, m]]
         return dist
+
+    def validation_distances(self, Xv, Xdb):
+        """End to end, the training inputs are images: their embeddings through the whole network,
+        then the same asymmetric distances as :meth:`query_distances` (not Hamming)."""
+        e2e = getattr(self, "e2e_", None)
+        if e2e is None:
+            return super().validation_distances(Xv, Xdb)
+        return self._adc(e2e.activations(self, Xv), self._codes_of(e2e.activations(self, Xdb)))
+
+    def query_distances(self, X_query: np.ndarray, db_codes: np.ndarray) -> np.ndarray:
+        """Asymmetric distances ``float32 (nq, ndb)``: ``Σ_m ‖z_m(query) − C_m[code_m]‖²``."""
+        db_codes = np.asarray(db_codes)
+        if db_codes.dtype != np.uint8 or db_codes.ndim != 2 or db_codes.shape[1] != self.n_sub:
+            raise ConfigError(f"DPQ database codes must be uint8 (n, {self.n_sub}); got {db_codes.dtype} {db_codes.shape}")
+        return self._adc(self.transform(X_query), db_codes)

@@ -111,13 +111,9 @@ class Trainer:
 
     def _validate(self, method: "DeepHasher", Xv, yv, Xdb, ydb) -> float:
         from deephash.eval.metrics import mean_average_precision, relevance_matrix
-        from deephash.index.codes import hamming_matrix
 
-        if getattr(method, "e2e_", None) is not None:  # end-to-end: the inputs are images
-            enc = method.encode_training_input
-            dist = hamming_matrix(enc(Xv), enc(Xdb))
-        else:  # the method's own ranking: Hamming between codes by default, asymmetric for quantisers
-            dist = method.query_distances(Xv, method.encode(Xdb))
+        # the method's own ranking (Hamming by default, asymmetric for quantisers), head-only or on images
+        dist = method.validation_distances(Xv, Xdb)
         return mean_average_precision(dist, relevance_matrix(yv, ydb), self.config.val_topk)
 
     def fit(self, method: "DeepHasher", X: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
