@@ -134,3 +134,53 @@ def test_pq_models_index_and_search_by_asymmetric_distance(small_cifar, tmp_path
     rows = {x["method"]: x for x in json.loads((out / "report.json").read_text())["results"]}
     assert rows["dpq"]["kind"] == "distances" and rows["dpq"]["distance"] == "asymmetric (pq)"
     assert rows["itq"]["kind"] == "codes" and (out / "report.md").is_file()
+
+
+def test_index_update_adds_new_images_and_prunes_gone_ones_without_retraining(small_cifar, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from deephash.index import HashIndex
+
+    arch = tmp_path / "arch"
+    shutil.copytree(small_cifar, arch)
+    ck, ix = tmp_path / "itq.pt", tmp_path / "i.dhi"
+    assert run("train", arch, "--split", "train", "--method", "itq", "--bits", 16, "--image-size", 32,
+               "--out", ck).exit_code == 0
+    assert run("index", arch, "--split", "test", "--model", ck, "--out", ix).exit_code == 0
+    on_disk = ix.read_bytes()
+    before = HashIndex.load(ix)
+    # new scenes arrive (one of a class the index has never seen), two files are deleted
+    new = []
+    for i, src in enumerate(sorted((arch / "train" / "dog").glob("*.jpg"))[:4]):
+        dst = arch / "test" / ("dog" if i < 3 else "wolf") / f"new{i}.jpg"
+        dst.parent.mkdir(exist_ok=True)
+        shutil.copyfile(src, dst)
+        new.append(dst.relative_to(arch).as_posix())
+    gone = sorted((arch / "test" / "cat").glob("*.jpg"))[:2]
+    for g in gone:
+        g.unlink()
+    r = run("index", arch, "--split", "test", "--model", ck, "--out", ix, "--update", "--prune")
+    assert r.exit_code == 0, r.output
+    assert "added 4, removed 2; it holds 102 images" in r.output
+    after = HashIndex.load(ix)
+    assert len(after) == 102 and set(new) <= set(after.paths)
+    assert not {g.relative_to(arch).as_posix() for g in gone} & set(after.paths)
+    assert "wolf" in after.class_names and after.label_of_row(after.paths.index(new[3])) == after.class_names.index("wolf")
+    assert after.label_of_row(after.paths.index(new[0])) == after.class_names.index("dog")
+    kept = [p for p in before.paths if p in set(after.paths)]  # untouched entries keep their codes
+    assert np.array_equal(before.codes[[before.paths.index(p) for p in kept]], after.codes[[after.paths.index(p) for p in kept]])
+    res = json.loads(run("search", ix, arch / new[1], "-k", 1, "--json").output)
+    assert res["results"][0]["path"] == new[1] and res["results"][0]["hamming"] == 0
+    # an update that finds nothing new only journals nothing; without new classes it appends to the journal
+    shutil.copyfile(arch / new[0], arch / "test" / "dog" / "new9.jpg")
+    r = run("index", arch, "--split", "test", "--model", ck, "--out", ix, "--update")
+    assert "added 1, removed 0" in r.output and "appended to its journal" in r.output and ix.read_bytes() != on_disk
+    assert len(HashIndex.load(ix)) == 103
+    # another model's codes are not comparable: refused with the reason
+    other = tmp_path / "lsh.pt"
+    assert run("train", arch, "--split", "train", "--method", "lsh", "--bits", 16, "--image-size", 32,
+               "--out", other).exit_code == 0
+    r = CliRunner().invoke(cli, ["index", str(arch), "--split", "test", "--model", str(other), "--out", str(ix), "--update"])
+    assert r.exit_code == 2 and "not comparable" in r.output

@@ -192,6 +192,88 @@ def build_index(archive: ImageArchive, checkpoint: str | os.PathLike, out: str |
     return index, archive.skipped + fs.failed
 
 
+#: paths of images added through the service (kept in ``<index>.uploads/``, not in the archive)
+UPLOAD_PREFIX = "@uploads/"
+
+
+@dataclass
+class IndexUpdate:
+    """What :func:`update_index` changed."""
+
+    added: int
+    removed: int
+    skipped: list[tuple[str, str]]
+    total: int
+    rewritten: bool  # True: the index file was rewritten; False: the changes went to its journal
+    journal_bytes: int
+
+
+def _index_labels(index: HashIndex, archive: ImageArchive, rows: np.ndarray) -> np.ndarray | None:
+    """``archive.labels[rows]`` in the index's class numbering; new class names are appended to it."""
+    if index.labels is None:
+        return None
+    if archive.labels.ndim == 2:
+        if list(archive.class_names) != list(index.class_names):
+            raise ConfigError(f"this multi-label archive's classes ({', '.join(archive.class_names)}) differ from the "
+                              f"index's ({', '.join(index.class_names)}); rebuild the index with deephash index")
+        return archive.labels[rows]
+    out = np.empty(len(rows), np.int64)
+    for j, lab in enumerate(archive.labels[rows]):
+        name = archive.class_names[int(lab)]
+        if name not in index.class_names:
+            index.class_names.append(name)
+        out[j] = index.class_names.index(name)
+    return out
+
+
+def update_index(archive: ImageArchive, checkpoint: str | os.PathLike, index_path: str | os.PathLike, *,
+                 prune: bool = False, progress: bool = True, fold_ratio: float = 0.25) -> IndexUpdate:
+    """Bring a saved index up to date with its archive without retraining: encode and add the
+    images it does not hold yet (matched by path), and with ``prune`` remove the entries whose
+    files are gone. Changes are appended to the index's journal; the file is rewritten (the
+    journal folded in) when the journal passes ``fold_ratio`` of it or new class names appeared."""
+    from deephash.model import HashModel
+
+    index_path = Path(index_path)
+    index = HashIndex.load(index_path)
+    used = model_path_of(index, index_path).resolve()
+    if used != Path(checkpoint).resolve():
+        raise ConfigError(f"{index_path} was built with {used}, not {Path(checkpoint).resolve()}: codes of another "
+                          "model are not comparable; use that model, or rebuild the index with deephash index")
+    root = index.meta.get("archive_root")
+    if root and Path(root).resolve() != archive.root.resolve():
+        raise ConfigError(f"{index_path} indexes the archive at {root}; got {archive.root.resolve()}")
+    model = HashModel.load(checkpoint)
+    have = set(index.paths)
+    new_rows = np.array([i for i, p in enumerate(archive.paths) if p not in have], np.int64)
+    n_classes = len(index.class_names)
+    added = np.zeros(0, np.int64)
+    failed: list[tuple[str, str]] = []
+    if len(new_rows):
+        fs = extract_features(archive, model.backbone, new_rows, progress=progress)
+        failed = fs.failed
+        if len(fs.index):
+            added = index.add(model.hasher.encode(fs.features), paths=[archive.paths[i] for i in fs.index],
+                              labels=_index_labels(index, archive, fs.index),
+                              features=fs.features if index.has_features else None)
+    gone: list[int] = []
+    if prune:
+        present = set(archive.paths)
+        gone = [int(i) for i, p in zip(index.ids, index.paths) if not p.startswith(UPLOAD_PREFIX) and p not in present]
+        if gone:
+            index.remove(gone)
+    rewrite = len(index.class_names) != n_classes  # the class names live in the file's header
+    if not rewrite:
+        if len(added):
+            index.log_added(added)
+        if gone:
+            index.log_removed(gone)
+        rewrite = index.journal_bytes > fold_ratio * index_path.stat().st_size
+    if rewrite:
+        index.save(index_path)
+    return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewrite, index.journal_bytes)
+
+
 def _label_name(index: HashIndex, row: int) -> Any:
     lab = index.label_of_row(row)
     if lab is not None and index.class_names:

@@ -193,11 +193,21 @@ def encode(checkpoint, images, out):
 @click.option("--labels", type=click.Path(), default=None)
 @click.option("--features/--no-features", default=True, show_default=True, help="store float16 features for re-ranking")
 @click.option("--out", type=click.Path(), required=True, help="index file to write (.dhi)")
-def index_cmd(archive, checkpoint, split, labels, features, out):
-    """Encode an archive with a trained model and write a searchable index."""
-    from deephash.pipeline import build_index
+@click.option("--update", is_flag=True, help="OUT exists: add the archive's images it does not hold yet (no retraining)")
+@click.option("--prune", is_flag=True, help="with --update: also remove the entries whose files left the archive")
+def index_cmd(archive, checkpoint, split, labels, features, out, update, prune):
+    """Encode an archive with a trained model and write a searchable index (or update one)."""
+    from deephash.pipeline import build_index, update_index
 
+    if prune and not update:
+        raise click.UsageError("--prune only applies with --update")
     a = _open(archive, split, labels)
+    if update:
+        r = update_index(a, checkpoint, out, prune=prune)
+        _report_skipped(r.skipped)
+        how = "rewrote the index file" if r.rewritten else f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
+        click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}")
+        return
     idx, skipped = build_index(a, checkpoint, out, store_features=features)
     _report_skipped(skipped)
     click.echo(f"indexed {len(idx)} images ({idx.n_bits} bits) into {out}")

@@ -24,7 +24,7 @@ from deephash.data.images import decode_image
 from deephash.errors import ConfigError, DataError
 from deephash.index import HashIndex
 from deephash.model import HashModel
-from deephash.pipeline import model_path_of
+from deephash.pipeline import UPLOAD_PREFIX, model_path_of  # uploads' index paths start with UPLOAD_PREFIX
 from deephash.service.config import ServiceConfig
 from deephash.service.errors import NotFoundError, PersistError, ServiceError
 from deephash.service.search import Hits, Snapshot, run_search
@@ -33,8 +33,6 @@ from deephash.utils import Timer, atomic_write_bytes
 
 log = logging.getLogger("deephash.service")
 
-#: Paths of uploaded images start with this and live in ``<index>.uploads/``.
-UPLOAD_PREFIX = "@uploads/"
 
 
 class OutsideArchiveError(ServiceError):
