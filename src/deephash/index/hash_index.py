@@ -431,32 +431,39 @@ class HashIndex:
         path = Path(path)
         if not path.is_file():
             raise DataError(f"index file {str(path)!r} does not exist")
-        data = path.read_bytes()
-        if len(data) < _PREAMBLE.size:
-            raise IndexFormatError(f"{path}: file is {len(data)} bytes, too short to be a deephash index")
-        magic, version, _flags, hlen = _PREAMBLE.unpack_from(data, 0)
-        if magic != MAGIC:
-            raise IndexFormatError(f"{path}: not a deephash index (expected magic {MAGIC!r}, found {magic!r})")
-        if version > FORMAT_VERSION:
-            raise IndexFormatError(
-                f"{path}: index format version {version} was written by a newer deephash; this one reads up to {FORMAT_VERSION}"
-            )
-        pos = _PREAMBLE.size
-        try:
-            header = json.loads(data[pos : pos + hlen].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise IndexFormatError(f"{path}: index header is corrupt ({e})") from None
-        pos += hlen
-        body = sum(s["nbytes"] for s in header["arrays"])
-        expected = pos + body + len(_TRAILER)
-        if len(data) != expected or data[-len(_TRAILER):] != _TRAILER:
-            raise IndexFormatError(f"{path}: index file is truncated or padded: expected {expected} bytes, found {len(data)}")
-        arrays = {}
-        for s in header["arrays"]:
-            raw = data[pos + s["offset"] : pos + s["offset"] + s["nbytes"]]
-            if zlib.crc32(raw) & 0xFFFFFFFF != s["crc32"]:
-                raise IndexFormatError(f"{path}: array {s['name']!r} fails its checksum (the file is corrupt)")
-            arrays[s["name"]] = np.frombuffer(raw, dtype=np.dtype(s["dtype"])).reshape(s["shape"]).copy()
+        # streamed: every array is read straight into its own buffer (peak memory = the index once)
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < _PREAMBLE.size:
+                raise IndexFormatError(f"{path}: file is {size} bytes, too short to be a deephash index")
+            magic, version, _flags, hlen = _PREAMBLE.unpack(fh.read(_PREAMBLE.size))
+            if magic != MAGIC:
+                raise IndexFormatError(f"{path}: not a deephash index (expected magic {MAGIC!r}, found {magic!r})")
+            if version > FORMAT_VERSION:
+                raise IndexFormatError(
+                    f"{path}: index format version {version} was written by a newer deephash; this one reads up to {FORMAT_VERSION}"
+                )
+            if hlen > size - _PREAMBLE.size:
+                raise IndexFormatError(f"{path}: index file is truncated: its header alone would need {hlen} bytes")
+            try:
+                header = json.loads(fh.read(hlen).decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise IndexFormatError(f"{path}: index header is corrupt ({e})") from None
+            pos = _PREAMBLE.size + hlen
+            expected = pos + sum(s["nbytes"] for s in header["arrays"]) + len(_TRAILER)
+            if size != expected:
+                raise IndexFormatError(f"{path}: index file is truncated or padded: expected {expected} bytes, found {size}")
+            arrays = {}
+            for s in header["arrays"]:  # written one after another, in header order
+                a = np.empty(s["shape"], dtype=np.dtype(s["dtype"]))
+                view = memoryview(a.reshape(-1).view(np.uint8)) if a.size else memoryview(b"")
+                if a.size and (fh.readinto(view) != s["nbytes"]):
+                    raise IndexFormatError(f"{path}: array {s['name']!r} is cut short")
+                if zlib.crc32(view) & 0xFFFFFFFF != s["crc32"]:
+                    raise IndexFormatError(f"{path}: array {s['name']!r} fails its checksum (the file is corrupt)")
+                arrays[s["name"]] = a
+            if fh.read(len(_TRAILER)) != _TRAILER:
+                raise IndexFormatError(f"{path}: index file is truncated or padded: its end marker is missing")
         idx = cls(header["n_bits"], searcher=searcher or header.get("searcher", "faiss-flat"), n_threads=n_threads,
                   meta=header.get("meta"), class_names=header.get("class_names"),
                   feature_dtype=header.get("feature_dtype", "float16"), code_kind=header.get("code_kind", "hamming"))
