@@ -190,11 +190,28 @@ def _markdown(results: list[dict[str, Any]], config: dict[str, Any], pngs: dict[
 # ------------------------------------------------------------------------------ plots
 
 
+_MARKERS = "osD^vP*Xh<>p"
+
+
 def _colors(methods: list[str]) -> dict[str, Any]:
+    """A distinct colour per method: tab10 up to 10 methods, tab20 up to 20, then cycling
+    (the marker, from :func:`_marker`, tells cycled colours apart)."""
     import matplotlib
 
-    cmap = matplotlib.colormaps["tab10"]
-    return {m: cmap(i % 10) for i, m in enumerate(methods)}
+    cmap = matplotlib.colormaps["tab10" if len(methods) <= 10 else "tab20"]
+    return {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
+
+
+def _marker(colors: dict[str, Any], method: str) -> str:
+    return _MARKERS[list(colors).index(method) % len(_MARKERS)] if method in colors else "o"
+
+
+def _legend(ax, n_entries: int) -> None:
+    """Inside the axes for a few entries; beside them, in columns, for many (18 methods would hide the plot)."""
+    if n_entries <= 6:
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=1 + n_entries // 16, frameon=False)
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -223,7 +240,8 @@ def _plot_pr(results: list[dict[str, Any]], path: Path, colors: dict[str, Any]) 
         for r in (r for r in ham if r["bits"] == b):
             pr = r["pr_curve"]
             rec, prec = np.asarray(pr["recall"]), np.asarray(pr["precision"])
-            ax.plot(rec, prec, marker=".", ms=3, lw=1.4, color=colors[r["method"]], label=r["method"])
+            ax.plot(rec, prec, marker=_marker(colors, r["method"]), ms=3, lw=1.4, color=colors[r["method"]],
+                    label=r["method"])
             rad = int(r.get("radius", 2))
             if rad < len(rec):
                 ax.plot(rec[rad], prec[rad], "o", ms=7, color=colors[r["method"]], mfc="white")
@@ -233,7 +251,7 @@ def _plot_pr(results: list[dict[str, Any]], path: Path, colors: dict[str, Any]) 
         ax.set_xlim(0, 1.02)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _legend(axes[-1], len(ax.get_legend_handles_labels()[0]))
     _save(fig, path)
     return True
 
@@ -252,14 +270,15 @@ def _plot_pk(results: list[dict[str, Any]], path: Path, colors: dict[str, Any]) 
             # tie-aware precision: with compact codes thousands of items share the top distances, and
             # the plain curve would show the database order inside those ties, not the method
             prec = r["p_at_k"].get("precision_tie_aware", r["p_at_k"]["precision"])
-            ax.plot(r["p_at_k"]["k"], prec, style, marker=".", color=colors[r["method"]], label=label)
+            ax.plot(r["p_at_k"]["k"], prec, style, marker=_marker(colors, r["method"]), ms=3, color=colors[r["method"]],
+                    label=label)
         ax.set_xscale("log")
         ax.set_title("float features" if b is None else f"{b} bits")
         ax.set_xlabel("K (log scale)")
         ax.set_ylabel("precision@K")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+    _legend(axes[-1], len(ax.get_legend_handles_labels()[0]))
     _save(fig, path)
     return True
 
@@ -273,8 +292,8 @@ def _plot_map_vs_bits(results: list[dict[str, Any]], path: Path, colors: dict[st
         rs = sorted((r for r in results if r["method"] == m and r["bits"] is not None), key=lambda r: r["bits"])
         if rs:
             x = [r["bits"] for r in rs]
-            ax.plot(x, [r["map"] for r in rs], "-o", color=colors[m], label=f"{m} mAP")
-            ax.plot(x, [r["tie_aware_map"] for r in rs], "--x", color=colors[m], alpha=0.8, label=f"{m} tie-aware")
+            ax.plot(x, [r["map"] for r in rs], "-", marker=_marker(colors, m), ms=4, color=colors[m], label=m)
+            ax.plot(x, [r["tie_aware_map"] for r in rs], "--", color=colors[m], alpha=0.7)  # same method: no legend entry
         for r in (r for r in results if r["method"] == m and r["bits"] is None):
             ax.axhline(r["map"], ls=":", color=colors[m], label=m if "float" in m else f"{m} (float features)")
     ax.set_xticks(bits or [0])
@@ -285,7 +304,7 @@ def _plot_map_vs_bits(results: list[dict[str, Any]], path: Path, colors: dict[st
     ax.set_ylim(0, min(1.0, max(0.05, top * 1.15)))  # from 0, so gaps are not exaggerated
     ax.set_title("mAP against code length")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    _legend(ax, len(ax.get_legend_handles_labels()[0]))
     _save(fig, path)
     return True
 
