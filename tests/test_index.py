@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from deephash.errors import ConfigError, DataError, IndexFormatError
+from deephash.errors import ConfigError, DataError, IndexChangedError, IndexFormatError
 from deephash.index import HashIndex, hamming_matrix, pack_bits, unpack_bits
 
 
@@ -278,3 +278,29 @@ def test_adds_append_in_place_and_earlier_views_never_change():
     assert len(ix) == 403 and ix.labels[-1] == 2 and ix.rows_of([404]).tolist() == [402]
     D, I = ix.search(ix.codes[-1:], 1)
     assert D[0, 0] == 0
+
+
+def test_two_writers_never_overwrite_each_others_changes(tmp_path):
+    """Two processes holding the same index (the service and `deephash index --update`): the one
+    that writes second is told the file changed, instead of clobbering the first's records."""
+    _, path, rng = _journal_index(tmp_path, with_features=False)
+    a, b = HashIndex.load(path), HashIndex.load(path)
+    new_a = a.add(rng.integers(0, 256, (1, 4), dtype=np.uint8), labels=[1])
+    a.log_added(new_a)
+    b.add(rng.integers(0, 256, (1, 4), dtype=np.uint8), labels=[2])
+    with pytest.raises(IndexChangedError, match="records this process has not read"):
+        b.log_added(b.ids[-1:])
+    with pytest.raises(IndexChangedError):
+        b.save(path)  # folding b's view in would drop a's record
+    c = HashIndex.load(path)  # a reader that reloads sees a's change and can write after it
+    assert int(new_a[0]) in c.ids
+    c.remove([0])
+    c.log_removed([0])
+    a.remove([1])
+    with pytest.raises(IndexChangedError):
+        a.log_removed([1])
+    c.save(path)  # c folds everything in; a's view is now of an older file
+    with pytest.raises(IndexChangedError, match="index file was rewritten"):
+        a.log_removed([1])
+    final = HashIndex.load(path)
+    assert int(new_a[0]) in final.ids and 0 not in final.ids and 1 in final.ids

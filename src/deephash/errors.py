@@ -29,6 +29,10 @@ class IndexFormatError(DeepHashError):
     """An index or checkpoint file is corrupt, truncated or of an unknown format."""
 
 
+class IndexChangedError(DeepHashError):
+    """An index file or its journal changed on disk since this process loaded it (another writer)."""
+
+
 class BackboneUnavailableError(DeepHashError):
     """A backbone's weights or runtime cannot be found on this machine."""
 

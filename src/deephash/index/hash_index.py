@@ -40,6 +40,21 @@ _TRAILER = b"DHEND\x00\x00\x00"
 CODE_KINDS = ("hamming", "pq")
 
 
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON header of an index file (sizes, arrays, token, meta) without reading its arrays."""
+    with open(path, "rb") as fh:
+        pre = fh.read(_PREAMBLE.size)
+        if len(pre) < _PREAMBLE.size:
+            raise IndexFormatError(f"{path}: file is {len(pre)} bytes, too short to be a deephash index")
+        magic, _version, _flags, hlen = _PREAMBLE.unpack(pre)
+        if magic != MAGIC:
+            raise IndexFormatError(f"{path}: not a deephash index (expected magic {MAGIC!r}, found {magic!r})")
+        try:
+            return json.loads(fh.read(hlen).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise IndexFormatError(f"{path}: index header is corrupt ({e})") from None
+
+
 def _append_rows(buf: np.ndarray | None, n: int, rows: np.ndarray) -> np.ndarray:
     """``buf[:n]`` followed by ``rows``, in ``buf`` itself while it has room, else in a new buffer
     with a quarter of headroom: adding one image costs O(1) amortised, not a copy of the index.
@@ -392,6 +407,8 @@ class HashIndex:
         from deephash.index.journal import Journal
 
         with self._lock:
+            if self._journal is not None and Path(path).resolve() == self._journal.index_path.resolve():
+                self._journal.check_unchanged()  # never fold away another writer's changes
             arrays: dict[str, np.ndarray] = {"codes": self.codes, "ids": self.ids}
             arrays["paths"] = np.frombuffer("\n".join(self.paths).encode("utf-8"), dtype=np.uint8)
             if self.labels is not None:

@@ -13,6 +13,12 @@ replayed in order; a record cut short by a crash (or failing its checksum) ends 
 and is cut off by the next append. A journal whose token is not the index file's belongs to an
 older index file (the process died between rewriting the index and deleting the journal): its
 changes are already in the index, so it is ignored and removed by the next save.
+
+One writer at a time: an append takes an exclusive ``flock`` on the journal and first checks that
+nothing changed on disk since this process last read or wrote it (the index file's token, the
+journal's records). If another process got there first — the service running while
+``deephash index --update`` adds files, say — the append raises :class:`IndexChangedError` instead
+of overwriting the other writer's records; reload the index and redo the change.
 """
 from __future__ import annotations
 
@@ -26,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deephash.errors import IndexFormatError
+from deephash.errors import IndexChangedError, IndexFormatError
 
 if TYPE_CHECKING:
     from deephash.index.hash_index import HashIndex
@@ -77,10 +83,27 @@ def _apply_add(index: "HashIndex", payload: bytes) -> None:
               features=arrays.get("features"))
 
 
+def _records(data: bytes, pos: int):
+    """``(op, payload, end)`` of the complete, checksum-valid records from ``pos`` on, in order;
+    stops at the first incomplete or damaged one."""
+    while pos + _REC.size <= len(data):
+        tag, op, n = _REC.unpack_from(data, pos)
+        end = pos + _REC.size + n + _CRC.size
+        if tag != _REC_TAG or end > len(data):
+            return
+        payload = data[pos + _REC.size : pos + _REC.size + n]
+        (crc,) = _CRC.unpack_from(data, end - _CRC.size)
+        if zlib.crc32(bytes([op]) + payload) & 0xFFFFFFFF != crc:
+            return
+        yield op, payload, end
+        pos = end
+
+
 class Journal:
     """Appends changes of an index to ``<index>.journal``; see the module docstring for the format."""
 
     def __init__(self, index_path: str | os.PathLike, token: bytes) -> None:
+        self.index_path = Path(index_path)
         self.path = journal_path(index_path)
         self.token = token
         self.good_bytes: int | None = None  # set by replay: where the last complete record ends
@@ -109,15 +132,7 @@ class Journal:
             self.good_bytes = None
             return 0
         pos, applied = _HEAD.size, 0
-        while pos + _REC.size <= len(data):
-            tag, op, n = _REC.unpack_from(data, pos)
-            end = pos + _REC.size + n + _CRC.size
-            if tag != _REC_TAG or end > len(data):
-                break
-            payload = data[pos + _REC.size : pos + _REC.size + n]
-            (crc,) = _CRC.unpack_from(data, end - _CRC.size)
-            if zlib.crc32(bytes([op]) + payload) & 0xFFFFFFFF != crc:
-                break
+        for op, payload, end in _records(data, _HEAD.size):
             if op == OP_ADD:
                 _apply_add(index, payload)
             elif op == OP_REMOVE:
@@ -131,20 +146,53 @@ class Journal:
         self.good_bytes = pos
         return applied
 
+    def _changed(self, why: str) -> IndexChangedError:
+        return IndexChangedError(f"{self.index_path} changed on disk since this process loaded it ({why}): another "
+                                 "process is writing it; reload the index and make the change again")
+
+    def check_unchanged(self, fh=None) -> None:
+        """Raise :class:`IndexChangedError` when the index file or the journal holds changes this
+        process has not seen (``fh``: the journal, open and locked by the caller)."""
+        from deephash.index.hash_index import read_header
+
+        if self.index_path.exists() and read_header(self.index_path).get("token") != self.token.hex():
+            raise self._changed("the index file was rewritten")
+        if fh is None:
+            if not self.path.exists():
+                return
+            with open(self.path, "rb") as f:
+                return self.check_unchanged(f)
+        fh.seek(0)
+        head = fh.read(_HEAD.size)
+        if len(head) < _HEAD.size:
+            return  # no journal, or a header cut short: nothing acknowledged through it
+        _, _, token = _HEAD.unpack(head)
+        if token != self.token:
+            return  # a journal of an older index file: its changes are in ours
+        start = _HEAD.size if self.good_bytes is None else self.good_bytes
+        fh.seek(start)
+        if next(_records(fh.read(), 0), None) is not None:
+            raise self._changed("its journal holds records this process has not read")
+
     def _append(self, op: int, payload: bytes) -> None:
+        import fcntl
+
         rec = _REC.pack(_REC_TAG, op, len(payload)) + payload + _CRC.pack(zlib.crc32(bytes([op]) + payload) & 0xFFFFFFFF)
-        fresh = self.good_bytes is None or not self.path.exists()
-        with open(self.path, "wb" if fresh else "r+b") as fh:
-            if fresh:
+        created = not self.path.exists()
+        with open(self.path, "a+b") as fh:  # created if missing; nothing is truncated before the lock
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            self.check_unchanged(fh)
+            fresh = self.good_bytes is None
+            if fresh:  # no journal of ours yet: (re)start it with our token
+                fh.truncate(0)
                 fh.write(_HEAD.pack(JOURNAL_MAGIC, JOURNAL_VERSION, self.token))
             else:
-                fh.seek(self.good_bytes)
-                fh.truncate()  # drop a record an earlier crash left half-written
-            fh.write(rec)
+                fh.truncate(self.good_bytes)  # drop a record an earlier crash left half-written
+            fh.write(rec)  # append mode: lands at the end
             fh.flush()
             os.fsync(fh.fileno())
             self.good_bytes = fh.tell()
-        if fresh:  # the journal's directory entry must survive a crash too
+        if created:  # the journal's directory entry must survive a crash too
             fd = os.open(self.path.parent, os.O_RDONLY)
             try:
                 os.fsync(fd)
