@@ -127,3 +127,19 @@ def test_writes_go_to_the_journal_and_are_folded_in_when_it_grows(demo_index, tm
     assert not journal.exists() and index.read_bytes() != on_disk
     again = HashIndex.load(index)
     assert 1 not in again.ids and int(new_id) not in again.ids and len(again) == len(back) - 2
+
+
+def test_a_write_after_another_process_changed_the_index_is_refused_then_succeeds(demo_index, tmp_path):
+    """Another process (e.g. `deephash index --update`) appends to the index's journal while the
+    service runs: the service's next write is refused with 503 and reloads, and the retry keeps both."""
+    index = copy_index(demo_index, tmp_path)
+    client = TestClient(create_app(index, api_key=KEY), raise_server_exceptions=False)
+    other = HashIndex.load(index)
+    other.remove([3])
+    other.log_removed([3])
+    r = client.post("/api/images", files={"file": ("a.png", png_bytes(seed=4), "image/png")}, headers={"X-API-Key": KEY})
+    assert r.status_code == 503 and "another process" in r.json()["detail"]
+    r = client.post("/api/images", files={"file": ("a.png", png_bytes(seed=4), "image/png")}, headers={"X-API-Key": KEY})
+    assert r.status_code == 201
+    back = HashIndex.load(index)
+    assert 3 not in back.ids and r.json()["id"] in back.ids
