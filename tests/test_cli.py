@@ -94,9 +94,9 @@ def test_protocols_and_evaluate_write_a_report(small_cifar, tmp_path):
 
 
 def test_pq_models_index_and_search_by_asymmetric_distance(small_cifar, tmp_path):
-    """A PQ model's index holds codeword indices, not bits: `deephash search` ranks it by the
-    model's asymmetric distance (checked against a slow sort of query_distances), the Hamming
-    options refuse, and so does the service."""
+    """A PQ model's index holds codeword indices, not bits: `deephash search` and the service rank
+    it by the model's asymmetric distance (checked against a slow sort of query_distances); the
+    Hamming-only options are refused with the reason."""
     import numpy as np
 
     from deephash.index import HashIndex
@@ -119,12 +119,28 @@ def test_pq_models_index_and_search_by_asymmetric_distance(small_cifar, tmp_path
     assert "distance" in run("search", ix, img, "-k", 2).output
     r = CliRunner().invoke(cli, ["search", str(ix), str(img), "--rerank"])
     assert r.exit_code == 2 and "asymmetric distance" in r.output
-    from deephash.errors import ConfigError
-    from deephash.service.config import ServiceConfig
-    from deephash.service.state import ServiceState
+    # the service ranks it the same way; Hamming-only options are refused with the reason
+    import warnings
 
-    with pytest.raises(ConfigError, match="serves Hamming-code indexes"):
-        ServiceState(ix, ServiceConfig())
+    with warnings.catch_warnings():  # starlette's note about a future httpx, raised on import
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    from deephash.service import create_app
+
+    client = TestClient(create_app(ix))
+    ans = client.post("/api/search", files={"file": ("q.jpg", img.read_bytes(), "image/jpeg")}, params={"k": 5}).json()
+    assert [h["id"] for h in ans["results"]] == [x["id"] for x in res["results"]]
+    assert all(h.get("hamming") is None and h["distance"] >= 0 for h in ans["results"])
+    cat = client.post("/api/search", files={"file": ("q.jpg", img.read_bytes(), "image/jpeg")},
+                      params={"k": 5, "label": "cat"}).json()
+    assert {h["label"] for h in cat["results"]} == {"cat"}
+    by_id = client.get(f"/api/search/{res['results'][0]['id']}", params={"k": 3}).json()
+    assert by_id["results"][0]["id"] == res["results"][0]["id"] and by_id["results"][0]["distance"] >= 0
+    for bad in ({"radius": 2}, {"rerank": "true"}):
+        r = client.post("/api/search", files={"file": ("q.jpg", img.read_bytes(), "image/jpeg")}, params={"k": 5, **bad})
+        assert r.status_code == 400 and "asymmetric distance" in r.json()["detail"]
+    assert client.get("/api/stats").json()["code_kind"] == "pq"
     # deephash evaluate ranks quantisation codes by asymmetric distance too (never Hamming over codeword
     # bytes); folder-split trains on 200 images, too few for PQ's 256 centroids, so DPQ stands in here
     out = tmp_path / "rep"

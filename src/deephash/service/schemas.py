@@ -13,7 +13,10 @@ class ErrorAnswer(BaseModel):
 class Hit(BaseModel):
     rank: int
     id: int
-    hamming: int = Field(description="Hamming distance between the query code and this image's code")
+    hamming: int | None = Field(None, description="Hamming distance between the query code and this image's code "
+                                                  "(null for a PQ / DPQ index)")
+    distance: float | None = Field(None, description="asymmetric distance of the query's features to this image's "
+                                                     "quantisation code (PQ / DPQ indexes only)")
     feature_distance: float | None = Field(None, description="Euclidean distance of float features (re-rank only)")
     label: Any = Field(None, description="class name (a list for multi-label indexes); null when unlabelled")
     path: str = Field(description="path inside the archive, or @uploads/<file> for an added image")

@@ -32,11 +32,28 @@ class Snapshot:
 @dataclass
 class Hits:
     ids: np.ndarray
-    hamming: np.ndarray
+    hamming: np.ndarray | None  # None for a quantisation index (see ``distance``)
     feature_distance: np.ndarray | None
     timings: dict[str, float]
     pool_size: int | None = None
     pool_radius: int | None = None
+    distance: np.ndarray | None = None  # asymmetric distances (PQ / DPQ indexes)
+
+    def keep(self, mask: np.ndarray) -> "Hits":
+        cut = (lambda a: None if a is None else a[mask])  # noqa: E731
+        return Hits(self.ids[mask], cut(self.hamming), cut(self.feature_distance), self.timings, self.pool_size,
+                    self.pool_radius, cut(self.distance))
+
+
+def run_asymmetric_search(snap_fn, query_distances, feat: np.ndarray, *, k: int, class_index: int | None) -> Hits:
+    """Top ``k`` of a quantisation index (PQ / DPQ codes) by the model's asymmetric distance from the
+    query's float features ``feat`` (1, D), optionally within one label; ties by row, as everywhere."""
+    with Timer() as t:
+        snap: Snapshot = snap_fn()
+        rows = np.arange(len(snap.ids)) if class_index is None else np.flatnonzero(label_mask(snap.labels, class_index))
+        d = query_distances(feat, snap.codes[rows])[0] if len(rows) else np.zeros(0, np.float32)
+        o = np.lexsort((rows, d))[:k]
+    return Hits(snap.ids[rows[o]], None, None, {"search": t.seconds}, distance=d[o])
 
 
 def label_mask(labels: np.ndarray, class_index: int) -> np.ndarray:

@@ -27,7 +27,7 @@ from deephash.model import HashModel
 from deephash.pipeline import UPLOAD_PREFIX, model_path_of  # uploads' index paths start with UPLOAD_PREFIX
 from deephash.service.config import ServiceConfig
 from deephash.service.errors import NotFoundError, PersistError, ServiceError
-from deephash.service.search import Hits, Snapshot, run_search
+from deephash.service.search import Hits, Snapshot, run_asymmetric_search, run_search
 from deephash.service.thumbs import ThumbnailCache, make_thumbnail
 from deephash.utils import Timer, atomic_write_bytes
 
@@ -57,9 +57,9 @@ class ServiceState:
         self.index_path = Path(index_path).resolve()
         self.index = HashIndex.load(self.index_path)
         self.model = HashModel.load(model_path_of(self.index, self.index_path))
-        if self.index.code_kind != "hamming":
-            raise ConfigError(f"{self.index_path} holds {self.index.code_kind!r} codes (quantisation, ranked by asymmetric "
-                              "distance); the service serves Hamming-code indexes — search this one with `deephash search`")
+        if self.index.code_kind != self.model.hasher.code_kind:
+            raise ConfigError(f"{self.index_path} holds {self.index.code_kind!r} codes but its model makes "
+                              f"{self.model.hasher.code_kind!r} codes")
         if self.model.hasher.n_bits != self.index.n_bits:
             raise ConfigError(f"the model makes {self.model.hasher.n_bits}-bit codes but the index holds {self.index.n_bits}-bit codes")
         root = self.index.meta.get("archive_root")
@@ -78,7 +78,7 @@ class ServiceState:
         size = self.model.backbone.preprocessing.size
         feats = self.model.backbone.embed(np.full((1, size, size, 3), 127, np.uint8))
         self.model.hasher.encode(feats)
-        if len(self.index):
+        if len(self.index) and self.index.code_kind == "hamming":
             self.index.search(self.index.codes[:1], 1)
 
     def snapshot(self) -> Snapshot:
@@ -141,11 +141,21 @@ class ServiceState:
                radius: int | None, rerank: bool, label: str | None) -> dict[str, Any]:
         """Run one query and shape the JSON answer (hits with labels and URLs, per-stage ms)."""
         n_bits = self.index.n_bits
+        cls = None if label is None else self.class_index(label)
+        if self.index.code_kind != "hamming":  # PQ / DPQ: asymmetric distance from the query's features
+            if radius is not None or rerank:
+                raise ServiceError(f"radius and rerank are Hamming-code notions; this index holds {self.index.code_kind!r} "
+                                   "codes, ranked by asymmetric distance: search without them")
+            if feat is None:
+                raise ServiceError("this index stores no float features, so an indexed image cannot be the query of "
+                                   "an asymmetric search; upload the image instead")
+            hits = run_asymmetric_search(self.snapshot, self.model.hasher.query_distances, np.asarray(feat, np.float32),
+                                         k=k, class_index=cls)
+            return self._answer(hits, timings, code, k=k, radius=radius, rerank=rerank, label=label)
         if radius is not None and not 0 <= radius <= n_bits:
             raise ServiceError(f"radius must be between 0 and {n_bits} (the code length); got {radius}")
         if rerank and (feat is None or not self.index.has_features):
             raise ServiceError("this index stores no float features, so it cannot re-rank; search with rerank=false")
-        cls = None if label is None else self.class_index(label)
         hits = run_search(self.index, self.snapshot, code, feat, k=k, radius=radius, rerank=rerank, class_index=cls)
         return self._answer(hits, timings, code, k=k, radius=radius, rerank=rerank, label=label)
 
@@ -155,17 +165,18 @@ class ServiceState:
             try:
                 rows = ix.rows_of(hits.ids) if len(hits.ids) else np.zeros(0, np.int64)
             except DataError:  # some were removed while this query ran: answer without them
-                keep = np.isin(hits.ids, ix.ids)
-                hits = Hits(hits.ids[keep], hits.hamming[keep],
-                            None if hits.feature_distance is None else hits.feature_distance[keep],
-                            hits.timings, hits.pool_size, hits.pool_radius)
+                hits = hits.keep(np.isin(hits.ids, ix.ids))
                 rows = ix.rows_of(hits.ids) if len(hits.ids) else np.zeros(0, np.int64)
             labs = [self.label_name(ix.label_of_row(int(r))) for r in rows]
             paths = [ix.paths[int(r)] for r in rows]
         results = []
-        for i, (id_, ham, lab, path) in enumerate(zip(hits.ids, hits.hamming, labs, paths)):
-            item = {"rank": i + 1, "id": int(id_), "hamming": int(ham), "label": lab, "path": path,
+        for i, (id_, lab, path) in enumerate(zip(hits.ids, labs, paths)):
+            item = {"rank": i + 1, "id": int(id_), "label": lab, "path": path,
                     "thumb_url": f"/api/images/{int(id_)}/thumb", "original_url": f"/api/images/{int(id_)}/original"}
+            if hits.hamming is not None:
+                item["hamming"] = int(hits.hamming[i])
+            if hits.distance is not None:
+                item["distance"] = float(hits.distance[i])
             if hits.feature_distance is not None:
                 item["feature_distance"] = float(hits.feature_distance[i])
             results.append(item)
@@ -321,7 +332,7 @@ class ServiceState:
             "backbone": bb, "image_size": self.model.backbone.preprocessing.size,
             "has_features": ix.has_features, "has_labels": ix.labels is not None, "class_names": self.class_names,
             "per_class": per_class, "uploaded": int(n_uploads), "searcher": ix.searcher_name,
-            "index_file": self.index_path.name,
+            "code_kind": ix.code_kind, "index_file": self.index_path.name, "journal_bytes": ix.journal_bytes,
             "limits": {"max_k": self.config.max_k, "max_upload_bytes": self.config.max_upload_bytes,
                        "max_pixels": self.config.max_pixels},
             "auth": {"writes_enabled": self.config.api_key is not None, "read_key_required": self.config.read_key_required},

@@ -80,7 +80,8 @@ function render(ans) {
   const grid = $("#results");
   grid.replaceChildren();
   ans.results.forEach((h) => {
-    const sub = h.feature_distance != null ? "d=" + h.hamming + " · " + h.feature_distance.toFixed(1) : "d=" + h.hamming;
+    const d = h.hamming != null ? "d=" + h.hamming : "d=" + h.distance.toPrecision(3);  // PQ / DPQ: asymmetric
+    const sub = h.feature_distance != null ? d + " · " + h.feature_distance.toFixed(1) : d;
     grid.append(hitButton(h, sub));
   });
   const t = ans.timings_ms;
