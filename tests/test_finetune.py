@@ -114,3 +114,27 @@ def test_fine_tune_resumes_after_an_interruption(tiny_images, tmp_path, monkeypa
     h = fine_tune("dlbhc", imgs, y, **kw)
     assert h.history_["resumed_from"] == 3 and h.history_["iters"] == 6 and len(h.history_["val"]) == 2
     assert not state.is_file()  # finished: the resume file is removed
+
+
+def test_two_finetuned_checkpoints_never_share_cached_features(tiny_images, small_cifar, tmp_path, tmp_cache):
+    """The feature cache is keyed by the backbone's description: a fine-tuned backbone's carries a
+    digest of its weights, so a second checkpoint from the same base computes its own features."""
+    from deephash.data import open_archive
+    from deephash.features import extract_features
+    from deephash.model import HashModel
+
+    imgs, y, _ = tiny_images
+    cks = []
+    for seed in (0, 1):
+        out = tmp_path / f"m{seed}.pt"
+        fine_tune("dlbhc", imgs, y, bits=16, image_size=32, epochs=1, batch_size=32, backbone_lr_mult=1.0,
+                  seed=seed, device="cpu", out=out)
+        cks.append(HashModel.load(out))
+    d0, d1 = (m.backbone.describe() for m in cks)
+    assert d0["weights_sha1"] != d1["weights_sha1"] and d0["finetuned"] and d0["decode_size"] == 32
+    arc = open_archive(small_cifar, split="test")
+    f0 = extract_features(arc, cks[0].backbone, np.arange(6), progress=False).features
+    f1 = extract_features(arc, cks[1].backbone, np.arange(6), progress=False).features
+    assert not np.allclose(f0, f1)
+    again = extract_features(arc, cks[0].backbone, np.arange(6), progress=False).features  # from the cache
+    assert np.array_equal(again, f0)

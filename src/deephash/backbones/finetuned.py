@@ -28,6 +28,9 @@ class FinetunedBackbone(Backbone):
         #: size images are decoded to (the training images' stored size); the resize to the
         #: input size then happens in torch, exactly as during fine-tuning
         self.decode_size = int(decode_size) if decode_size else None
+        #: digest of the fine-tuned weights: part of describe(), hence of the feature-cache key, so
+        #: two checkpoints fine-tuned from the same base never share cached features
+        self.weights_sha1 = _weights_digest(self.trunk)
 
     @classmethod
     def from_hasher(cls, base: Backbone, hasher, **kw: Any) -> "FinetunedBackbone":
@@ -46,4 +49,18 @@ class FinetunedBackbone(Backbone):
         return run_network(self.trunk, self.trunk, bank, self.batch)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "finetuned": True}
+        return {**super().describe(), "finetuned": True, "weights_sha1": self.weights_sha1,
+                "decode_size": self.decode_size}
+
+
+def _weights_digest(module) -> str:
+    """SHA-1 over every tensor of ``module``'s state (names and raw bytes, in name order)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha1()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode("utf-8"))
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
