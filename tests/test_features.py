@@ -63,3 +63,16 @@ def test_interrupted_extraction_resumes(small_cifar, tmp_cache, backbone, monkey
     calls["n"] = 0
     fs_all = extract_features(a, backbone, progress=False, batch_size=50)
     assert calls["n"] == 1 and np.allclose(fs_all.features, full.features, atol=1e-4)
+
+
+def test_another_weights_file_gets_its_own_feature_cache(tmp_path):
+    """The cache is keyed by the backbone's description, which names its weights file: the same
+    architecture with other weights never reads features cached for the first."""
+    from deephash.backbones.efficientnet_lite import lite_weights_path
+
+    default = create_backbone("efficientnet-lite0", image_size=32)
+    other = tmp_path / "my-lite0-finetuned-elsewhere.pth"
+    shutil.copyfile(lite_weights_path(0), other)
+    custom = create_backbone("efficientnet-lite0", image_size=32, weights_path=str(other))
+    assert default.describe()["weights"].startswith(lite_weights_path(0).name)
+    assert custom.describe()["weights"].startswith(other.name) and custom.describe() != default.describe()

@@ -1,6 +1,7 @@
 """Backbones turn images into float feature vectors (frozen, as MHCLN's first stage)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,4 +56,13 @@ class Backbone:
         raise NotImplementedError(f"backbone {self.name} has no trainable torch module")
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "dim": self.dim, "preprocessing": self.preprocessing.to_dict()}
+        """What the backbone is — the feature cache is keyed by it, so it names the weights too
+        (file name and size; two weight files for one architecture never share cached features)."""
+        d = {"name": self.name, "dim": self.dim, "preprocessing": self.preprocessing.to_dict()}
+        w = getattr(self, "weights_path", None)
+        if w:
+            p = Path(w)
+            d["weights"] = f"{p.name}:{p.stat().st_size if p.is_file() else 'missing'}"
+        elif getattr(self, "weights_tag", None):
+            d["weights"] = str(self.weights_tag)
+        return d

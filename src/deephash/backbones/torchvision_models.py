@@ -37,6 +37,7 @@ class TorchvisionBackbone(Backbone):
                 break
         self.net = net.eval()
         self.name = f"torchvision:{arch}"
+        self.weights_path, self.weights_tag = weights_path, weights  # named in describe() (the cache key)
         with torch.no_grad():
             self.dim = int(self.net(torch.zeros(1, 3, image_size, image_size)).reshape(1, -1).shape[1])
 
