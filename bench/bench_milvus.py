@@ -65,15 +65,21 @@ def recall(D: np.ndarray, I: np.ndarray, D_ref: np.ndarray, I_ref: np.ndarray) -
     return tie_aware, overlap
 
 
+def _server_children(srv) -> list[int]:
+    """Pids of the local server launcher's children (the milvus process); raises OSError if gone."""
+    kids = []
+    for tid in os.listdir(f"/proc/{srv.proc.pid}/task"):
+        with open(f"/proc/{srv.proc.pid}/task/{tid}/children") as fh:
+            kids += [int(x) for x in fh.read().split()]
+    return kids
+
+
 def _server_rss_mb(srv) -> float | None:
     """Resident memory of the local server's milvus process (a child of the launcher), in MB."""
     if srv is None:
         return None
     try:
-        kids = []
-        for tid in os.listdir(f"/proc/{srv.proc.pid}/task"):
-            with open(f"/proc/{srv.proc.pid}/task/{tid}/children") as fh:
-                kids += [int(x) for x in fh.read().split()]
+        kids = _server_children(srv)
         total = 0.0
         for pid in kids:
             with open(f"/proc/{pid}/status") as fh:
@@ -94,10 +100,7 @@ def querynode_entity_bytes(srv) -> dict | None:
     import urllib.request
 
     try:
-        kids = []
-        for tid in os.listdir(f"/proc/{srv.proc.pid}/task"):
-            with open(f"/proc/{srv.proc.pid}/task/{tid}/children") as fh:
-                kids += [int(x) for x in fh.read().split()]
+        kids = _server_children(srv)
         with open(f"/proc/{kids[0]}/environ", "rb") as fh:
             env = dict(kv.split(b"=", 1) for kv in fh.read().split(b"\0") if b"=" in kv)
         port = int(env[b"METRICS_PORT"])

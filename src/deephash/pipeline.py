@@ -268,7 +268,7 @@ def update_index(archive: ImageArchive, checkpoint: str | os.PathLike, index_pat
             index.log_added(added)
         if gone:
             index.log_removed(gone)
-        rewrite = index.journal_bytes > fold_ratio * index_path.stat().st_size
+        rewrite = index.journal_outgrown(fold_ratio)
     if rewrite:
         index.save(index_path)
     return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewrite, index.journal_bytes)
@@ -308,33 +308,27 @@ def search_loaded(index: HashIndex, codes: np.ndarray, feats: np.ndarray, timing
 
     An index of quantisation codes (PQ / DPQ) is ranked by the ``hasher``'s asymmetric distance
     from the query's float features; its items carry ``distance`` instead of ``hamming``."""
-    if index.code_kind != "hamming":
-        if rerank:
-            raise ConfigError(f"--rerank is DLBHC's Hamming pool + feature re-ranking; this index holds "
-                              f"{index.code_kind!r} codes, which are ranked by asymmetric distance already")
-        if hasher is None or hasher.code_kind != index.code_kind:
-            raise ConfigError(f"this index holds {index.code_kind!r} codes: searching it needs the model that made them")
-        with Timer() as t:
-            D, I = index.search_asymmetric(lambda c: hasher.query_distances(feats, c), k)
-        keep = I[0] >= 0
-        rows = index.rows_of(I[0][keep])
-        results = [{"id": int(i), "distance": float(d), "label": _label_name(index, int(r)), "path": index.paths[int(r)]}
-                   for i, d, r in zip(I[0][keep], D[0][keep], rows)]
-        return {"results": results, "timings_ms": {k2: round(v * 1000, 3) for k2, v in {**timings, "search": t.seconds}.items()},
-                "code": codes[0].tobytes().hex(), "distance": f"asymmetric ({index.code_kind})"}
+    pq = index.code_kind != "hamming"
+    if pq and rerank:
+        raise ConfigError(f"--rerank is DLBHC's Hamming pool + feature re-ranking; this index holds "
+                          f"{index.code_kind!r} codes, which are ranked by asymmetric distance already")
+    if pq and (hasher is None or hasher.code_kind != index.code_kind):
+        raise ConfigError(f"this index holds {index.code_kind!r} codes: searching it needs the model that made them")
     with Timer() as t:
         if rerank:
             r = index.search_rerank(codes, feats, k)[0]
-            ids, ham, extra = r.ids, r.hamming, {"pool_size": r.pool_size, "radius": r.radius, "feature_distance": r.distances.tolist()}
+            ids, dist, extra = r.ids, r.hamming, {"pool_size": r.pool_size, "radius": r.radius, "feature_distance": r.distances.tolist()}
         else:
-            D, I = index.search(codes, k)
+            D, I = (index.search_asymmetric(lambda c: hasher.query_distances(feats, c), k) if pq
+                    else index.search(codes, k))
             keep = I[0] >= 0
-            ids, ham, extra = I[0][keep], D[0][keep], {}
+            ids, dist, extra = I[0][keep], D[0][keep], {}
     timings = {**timings, ("rerank" if rerank else "search"): t.seconds}
+    key, as_value = ("distance", float) if pq else ("hamming", int)
     rows = index.rows_of(ids) if len(ids) else np.zeros(0, np.int64)
     results = []
-    for i, (id_, h, row) in enumerate(zip(ids, ham, rows)):
-        item = {"id": int(id_), "hamming": int(h), "label": _label_name(index, int(row)), "path": index.paths[int(row)]}
+    for i, (id_, d, row) in enumerate(zip(ids, dist, rows)):
+        item = {"id": int(id_), key: as_value(d), "label": _label_name(index, int(row)), "path": index.paths[int(row)]}
         if rerank:
             item["feature_distance"] = float(extra["feature_distance"][i])
         results.append(item)
@@ -342,4 +336,6 @@ def search_loaded(index: HashIndex, codes: np.ndarray, feats: np.ndarray, timing
            "code": codes[0].tobytes().hex()}
     if rerank:
         out.update(pool_size=extra["pool_size"], radius=extra["radius"])
+    if pq:
+        out["distance"] = f"asymmetric ({index.code_kind})"
     return out

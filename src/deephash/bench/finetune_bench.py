@@ -68,9 +68,7 @@ def load_protocol_images(archive, protocol: str, *, seed: int = 0, tiny: bool = 
     t0 = time.perf_counter()
     p = resolve_protocol(protocol)
     labels = np.asarray(archive.labels)
-    names = np.asarray(getattr(archive, "splits", None) or [""] * len(labels))
-    # only the protocols that follow the source split read the names; they say so when they are missing
-    sp = p.split(labels, names if set(names.tolist()) <= {"train", "test"} else None, seed)
+    sp = p.split_archive(archive, seed)
     q, tr, db = sp.query_idx, sp.train_idx, sp.db_idx
     if tiny:
         q, tr, db = _few_per_class(q, labels, 3), _few_per_class(tr, labels, 8), _few_per_class(db, labels, 10)
@@ -109,6 +107,7 @@ def evaluate_finetuned(h, data: ProtocolImages, *, batch: int = 1024, rerank_que
     or asymmetric distance for quantisation codes — with the query classification accuracy where
     the method classifies, embedding speed and, with ``rerank_queries`` > 0, DLBHC's
     coarse-to-fine search (Hamming pool, re-ranked by the deep features) on that many random queries."""
+    from deephash.eval.metrics import evaluate_distances
     from deephash.eval.retrieval import coarse_to_fine_evaluation, hamming_map
     from deephash.train.finetune import embed_images
 
@@ -124,7 +123,8 @@ def evaluate_finetuned(h, data: ProtocolImages, *, batch: int = 1024, rerank_que
         res["map"] = hamming_map(cq, cdb, yq, ydb, data.topk)
         res["bit_mean"] = float(np.unpackbits(cdb, axis=1)[:, : h.n_bits].mean())
     else:  # quantisation codes: asymmetric distances, a chunk of queries at a time
-        res["map"] = _asymmetric_map(h, dq, cdb, yq, ydb, data.topk)
+        res["map"] = evaluate_distances(lambda sl: h.query_distances(dq[sl], cdb), len(yq), len(ydb), yq, ydb,
+                                        data.topk)["map"]
     res["distance"] = h.code_kind
     res["map_seconds"] = time.perf_counter() - tm
     res["query_accuracy"] = float((h.classify(dq) == yq).mean()) if hasattr(h, "classify") else None
@@ -139,14 +139,3 @@ def evaluate_finetuned(h, data: ProtocolImages, *, batch: int = 1024, rerank_que
         res["coarse_to_fine"] = c2f
     return res
 
-
-def _asymmetric_map(h, q_features: np.ndarray, db_codes: np.ndarray, yq: np.ndarray, ydb: np.ndarray,
-                    topk: int | None, chunk: int = 256) -> float:
-    from deephash.eval.metrics import mean_average_precision
-
-    total = 0.0
-    for s in range(0, len(yq), chunk):
-        D = h.query_distances(q_features[s : s + chunk], db_codes)
-        rel = yq[s : s + chunk, None] == ydb[None, :]
-        total += mean_average_precision(D, rel, topk) * len(D)
-    return total / max(1, len(yq))

@@ -146,6 +146,13 @@ class Protocol:
 
     # ------------------------------------------------------------------ splitting
 
+    def split_archive(self, archive: Any, seed: int = 0) -> "Split":
+        """:meth:`split` of an :class:`~deephash.data.ImageArchive`: its labels, and its split folders
+        as source splits when they are exactly 'train' / 'test' (the protocols that follow the
+        source split say so when an archive has none)."""
+        names = archive.splits if set(archive.splits) <= {"train", "test"} and any(archive.splits) else None
+        return self.split(archive.labels, names, seed)
+
     def split(self, labels: np.ndarray, split_names: Sequence[str] | None = None, seed: int = 0) -> "Split":
         """Query / training / database positions for a labels array (1-D int or 2-D multi-hot).
 

@@ -22,8 +22,7 @@ def protocol_split(archive: ImageArchive, protocol: Protocol, seed: int, split_f
     """The protocol's split for this archive: read from ``split_file`` or drawn and saved beside the report."""
     if split_file:
         return Split.load(split_file, archive.paths)
-    names = archive.splits if set(archive.splits) <= {"train", "test"} and any(archive.splits) else None
-    split = protocol.split(archive.labels, names, seed)
+    split = protocol.split_archive(archive, seed)
     split.save(out_dir / "split.json", archive.paths)
     return split
 

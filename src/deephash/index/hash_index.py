@@ -40,19 +40,30 @@ _TRAILER = b"DHEND\x00\x00\x00"
 CODE_KINDS = ("hamming", "pq")
 
 
+def _read_head(fh, path: Path, size: int) -> dict[str, Any]:
+    """Check the preamble of an open index file and return its JSON header (``fh`` then stands at
+    the first array); every way it can be wrong is an :class:`IndexFormatError` naming the file."""
+    if size < _PREAMBLE.size:
+        raise IndexFormatError(f"{path}: file is {size} bytes, too short to be a deephash index")
+    magic, version, _flags, hlen = _PREAMBLE.unpack(fh.read(_PREAMBLE.size))
+    if magic != MAGIC:
+        raise IndexFormatError(f"{path}: not a deephash index (expected magic {MAGIC!r}, found {magic!r})")
+    if version > FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{path}: index format version {version} was written by a newer deephash; this one reads up to {FORMAT_VERSION}"
+        )
+    if hlen > size - _PREAMBLE.size:
+        raise IndexFormatError(f"{path}: index file is truncated: its header alone would need {hlen} bytes")
+    try:
+        return json.loads(fh.read(hlen).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IndexFormatError(f"{path}: index header is corrupt ({e})") from None
+
+
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON header of an index file (sizes, arrays, token, meta) without reading its arrays."""
     with open(path, "rb") as fh:
-        pre = fh.read(_PREAMBLE.size)
-        if len(pre) < _PREAMBLE.size:
-            raise IndexFormatError(f"{path}: file is {len(pre)} bytes, too short to be a deephash index")
-        magic, _version, _flags, hlen = _PREAMBLE.unpack(pre)
-        if magic != MAGIC:
-            raise IndexFormatError(f"{path}: not a deephash index (expected magic {MAGIC!r}, found {magic!r})")
-        try:
-            return json.loads(fh.read(hlen).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise IndexFormatError(f"{path}: index header is corrupt ({e})") from None
+        return _read_head(fh, Path(path), os.fstat(fh.fileno()).st_size)
 
 
 def _append_rows(buf: np.ndarray | None, n: int, rows: np.ndarray) -> np.ndarray:
@@ -229,8 +240,8 @@ class HashIndex:
             for name, rows in (("codes", codes), ("ids", new_ids), ("labels", labels), ("features", features)):
                 if rows is not None:
                     self._buf[name] = _append_rows(self._buf[name] if m else None, m, rows)
-                elif not m:
-                    self._buf[name] = None if name in ("labels", "features") else self._buf[name]
+                elif not m:  # labels / features not given to an empty index: it stores none
+                    self._buf[name] = None
             self._n = m + n
             self.paths.extend(paths)
             self._next_id = max(self._next_id, int(new_ids.max()) + 1 if n else self._next_id)
@@ -396,6 +407,13 @@ class HashIndex:
         """Size of the journal of the bound file (0 when there is none)."""
         return 0 if self._journal is None else self._journal.nbytes
 
+    def journal_outgrown(self, ratio: float, min_bytes: int = 0) -> bool:
+        """Whether the journal exceeds ``max(min_bytes, ratio x the bound index file's size)``: the
+        point at which rewriting the file (``save``, which folds the journal in) pays."""
+        if self._journal is None or not self._journal.index_path.exists():
+            return False
+        return self.journal_bytes > max(min_bytes, ratio * self._journal.index_path.stat().st_size)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index atomically to ``path``.
 
@@ -451,23 +469,8 @@ class HashIndex:
         # streamed: every array is read straight into its own buffer (peak memory = the index once)
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            if size < _PREAMBLE.size:
-                raise IndexFormatError(f"{path}: file is {size} bytes, too short to be a deephash index")
-            magic, version, _flags, hlen = _PREAMBLE.unpack(fh.read(_PREAMBLE.size))
-            if magic != MAGIC:
-                raise IndexFormatError(f"{path}: not a deephash index (expected magic {MAGIC!r}, found {magic!r})")
-            if version > FORMAT_VERSION:
-                raise IndexFormatError(
-                    f"{path}: index format version {version} was written by a newer deephash; this one reads up to {FORMAT_VERSION}"
-                )
-            if hlen > size - _PREAMBLE.size:
-                raise IndexFormatError(f"{path}: index file is truncated: its header alone would need {hlen} bytes")
-            try:
-                header = json.loads(fh.read(hlen).decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise IndexFormatError(f"{path}: index header is corrupt ({e})") from None
-            pos = _PREAMBLE.size + hlen
-            expected = pos + sum(s["nbytes"] for s in header["arrays"]) + len(_TRAILER)
+            header = _read_head(fh, path, size)
+            expected = fh.tell() + sum(s["nbytes"] for s in header["arrays"]) + len(_TRAILER)
             if size != expected:
                 raise IndexFormatError(f"{path}: index file is truncated or padded: expected {expected} bytes, found {size}")
             arrays = {}

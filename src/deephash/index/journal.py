@@ -54,10 +54,7 @@ def journal_path(index_path: str | os.PathLike) -> Path:
 
 
 def _add_payload(index: "HashIndex", ids: np.ndarray) -> bytes:
-    # rows in index order (a vectorised lookup: the id -> row dict is rebuilt after every add)
-    rows = np.flatnonzero(np.isin(index.ids, ids))
-    if len(rows) != len(np.unique(ids)):
-        index.rows_of(ids)  # raises, naming the ids the index does not hold
+    rows = np.sort(index.rows_of(ids))  # in index order, so a replay rebuilds the same row order
     ids = index.ids[rows]
     arrays = {"codes": index.codes[rows]}
     if index.labels is not None:

@@ -45,12 +45,17 @@ class Hits:
                     self.pool_radius, cut(self.distance))
 
 
+def _candidate_rows(snap: Snapshot, class_index: int | None) -> np.ndarray:
+    """Every row of the snapshot, or those carrying the label ``class_index``."""
+    return np.arange(len(snap.ids)) if class_index is None else np.flatnonzero(label_mask(snap.labels, class_index))
+
+
 def run_asymmetric_search(snap_fn, query_distances, feat: np.ndarray, *, k: int, class_index: int | None) -> Hits:
     """Top ``k`` of a quantisation index (PQ / DPQ codes) by the model's asymmetric distance from the
     query's float features ``feat`` (1, D), optionally within one label; ties by row, as everywhere."""
     with Timer() as t:
         snap: Snapshot = snap_fn()
-        rows = np.arange(len(snap.ids)) if class_index is None else np.flatnonzero(label_mask(snap.labels, class_index))
+        rows = _candidate_rows(snap, class_index)
         d = query_distances(feat, snap.codes[rows])[0] if len(rows) else np.zeros(0, np.float32)
         o = np.lexsort((rows, d))[:k]
     return Hits(snap.ids[rows[o]], None, None, {"search": t.seconds}, distance=d[o])
@@ -76,7 +81,7 @@ def run_search(index: HashIndex, snap_fn, code: np.ndarray, feat: np.ndarray | N
 
     with Timer() as t:
         snap: Snapshot = snap_fn()
-        rows = np.arange(len(snap.ids)) if class_index is None else np.flatnonzero(label_mask(snap.labels, class_index))
+        rows = _candidate_rows(snap, class_index)
         d = hamming_matrix(code, snap.codes[rows])[0] if len(rows) else np.zeros(0, np.int32)
         if radius is not None:
             inside = d <= radius

@@ -298,11 +298,7 @@ class ServiceState:
 
         Called under the write lock after a change is durable in the journal, so a failure here
         loses nothing: it is logged and the journal simply keeps growing until a rewrite succeeds."""
-        try:
-            base = self.index_path.stat().st_size
-        except OSError:
-            return
-        if self.index.journal_bytes <= max(self.config.journal_compact_min_bytes, self.config.journal_compact_ratio * base):
+        if not self.index.journal_outgrown(self.config.journal_compact_ratio, self.config.journal_compact_min_bytes):
             return
         try:
             with Timer() as t:

@@ -368,7 +368,7 @@ def fine_tune(method: str, data, labels: np.ndarray | None = None, *, config: Fi
     if not isinstance(h, DeepHasher):
         raise ConfigError(f"{method} is not a network-trained method, so it cannot be fine-tuned end to end; "
                           "train it head-only (deephash train)")
-    if not getattr(h, "supervised", True):
+    if not h.supervised:
         raise ConfigError(f"{method} is unsupervised: its loss keeps the similarities of fixed backbone features, "
                           "which fine-tuning the backbone would move; train it head-only (deephash train)")
     h._validate()
