@@ -1,46 +1,43 @@
-"""Shared fixtures: a small real CIFAR-10 archive (a few hundred images) copied from the shared data."""
+"""Shared fixtures: synthetic CIFAR-10-shaped image archives (real JPEG files drawn by tests/synthetic.py),
+so that every test runs on every machine, with or without the CIFAR-10 archive."""
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from synthetic import make_archive
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
-    """Tests never touch the user's cache, except for the read-only CIFAR-10 unpack (shared across sessions)."""
+    """Tests never touch the user's cache: the whole session gets a private ``DEEPHASH_CACHE``."""
+    saved = os.environ.get("DEEPHASH_CACHE")
+    os.environ["DEEPHASH_CACHE"] = str(tmp_path_factory.mktemp("deephash_cache"))
     os.environ.setdefault("DEEPHASH_THREADS", "1")
     yield
+    if saved is None:
+        os.environ.pop("DEEPHASH_CACHE", None)
+    else:
+        os.environ["DEEPHASH_CACHE"] = saved
 
 
 @pytest.fixture(scope="session")
-def cifar_full():
-    from deephash.data import load_cifar10
+def cifar_full(tmp_path_factory):
+    """A CIFAR-10-shaped synthetic archive big enough for the named protocols' splits:
+    ``{train,test}/<class>/*.jpg``, 10 classes x (520 train + 100 test) 32 px JPEGs (6,200 images)."""
+    from deephash.data import open_archive
 
-    try:
-        return load_cifar10()
-    except Exception as e:  # pragma: no cover - only where the shared data is absent
-        pytest.skip(f"CIFAR-10 archive not available: {e}")
+    root = make_archive(tmp_path_factory.mktemp("synthetic_full") / "cifar10", {"train": 520, "test": 100}, seed=1)
+    return open_archive(root)
 
 
 @pytest.fixture(scope="session")
-def small_cifar(cifar_full, tmp_path_factory) -> Path:
-    """``root/{train,test}/<class>/*.jpg``: 30 train and 10 test images per class (400 images)."""
-    root = tmp_path_factory.mktemp("cifar_small") / "cifar10"
-    counts = {"train": 30, "test": 10}
-    seen: dict[tuple[str, int], int] = {}
-    for i, (p, lab, sp) in enumerate(zip(cifar_full.paths, cifar_full.labels, cifar_full.splits)):
-        key = (sp, int(lab))
-        if seen.get(key, 0) >= counts[sp]:
-            continue
-        seen[key] = seen.get(key, 0) + 1
-        dst = root / p
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(cifar_full.root / p, dst)
-    return root
+def small_cifar(tmp_path_factory) -> Path:
+    """``root/{train,test}/<class>/*.jpg``: 30 train and 10 test synthetic 32 px images per class (400 images)."""
+    return make_archive(tmp_path_factory.mktemp("cifar_small") / "cifar10", {"train": 30, "test": 10}, seed=0)
 
 
 @pytest.fixture()
