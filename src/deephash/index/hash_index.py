@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from deephash.names import display_path, name_bytes, name_from_bytes
 from deephash.errors import ConfigError, DataError, IndexFormatError
 from deephash.index.codes import check_codes, check_n_bits
 from deephash.index.search import SEARCHERS, ExactSearcher
@@ -38,6 +39,9 @@ _PREAMBLE = struct.Struct("<8sIIQ")  # magic, version, flags, header length
 _TRAILER = b"DHEND\x00\x00\x00"
 #: what the stored bytes are: packed bits (Hamming) or quantisation codeword indices (asymmetric distance)
 CODE_KINDS = ("hamming", "pq")
+#: how the paths array stores names: their file-system bytes (os.fsencode) separated by NUL; files
+#: without the header field store newline-separated UTF-8
+PATH_ENCODING = "fsbytes-nul"
 
 
 def _read_head(fh, path: Path, size: int) -> dict[str, Any]:
@@ -58,6 +62,32 @@ def _read_head(fh, path: Path, size: int) -> dict[str, Any]:
         return json.loads(fh.read(hlen).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise IndexFormatError(f"{path}: index header is corrupt ({e})") from None
+
+
+def _check_paths(paths: Sequence[str]) -> None:
+    """Every name must be storable as file-name bytes: no NUL (the separator; Linux forbids it too)
+    and no lone surrogate other than those ``os.fsdecode`` makes of undecodable bytes."""
+    for p in paths:
+        if "\0" in p:
+            raise ConfigError(f"image paths may not contain NUL characters; got {display_path(p)!r}")
+        try:
+            name_bytes(p)
+        except UnicodeEncodeError:
+            raise ConfigError(f"image path {p.encode('utf-8', 'backslashreplace').decode()!r} is not a file name "
+                              "(it holds a lone surrogate that no file-name byte decodes to)") from None
+
+
+def _decode_paths(raw: bytes, header: dict[str, Any], path: Path) -> list[str]:
+    """The paths array of a file: NUL-separated file-name bytes (``path_encoding`` "fsbytes-nul"), or in
+    files written before it, newline-separated UTF-8."""
+    if not header["n_paths"]:
+        return []
+    if header.get("path_encoding") == PATH_ENCODING:
+        return [name_from_bytes(b) for b in raw.split(b"\0")]
+    try:
+        return raw.decode("utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise IndexFormatError(f"{path}: the paths array is not UTF-8 ({e})") from None
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
@@ -213,11 +243,10 @@ class HashIndex:
                     raise ConfigError("ids must be non-negative (-1 marks padding in results)")
             if paths is None:
                 paths = [""] * n
-            paths = [str(p) for p in paths]
+            paths = [os.fsdecode(p) if isinstance(p, bytes) else str(p) for p in paths]
             if len(paths) != n:
                 raise ConfigError(f"got {n} codes but {len(paths)} paths")
-            if any("\n" in p for p in paths):
-                raise ConfigError("image paths may not contain newlines")
+            _check_paths(paths)
             if len(self) and (labels is None) != (self.labels is None):
                 raise ConfigError("this index " + ("stores" if self.labels is not None else "does not store") + " labels; pass them consistently")
             if len(self) and (features is None) != (self.features is None):
@@ -428,7 +457,8 @@ class HashIndex:
             if self._journal is not None and Path(path).resolve() == self._journal.index_path.resolve():
                 self._journal.check_unchanged()  # never fold away another writer's changes
             arrays: dict[str, np.ndarray] = {"codes": self.codes, "ids": self.ids}
-            arrays["paths"] = np.frombuffer("\n".join(self.paths).encode("utf-8"), dtype=np.uint8)
+            # file names are bytes on Linux: stored as they are (os.fsencode), NUL-separated
+            arrays["paths"] = np.frombuffer(b"\0".join(name_bytes(p) for p in self.paths), dtype=np.uint8)
             if self.labels is not None:
                 arrays["labels"] = self.labels
             if self.features is not None:
@@ -443,7 +473,7 @@ class HashIndex:
             header = {
                 "n_bits": self.n_bits, "n": len(self), "next_id": self._next_id, "searcher": self.searcher_name,
                 "feature_dtype": self.feature_dtype, "code_kind": self.code_kind, "class_names": self.class_names, "meta": self.meta,
-                "n_paths": len(self.paths), "arrays": specs,
+                "n_paths": len(self.paths), "path_encoding": PATH_ENCODING, "arrays": specs,
             }
             # the token a journal names: a digest of the header (sizes and CRC32 of every array), so
             # equal content saves to equal bytes, and a changed index gets another token
@@ -488,8 +518,7 @@ class HashIndex:
                   meta=header.get("meta"), class_names=header.get("class_names"),
                   feature_dtype=header.get("feature_dtype", "float16"), code_kind=header.get("code_kind", "hamming"))
         idx.codes, idx.ids = arrays["codes"], arrays["ids"]  # codes first: its length sets the size
-        text = arrays["paths"].tobytes().decode("utf-8")
-        idx.paths = text.split("\n") if header["n_paths"] else []
+        idx.paths = _decode_paths(arrays["paths"].tobytes(), header, path)
         idx.labels = arrays.get("labels")
         idx.features = arrays.get("features")
         idx._next_id = int(header.get("next_id", len(idx.ids)))
