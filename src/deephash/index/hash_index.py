@@ -90,6 +90,125 @@ def _decode_paths(raw: bytes, header: dict[str, Any], path: Path) -> list[str]:
         raise IndexFormatError(f"{path}: the paths array is not UTF-8 ({e})") from None
 
 
+#: what each stored array must be: allowed dtypes and number of dimensions (labels: single-label
+#: int64 class numbers, or multi-hot uint8 rows)
+_ARRAY_SPECS = {
+    "codes": ({"|u1"}, (2,)), "ids": ({"<i8"}, (1,)), "paths": ({"|u1"}, (1,)),
+    "labels": ({"<i8", "|u1"}, (1, 2)), "features": ({"<f2", "<f4"}, (2,)),
+}
+_REQUIRED_ARRAYS = ("codes", "ids", "paths")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_header(header: Any, path: Path, body_bytes: int) -> list[dict[str, Any]]:
+    """Validate an index header against its schema before anything is allocated: field types and
+    ranges, every array's dtype, shape and byte size, and the sizes against the file's; returns the
+    array specs. ``body_bytes``: the bytes the file holds between the header and the end marker."""
+    def bad(why: str) -> IndexFormatError:
+        return IndexFormatError(f"{path}: index header is not valid: {why}")
+
+    if not isinstance(header, dict):
+        raise bad(f"expected a JSON object, found {type(header).__name__}")
+    for key, check, what in (
+        ("n_bits", lambda v: _is_int(v) and 8 <= v <= 1024 and v % 8 == 0, "a multiple of 8 between 8 and 1024"),
+        ("n", lambda v: _is_int(v) and v >= 0, "a count >= 0"),
+        ("n_paths", lambda v: _is_int(v) and v >= 0, "a count >= 0"),
+        ("arrays", lambda v: isinstance(v, list), "a list of array descriptions"),
+    ):
+        if key not in header:
+            raise bad(f"field {key!r} is missing")
+        if not check(header[key]):
+            raise bad(f"field {key!r} must be {what}; found {header[key]!r:.80}")
+    for key, check, what in (
+        ("next_id", lambda v: _is_int(v) and v >= 0, "an id >= 0"),
+        ("searcher", lambda v: isinstance(v, str), "a searcher name"),
+        ("feature_dtype", lambda v: v in ("float16", "float32"), "'float16' or 'float32'"),
+        ("code_kind", lambda v: v in CODE_KINDS, f"one of {list(CODE_KINDS)}"),
+        ("class_names", lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), "a list of strings"),
+        ("meta", lambda v: isinstance(v, dict), "a JSON object"),
+        ("token", lambda v: isinstance(v, str) and len(v) == 32 and all(c in "0123456789abcdef" for c in v), "32 hex digits"),
+        ("path_encoding", lambda v: v == PATH_ENCODING, repr(PATH_ENCODING)),
+    ):
+        if key in header and header[key] is not None and not check(header[key]):
+            raise bad(f"field {key!r} must be {what}; found {header[key]!r:.80}")
+    n, total, seen = header["n"], 0, set()
+    for s in header["arrays"]:
+        if not isinstance(s, dict) or not isinstance(s.get("name"), str):
+            raise bad(f"every array description must be an object with a name; found {s!r:.80}")
+        name = s["name"]
+        if name not in _ARRAY_SPECS:
+            raise bad(f"unknown array {name!r:.40} (expected {', '.join(_ARRAY_SPECS)})")
+        if name in seen:
+            raise bad(f"array {name!r} is described twice")
+        seen.add(name)
+        dtypes, ndims = _ARRAY_SPECS[name]
+        if s.get("dtype") not in dtypes:
+            raise bad(f"array {name!r} must have dtype {' or '.join(sorted(dtypes))}; found {s.get('dtype')!r:.40}")
+        shape = s.get("shape")
+        if not isinstance(shape, list) or len(shape) not in ndims or not all(_is_int(d) and d >= 0 for d in shape):
+            raise bad(f"array {name!r} must have a shape of {' or '.join(map(str, ndims))} sizes >= 0; found {shape!r:.80}")
+        if not (_is_int(s.get("nbytes")) and _is_int(s.get("crc32"))):
+            raise bad(f"array {name!r} lacks its byte size or checksum")
+        nbytes = int(np.prod(shape, dtype=object)) * np.dtype(s["dtype"]).itemsize
+        if nbytes != s["nbytes"]:
+            raise bad(f"array {name!r} of shape {shape} and dtype {s['dtype']} needs {nbytes} bytes; the header says {s['nbytes']}")
+        if name != "paths" and shape[0] != n:
+            raise bad(f"array {name!r} has {shape[0]} rows; the index holds n={n}")
+        total += nbytes
+        if total > body_bytes:  # before any allocation: sizes are bounded by the file's size
+            raise IndexFormatError(f"{path}: index file is truncated or its header lies: the arrays need more than the "
+                                   f"{body_bytes} bytes the file holds")
+    missing = [a for a in _REQUIRED_ARRAYS if a not in seen]
+    if missing:
+        raise bad(f"array(s) {', '.join(missing)} missing")
+    specs = {s["name"]: s for s in header["arrays"]}
+    width = specs["codes"]["shape"][1]
+    if width * 8 != header["n_bits"]:
+        raise bad(f"codes have {width * 8} bits per row; the header says n_bits={header['n_bits']}")
+    fdt = {"float16": "<f2", "float32": "<f4"}[header.get("feature_dtype") or "float16"]
+    if "features" in specs and specs["features"]["dtype"] != fdt:
+        raise bad(f"features are {specs['features']['dtype']}; the header says feature_dtype={header.get('feature_dtype')}")
+    if "labels" in specs:
+        lab = specs["labels"]
+        if (lab["dtype"] == "<i8") != (len(lab["shape"]) == 1):
+            raise bad("labels must be int64 class numbers (n,) or uint8 multi-hot rows (n, classes)")
+    return header["arrays"]
+
+
+def _check_arrays(header: dict[str, Any], arrays: dict[str, np.ndarray], paths: list[str], path: Path) -> None:
+    """The arrays against each other and the header: one path per row, unique ids >= 0 below
+    next_id, labels within the class names."""
+    def bad(why: str) -> IndexFormatError:
+        return IndexFormatError(f"{path}: index arrays are inconsistent: {why}")
+
+    n, ids = header["n"], arrays["ids"]
+    if len(paths) != n or header["n_paths"] != n:
+        raise bad(f"{len(paths)} paths (header n_paths={header['n_paths']}) for n={n} images")
+    if n:
+        if ids.min() < 0:
+            raise bad(f"negative id {int(ids.min())}")
+        if len(np.unique(ids)) != n:
+            raise bad("ids are not unique")
+        nxt = header.get("next_id")
+        if nxt is not None and nxt <= int(ids.max()):
+            raise bad(f"next_id={nxt} is not above the largest id {int(ids.max())} (new ids would collide)")
+    labels, names = arrays.get("labels"), header.get("class_names") or []
+    if labels is not None and n:
+        if labels.ndim == 1:
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < -1 or (names and hi >= len(names)):
+                raise bad(f"labels range over [{lo}, {hi}]; expected -1 (none) up to {len(names) - 1} "
+                          f"({len(names)} class names)" if names else f"labels go down to {lo}; expected >= -1")
+        else:
+            if names and labels.shape[1] != len(names):
+                raise bad(f"multi-hot labels have {labels.shape[1]} columns for {len(names)} class names")
+            if labels.max() > 1:
+                raise bad("multi-hot labels hold values other than 0 and 1")
+
+
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON header of an index file (sizes, arrays, token, meta) without reading its arrays."""
     with open(path, "rb") as fh:
@@ -500,6 +619,7 @@ class HashIndex:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             header = _read_head(fh, path, size)
+            _check_header(header, path, size - fh.tell() - len(_TRAILER))
             expected = fh.tell() + sum(s["nbytes"] for s in header["arrays"]) + len(_TRAILER)
             if size != expected:
                 raise IndexFormatError(f"{path}: index file is truncated or padded: expected {expected} bytes, found {size}")
@@ -514,14 +634,17 @@ class HashIndex:
                 arrays[s["name"]] = a
             if fh.read(len(_TRAILER)) != _TRAILER:
                 raise IndexFormatError(f"{path}: index file is truncated or padded: its end marker is missing")
-        idx = cls(header["n_bits"], searcher=searcher or header.get("searcher", "faiss-flat"), n_threads=n_threads,
+        paths = _decode_paths(arrays["paths"].tobytes(), header, path)
+        _check_arrays(header, arrays, paths, path)
+        idx = cls(header["n_bits"], searcher=searcher or header.get("searcher") or "faiss-flat", n_threads=n_threads,
                   meta=header.get("meta"), class_names=header.get("class_names"),
-                  feature_dtype=header.get("feature_dtype", "float16"), code_kind=header.get("code_kind", "hamming"))
+                  feature_dtype=header.get("feature_dtype") or "float16", code_kind=header.get("code_kind") or "hamming")
         idx.codes, idx.ids = arrays["codes"], arrays["ids"]  # codes first: its length sets the size
-        idx.paths = _decode_paths(arrays["paths"].tobytes(), header, path)
+        idx.paths = paths
         idx.labels = arrays.get("labels")
         idx.features = arrays.get("features")
-        idx._next_id = int(header.get("next_id", len(idx.ids)))
+        nxt = header.get("next_id")
+        idx._next_id = int(nxt) if nxt is not None else (int(idx.ids.max()) + 1 if len(idx.ids) else 0)
         if header.get("token"):  # files from before the journal have none, and so no journal
             from deephash.index.journal import Journal
 
