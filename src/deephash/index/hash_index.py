@@ -574,6 +574,7 @@ class HashIndex:
 
         with self._lock:
             if self._journal is not None and Path(path).resolve() == self._journal.index_path.resolve():
+                self._journal.refuse_if_damaged()  # never fold away intact records behind a damaged one
                 self._journal.check_unchanged()  # never fold away another writer's changes
             arrays: dict[str, np.ndarray] = {"codes": self.codes, "ids": self.ids}
             # file names are bytes on Linux: stored as they are (os.fsencode), NUL-separated
