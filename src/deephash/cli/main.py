@@ -9,6 +9,7 @@ import click
 
 from deephash import __version__
 from deephash.errors import DeepHashError
+from deephash.names import display_path
 
 
 class DeepHashGroup(click.Group):
@@ -97,7 +98,7 @@ def _report_skipped(skipped) -> None:
     if skipped:
         click.echo(f"skipped {len(skipped)} file(s):", err=True)
         for p, r in skipped[:20]:
-            click.echo(f"  {p}: {r}", err=True)
+            click.echo(f"  {display_path(str(p))}: {display_path(str(r))}", err=True)
         if len(skipped) > 20:
             click.echo(f"  ... and {len(skipped) - 20} more", err=True)
 
@@ -183,7 +184,7 @@ def encode(checkpoint, images, out):
         click.echo(f"wrote {len(arr)} codes to {out}")
     else:
         for f, c in zip(good, arr):
-            click.echo(f"{c.tobytes().hex()}  {f}")
+            click.echo(f"{c.tobytes().hex()}  {display_path(str(f))}")
 
 
 @cli.command("index")
@@ -224,10 +225,12 @@ def search(index_path, image, k, rerank, as_json):
     from deephash.pipeline import search_image
 
     res = search_image(index_path, image, k=k, rerank=rerank)
+    for r in res["results"]:  # file names are bytes: shown readably (\xNN for bytes that are not UTF-8)
+        r["path"] = display_path(r["path"])
     if as_json:
         click.echo(json.dumps(res, indent=2))
         return
-    click.echo(f"query {image}  ({res['timings_ms']})")
+    click.echo(f"query {display_path(image)}  ({res['timings_ms']})")
     col = "hamming" if "distance" not in res else "distance"  # PQ / DPQ indexes: asymmetric distance
     click.echo(f"{'rank':>4}  {'id':>7}  {col:>9}  {'label':<12} path")
     for i, r in enumerate(res["results"], 1):

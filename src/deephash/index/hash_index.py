@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from deephash.names import display_path, name_bytes, name_from_bytes
 from deephash.errors import ConfigError, DataError, IndexFormatError
 from deephash.index.codes import check_codes, check_n_bits
 from deephash.index.search import SEARCHERS, ExactSearcher
@@ -38,6 +39,9 @@ _PREAMBLE = struct.Struct("<8sIIQ")  # magic, version, flags, header length
 _TRAILER = b"DHEND\x00\x00\x00"
 #: what the stored bytes are: packed bits (Hamming) or quantisation codeword indices (asymmetric distance)
 CODE_KINDS = ("hamming", "pq")
+#: how the paths array stores names: their file-system bytes (os.fsencode) separated by NUL; files
+#: without the header field store newline-separated UTF-8
+PATH_ENCODING = "fsbytes-nul"
 
 
 def _read_head(fh, path: Path, size: int) -> dict[str, Any]:
@@ -58,6 +62,151 @@ def _read_head(fh, path: Path, size: int) -> dict[str, Any]:
         return json.loads(fh.read(hlen).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise IndexFormatError(f"{path}: index header is corrupt ({e})") from None
+
+
+def _check_paths(paths: Sequence[str]) -> None:
+    """Every name must be storable as file-name bytes: no NUL (the separator; Linux forbids it too)
+    and no lone surrogate other than those ``os.fsdecode`` makes of undecodable bytes."""
+    for p in paths:
+        if "\0" in p:
+            raise ConfigError(f"image paths may not contain NUL characters; got {display_path(p)!r}")
+        try:
+            name_bytes(p)
+        except UnicodeEncodeError:
+            raise ConfigError(f"image path {p.encode('utf-8', 'backslashreplace').decode()!r} is not a file name "
+                              "(it holds a lone surrogate that no file-name byte decodes to)") from None
+
+
+def _decode_paths(raw: bytes, header: dict[str, Any], path: Path) -> list[str]:
+    """The paths array of a file: NUL-separated file-name bytes (``path_encoding`` "fsbytes-nul"), or in
+    files written before it, newline-separated UTF-8."""
+    if not header["n_paths"]:
+        return []
+    if header.get("path_encoding") == PATH_ENCODING:
+        return [name_from_bytes(b) for b in raw.split(b"\0")]
+    try:
+        return raw.decode("utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise IndexFormatError(f"{path}: the paths array is not UTF-8 ({e})") from None
+
+
+#: what each stored array must be: allowed dtypes and number of dimensions (labels: single-label
+#: int64 class numbers, or multi-hot uint8 rows)
+_ARRAY_SPECS = {
+    "codes": ({"|u1"}, (2,)), "ids": ({"<i8"}, (1,)), "paths": ({"|u1"}, (1,)),
+    "labels": ({"<i8", "|u1"}, (1, 2)), "features": ({"<f2", "<f4"}, (2,)),
+}
+_REQUIRED_ARRAYS = ("codes", "ids", "paths")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_header(header: Any, path: Path, body_bytes: int) -> list[dict[str, Any]]:
+    """Validate an index header against its schema before anything is allocated: field types and
+    ranges, every array's dtype, shape and byte size, and the sizes against the file's; returns the
+    array specs. ``body_bytes``: the bytes the file holds between the header and the end marker."""
+    def bad(why: str) -> IndexFormatError:
+        return IndexFormatError(f"{path}: index header is not valid: {why}")
+
+    if not isinstance(header, dict):
+        raise bad(f"expected a JSON object, found {type(header).__name__}")
+    for key, check, what in (
+        ("n_bits", lambda v: _is_int(v) and 8 <= v <= 1024 and v % 8 == 0, "a multiple of 8 between 8 and 1024"),
+        ("n", lambda v: _is_int(v) and v >= 0, "a count >= 0"),
+        ("n_paths", lambda v: _is_int(v) and v >= 0, "a count >= 0"),
+        ("arrays", lambda v: isinstance(v, list), "a list of array descriptions"),
+    ):
+        if key not in header:
+            raise bad(f"field {key!r} is missing")
+        if not check(header[key]):
+            raise bad(f"field {key!r} must be {what}; found {header[key]!r:.80}")
+    for key, check, what in (
+        ("next_id", lambda v: _is_int(v) and v >= 0, "an id >= 0"),
+        ("searcher", lambda v: isinstance(v, str), "a searcher name"),
+        ("feature_dtype", lambda v: v in ("float16", "float32"), "'float16' or 'float32'"),
+        ("code_kind", lambda v: v in CODE_KINDS, f"one of {list(CODE_KINDS)}"),
+        ("class_names", lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), "a list of strings"),
+        ("meta", lambda v: isinstance(v, dict), "a JSON object"),
+        ("token", lambda v: isinstance(v, str) and len(v) == 32 and all(c in "0123456789abcdef" for c in v), "32 hex digits"),
+        ("path_encoding", lambda v: v == PATH_ENCODING, repr(PATH_ENCODING)),
+    ):
+        if key in header and header[key] is not None and not check(header[key]):
+            raise bad(f"field {key!r} must be {what}; found {header[key]!r:.80}")
+    n, total, seen = header["n"], 0, set()
+    for s in header["arrays"]:
+        if not isinstance(s, dict) or not isinstance(s.get("name"), str):
+            raise bad(f"every array description must be an object with a name; found {s!r:.80}")
+        name = s["name"]
+        if name not in _ARRAY_SPECS:
+            raise bad(f"unknown array {name!r:.40} (expected {', '.join(_ARRAY_SPECS)})")
+        if name in seen:
+            raise bad(f"array {name!r} is described twice")
+        seen.add(name)
+        dtypes, ndims = _ARRAY_SPECS[name]
+        if s.get("dtype") not in dtypes:
+            raise bad(f"array {name!r} must have dtype {' or '.join(sorted(dtypes))}; found {s.get('dtype')!r:.40}")
+        shape = s.get("shape")
+        if not isinstance(shape, list) or len(shape) not in ndims or not all(_is_int(d) and d >= 0 for d in shape):
+            raise bad(f"array {name!r} must have a shape of {' or '.join(map(str, ndims))} sizes >= 0; found {shape!r:.80}")
+        if not (_is_int(s.get("nbytes")) and _is_int(s.get("crc32"))):
+            raise bad(f"array {name!r} lacks its byte size or checksum")
+        nbytes = int(np.prod(shape, dtype=object)) * np.dtype(s["dtype"]).itemsize
+        if nbytes != s["nbytes"]:
+            raise bad(f"array {name!r} of shape {shape} and dtype {s['dtype']} needs {nbytes} bytes; the header says {s['nbytes']}")
+        if name != "paths" and shape[0] != n:
+            raise bad(f"array {name!r} has {shape[0]} rows; the index holds n={n}")
+        total += nbytes
+        if total > body_bytes:  # before any allocation: sizes are bounded by the file's size
+            raise IndexFormatError(f"{path}: index file is truncated or its header lies: the arrays need more than the "
+                                   f"{body_bytes} bytes the file holds")
+    missing = [a for a in _REQUIRED_ARRAYS if a not in seen]
+    if missing:
+        raise bad(f"array(s) {', '.join(missing)} missing")
+    specs = {s["name"]: s for s in header["arrays"]}
+    width = specs["codes"]["shape"][1]
+    if width * 8 != header["n_bits"]:
+        raise bad(f"codes have {width * 8} bits per row; the header says n_bits={header['n_bits']}")
+    fdt = {"float16": "<f2", "float32": "<f4"}[header.get("feature_dtype") or "float16"]
+    if "features" in specs and specs["features"]["dtype"] != fdt:
+        raise bad(f"features are {specs['features']['dtype']}; the header says feature_dtype={header.get('feature_dtype')}")
+    if "labels" in specs:
+        lab = specs["labels"]
+        if (lab["dtype"] == "<i8") != (len(lab["shape"]) == 1):
+            raise bad("labels must be int64 class numbers (n,) or uint8 multi-hot rows (n, classes)")
+    return header["arrays"]
+
+
+def _check_arrays(header: dict[str, Any], arrays: dict[str, np.ndarray], paths: list[str], path: Path) -> None:
+    """The arrays against each other and the header: one path per row, unique ids >= 0 below
+    next_id, labels within the class names."""
+    def bad(why: str) -> IndexFormatError:
+        return IndexFormatError(f"{path}: index arrays are inconsistent: {why}")
+
+    n, ids = header["n"], arrays["ids"]
+    if len(paths) != n or header["n_paths"] != n:
+        raise bad(f"{len(paths)} paths (header n_paths={header['n_paths']}) for n={n} images")
+    if n:
+        if ids.min() < 0:
+            raise bad(f"negative id {int(ids.min())}")
+        if len(np.unique(ids)) != n:
+            raise bad("ids are not unique")
+        nxt = header.get("next_id")
+        if nxt is not None and nxt <= int(ids.max()):
+            raise bad(f"next_id={nxt} is not above the largest id {int(ids.max())} (new ids would collide)")
+    labels, names = arrays.get("labels"), header.get("class_names") or []
+    if labels is not None and n:
+        if labels.ndim == 1:
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < -1 or (names and hi >= len(names)):
+                raise bad(f"labels range over [{lo}, {hi}]; expected -1 (none) up to {len(names) - 1} "
+                          f"({len(names)} class names)" if names else f"labels go down to {lo}; expected >= -1")
+        else:
+            if names and labels.shape[1] != len(names):
+                raise bad(f"multi-hot labels have {labels.shape[1]} columns for {len(names)} class names")
+            if labels.max() > 1:
+                raise bad("multi-hot labels hold values other than 0 and 1")
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
@@ -213,11 +362,10 @@ class HashIndex:
                     raise ConfigError("ids must be non-negative (-1 marks padding in results)")
             if paths is None:
                 paths = [""] * n
-            paths = [str(p) for p in paths]
+            paths = [os.fsdecode(p) if isinstance(p, bytes) else str(p) for p in paths]
             if len(paths) != n:
                 raise ConfigError(f"got {n} codes but {len(paths)} paths")
-            if any("\n" in p for p in paths):
-                raise ConfigError("image paths may not contain newlines")
+            _check_paths(paths)
             if len(self) and (labels is None) != (self.labels is None):
                 raise ConfigError("this index " + ("stores" if self.labels is not None else "does not store") + " labels; pass them consistently")
             if len(self) and (features is None) != (self.features is None):
@@ -426,9 +574,11 @@ class HashIndex:
 
         with self._lock:
             if self._journal is not None and Path(path).resolve() == self._journal.index_path.resolve():
+                self._journal.refuse_if_damaged()  # never fold away intact records behind a damaged one
                 self._journal.check_unchanged()  # never fold away another writer's changes
             arrays: dict[str, np.ndarray] = {"codes": self.codes, "ids": self.ids}
-            arrays["paths"] = np.frombuffer("\n".join(self.paths).encode("utf-8"), dtype=np.uint8)
+            # file names are bytes on Linux: stored as they are (os.fsencode), NUL-separated
+            arrays["paths"] = np.frombuffer(b"\0".join(name_bytes(p) for p in self.paths), dtype=np.uint8)
             if self.labels is not None:
                 arrays["labels"] = self.labels
             if self.features is not None:
@@ -443,7 +593,7 @@ class HashIndex:
             header = {
                 "n_bits": self.n_bits, "n": len(self), "next_id": self._next_id, "searcher": self.searcher_name,
                 "feature_dtype": self.feature_dtype, "code_kind": self.code_kind, "class_names": self.class_names, "meta": self.meta,
-                "n_paths": len(self.paths), "arrays": specs,
+                "n_paths": len(self.paths), "path_encoding": PATH_ENCODING, "arrays": specs,
             }
             # the token a journal names: a digest of the header (sizes and CRC32 of every array), so
             # equal content saves to equal bytes, and a changed index gets another token
@@ -470,6 +620,7 @@ class HashIndex:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             header = _read_head(fh, path, size)
+            _check_header(header, path, size - fh.tell() - len(_TRAILER))
             expected = fh.tell() + sum(s["nbytes"] for s in header["arrays"]) + len(_TRAILER)
             if size != expected:
                 raise IndexFormatError(f"{path}: index file is truncated or padded: expected {expected} bytes, found {size}")
@@ -484,15 +635,17 @@ class HashIndex:
                 arrays[s["name"]] = a
             if fh.read(len(_TRAILER)) != _TRAILER:
                 raise IndexFormatError(f"{path}: index file is truncated or padded: its end marker is missing")
-        idx = cls(header["n_bits"], searcher=searcher or header.get("searcher", "faiss-flat"), n_threads=n_threads,
+        paths = _decode_paths(arrays["paths"].tobytes(), header, path)
+        _check_arrays(header, arrays, paths, path)
+        idx = cls(header["n_bits"], searcher=searcher or header.get("searcher") or "faiss-flat", n_threads=n_threads,
                   meta=header.get("meta"), class_names=header.get("class_names"),
-                  feature_dtype=header.get("feature_dtype", "float16"), code_kind=header.get("code_kind", "hamming"))
+                  feature_dtype=header.get("feature_dtype") or "float16", code_kind=header.get("code_kind") or "hamming")
         idx.codes, idx.ids = arrays["codes"], arrays["ids"]  # codes first: its length sets the size
-        text = arrays["paths"].tobytes().decode("utf-8")
-        idx.paths = text.split("\n") if header["n_paths"] else []
+        idx.paths = paths
         idx.labels = arrays.get("labels")
         idx.features = arrays.get("features")
-        idx._next_id = int(header.get("next_id", len(idx.ids)))
+        nxt = header.get("next_id")
+        idx._next_id = int(nxt) if nxt is not None else (int(idx.ids.max()) + 1 if len(idx.ids) else 0)
         if header.get("token"):  # files from before the journal have none, and so no journal
             from deephash.index.journal import Journal
 

@@ -10,7 +10,9 @@ An *add* payload is a small JSON header (ids, paths, dtypes and shapes) followed
 codes, labels and features; a *remove* payload is the ids, int64. Each append is flushed and
 fsync'ed before it returns, so an acknowledged change survives a crash. On load the records are
 replayed in order; a record cut short by a crash (or failing its checksum) ends the replay there
-and is cut off by the next append. A journal whose token is not the index file's belongs to an
+and is cut off by the next append — unless intact records follow it: that is corruption inside the
+journal, not an append cut short, and every write (append or save over the file) is then refused,
+with a message saying so, until the user restores the journal or moves it aside. A journal whose token is not the index file's belongs to an
 older index file (the process died between rewriting the index and deleting the journal): its
 changes are already in the index, so it is ignored and removed by the next save.
 
@@ -96,6 +98,25 @@ def _records(data: bytes, pos: int):
         pos = end
 
 
+def _record_at(data: bytes, pos: int) -> int | None:
+    """End of the complete, checksum-valid record starting at ``pos``, else None."""
+    return next((end for _op, _payload, end in _records(data, pos)), None)
+
+
+def _intact_after(data: bytes, pos: int) -> int:
+    """How many complete, checksum-valid records lie after byte ``pos`` (found by their tag): any
+    means the damage at ``pos`` is corruption inside the journal, not an append cut short."""
+    count, i = 0, data.find(_REC_TAG, pos + 1)
+    while i != -1:
+        end = _record_at(data, i)
+        if end is not None:
+            count += 1
+            i = data.find(_REC_TAG, end)
+        else:
+            i = data.find(_REC_TAG, i + 1)
+    return count
+
+
 class Journal:
     """Appends changes of an index to ``<index>.journal``; see the module docstring for the format."""
 
@@ -104,6 +125,8 @@ class Journal:
         self.path = journal_path(index_path)
         self.token = token
         self.good_bytes: int | None = None  # set by replay: where the last complete record ends
+        #: set by replay when a damaged record has intact ones after it: why writes are refused
+        self.damage: str | None = None
 
     @property
     def nbytes(self) -> int:
@@ -129,17 +152,34 @@ class Journal:
             self.good_bytes = None
             return 0
         pos, applied = _HEAD.size, 0
+        self.damage = None
         for op, payload, end in _records(data, _HEAD.size):
-            if op == OP_ADD:
-                _apply_add(index, payload)
-            elif op == OP_REMOVE:
-                index.remove(np.frombuffer(payload, dtype="<i8"))
-            else:
-                raise IndexFormatError(f"{self.path}: unknown journal operation {op} at byte {pos}")
+            try:
+                if op == OP_ADD:
+                    _apply_add(index, payload)
+                elif op == OP_REMOVE:
+                    if len(payload) % 8:
+                        raise ValueError(f"a removal of {len(payload)} bytes is not a list of int64 ids")
+                    index.remove(np.frombuffer(payload, dtype="<i8"))
+                else:
+                    raise IndexFormatError(f"{self.path}: unknown journal operation {op} at byte {pos}")
+            except (ValueError, KeyError, TypeError, IndexError, struct.error) as e:
+                raise IndexFormatError(f"{self.path}: journal record at byte {pos} is malformed "
+                                       f"({type(e).__name__}: {e})") from None
             pos, applied = end, applied + 1
         if pos < len(data):
-            log.warning("%s: %d trailing bytes after the last complete record (an interrupted append) are ignored",
-                        self.path, len(data) - pos)
+            later = _intact_after(data, pos)
+            if later:
+                self.damage = (
+                    f"{self.path}: the journal record at byte {pos} fails its checksum and {later} intact record(s) "
+                    f"follow it: the journal is corrupt (not an append cut short); the index was loaded with the "
+                    f"{applied} record(s) before the damage and without the {later} after it, and writes to it are "
+                    f"refused so that they are not lost — restore the journal from a backup, or move it aside "
+                    f"(mv '{self.path}' '{self.path}.damaged') to go on from the index file alone")
+                log.warning("%s", self.damage)
+            else:
+                log.warning("%s: %d trailing bytes after the last complete record (an interrupted append) are ignored",
+                            self.path, len(data) - pos)
         self.good_bytes = pos
         return applied
 
@@ -174,6 +214,7 @@ class Journal:
     def _append(self, op: int, payload: bytes) -> None:
         import fcntl
 
+        self.refuse_if_damaged()
         rec = _REC.pack(_REC_TAG, op, len(payload)) + payload + _CRC.pack(zlib.crc32(bytes([op]) + payload) & 0xFFFFFFFF)
         created = not self.path.exists()
         with open(self.path, "a+b") as fh:  # created if missing; nothing is truncated before the lock
@@ -195,6 +236,12 @@ class Journal:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+    def refuse_if_damaged(self) -> None:
+        """Raise :class:`IndexFormatError` when replay found intact records after a damaged one (a
+        write would cut them off, or a save fold the journal away without them)."""
+        if self.damage:
+            raise IndexFormatError(self.damage)
 
     def append_add(self, index: "HashIndex", ids) -> None:
         """Record the images ``ids`` (already added to ``index``) with their codes and metadata."""

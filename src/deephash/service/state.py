@@ -24,6 +24,7 @@ from deephash.data.images import decode_image
 from deephash.errors import ConfigError, DataError
 from deephash.index import HashIndex
 from deephash.model import HashModel
+from deephash.names import display_path  # names are bytes: shown with \xNN escapes
 from deephash.pipeline import UPLOAD_PREFIX, model_path_of  # uploads' index paths start with UPLOAD_PREFIX
 from deephash.service.config import ServiceConfig
 from deephash.service.errors import NotFoundError, PersistError, ServiceError
@@ -168,7 +169,7 @@ class ServiceState:
                 hits = hits.keep(np.isin(hits.ids, ix.ids))
                 rows = ix.rows_of(hits.ids) if len(hits.ids) else np.zeros(0, np.int64)
             labs = [self.label_name(ix.label_of_row(int(r))) for r in rows]
-            paths = [ix.paths[int(r)] for r in rows]
+            paths = [display_path(ix.paths[int(r)]) for r in rows]
         results = []
         for i, (id_, lab, path) in enumerate(zip(hits.ids, labs, paths)):
             item = {"rank": i + 1, "id": int(id_), "label": lab, "path": path,
@@ -194,7 +195,7 @@ class ServiceState:
     def image_info(self, image_id: int) -> dict[str, Any]:
         with self._snap_lock:
             row = self._row(image_id)
-            lab, path = self.label_name(self.index.label_of_row(row)), self.index.paths[row]
+            lab, path = self.label_name(self.index.label_of_row(row)), display_path(self.index.paths[row])
         return {"id": image_id, "label": lab, "path": path, "thumb_url": f"/api/images/{image_id}/thumb",
                 "original_url": f"/api/images/{image_id}/original"}
 
@@ -203,7 +204,7 @@ class ServiceState:
         with self._snap_lock:
             ix = self.index
             rows = range(offset, len(ix), step)[:limit]
-            items = [(int(ix.ids[r]), self.label_name(ix.label_of_row(r)), ix.paths[r]) for r in rows]
+            items = [(int(ix.ids[r]), self.label_name(ix.label_of_row(r)), display_path(ix.paths[r])) for r in rows]
             total = len(ix)
         return {"total": total, "offset": offset, "step": step,
                 "items": [{"id": i, "label": lab, "path": p, "thumb_url": f"/api/images/{i}/thumb",
@@ -224,9 +225,9 @@ class ServiceState:
         root = root.resolve()
         full = (root / rel).resolve()
         if not full.is_relative_to(root):
-            raise OutsideArchiveError(f"refusing to serve image {image_id}: its path {p!r} lies outside the indexed archive")
+            raise OutsideArchiveError(f"refusing to serve image {image_id}: its path {display_path(p)!r} lies outside the indexed archive")
         if not full.is_file():
-            raise NotFoundError(f"the file of image {image_id} ({p}) is missing from the archive")
+            raise NotFoundError(f"the file of image {image_id} ({display_path(p)}) is missing from the archive")
         return full
 
     def thumbnail(self, image_id: int, size: int) -> bytes:

@@ -1,0 +1,33 @@
+"""File names as Linux has them: bytes. deephash holds a name as a ``str`` decoded with
+``os.fsdecode`` (undecodable bytes become lone surrogates, ``surrogateescape``), stores it
+losslessly as the original bytes (:func:`name_bytes`), and shows it readably (:func:`display_path`)."""
+from __future__ import annotations
+
+import os
+
+_CONTROL = {c: f"\\x{c:02x}" for c in range(32)} | {0x7F: "\\x7f", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"}
+
+
+def name_bytes(name: str) -> bytes:
+    """The file name's original bytes (``os.fsencode``)."""
+    return os.fsencode(name)
+
+
+def name_from_bytes(raw: bytes) -> str:
+    """The ``str`` form of a file name's bytes (``os.fsdecode``); ``name_bytes`` inverts it."""
+    return os.fsdecode(raw)
+
+
+def display_path(name: str) -> str:
+    """A printable, valid-UTF-8 form of a file name: bytes that are not UTF-8 as ``\\xNN``, control
+    characters (newline, tab, ...) escaped; every other character as it is."""
+    text = name_bytes(name).decode("utf-8", "backslashreplace") if _has_surrogates(name) else name
+    return text.translate(_CONTROL)
+
+
+def _has_surrogates(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
