@@ -176,7 +176,7 @@ def search(index, query: Query, k: int, radius: int | None = None, label: str | 
     if code.shape[0] != 1:
         raise ConfigError(f"search takes one query; got {code.shape[0]} codes (use search_many)")
     if radius is not None and not (isinstance(radius, (int, np.integer)) and 0 <= radius <= n_bits):
-        raise ConfigError(f"radius must be an integer between 0 and {n_bits} (the code length); got {radius!r}")
+        raise ConfigError(f"radius must be between 0 and {n_bits} (the code length); got {radius!r}")
     use_feats = snap.features is not None and query.feature is not None
     if use_feats and query.feature.shape[1] != snap.features.shape[1]:
         raise ConfigError(f"query features have dim {query.feature.shape[1]}; the index stores dim {snap.features.shape[1]}")
