@@ -68,7 +68,7 @@ def demo_index(small_cifar, tmp_path_factory) -> Path:
     from deephash.data import open_archive
     from deephash.features import extract_features
     from deephash.hashers import create_hasher
-    from deephash.pipeline import build_index
+    from deephash.api import build_index
 
     out = tmp_path_factory.mktemp("demo_index")
     archive = open_archive(small_cifar, split="train")

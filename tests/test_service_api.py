@@ -67,16 +67,14 @@ def test_health_stats_and_openapi(served):
 
 
 def test_search_by_upload_matches_the_library(served, small_cifar):
-    from deephash.pipeline import search_image
+    from deephash import api
 
     q = jpg(small_cifar, "cat")
     r = served.http.post("/api/search", params={"k": 5}, files=upload(q))
     assert r.status_code == 200, r.text
     ans = r.json()
-    lib = search_image(served.index, q, k=5)
-    assert [h["id"] for h in ans["results"]] == [h["id"] for h in lib["results"]]
-    assert [h["hamming"] for h in ans["results"]] == [h["hamming"] for h in lib["results"]]
-    assert [h["label"] for h in ans["results"]] == [h["label"] for h in lib["results"]]
+    lib = api.search(served.index, [q], k=5)[0].json
+    assert ans["results"] == lib["results"]  # one JSON shape of a hit everywhere
     t = ans["timings_ms"]
     assert all(t[s] is not None and t[s] >= 0 for s in ("decode", "backbone", "hash", "search")) and t["rerank"] is None
     hit = ans["results"][0]
@@ -99,10 +97,11 @@ def test_search_by_id_and_its_filters_against_brute_force(served):
     assert [h["id"] for h in ans["results"]] == ix.ids[np.flatnonzero(d == 0)].tolist()
     assert ans["timings_ms"]["decode"] is None and ans["timings_ms"]["search"] is not None
 
-    # label filter: the nearest cats, ties by insertion order
+    # label filter: the nearest cats; Hamming ties ordered by the stored float features, then id
+    fd = np.sqrt(((ix.features.astype(np.float32) - ix.features[7:8].astype(np.float32)) ** 2).sum(axis=1))
     cat = ix.class_names.index("cat")
     rows = np.flatnonzero(ix.labels == cat)
-    want = rows[np.lexsort((rows, d[rows]))][:20]
+    want = rows[np.lexsort((ix.ids[rows], fd[rows], d[rows]))][:20]
     got = served.http.get(f"/api/search/{qid}", params={"k": 20, "label": "cat"}).json()["results"]
     assert [h["id"] for h in got] == ix.ids[want].tolist() and {h["label"] for h in got} == {"cat"}
 
@@ -110,7 +109,7 @@ def test_search_by_id_and_its_filters_against_brute_force(served):
     radius = int(np.sort(d)[10])
     got = served.http.get(f"/api/search/{qid}", params={"k": 1000, "radius": radius}).json()["results"]
     inside = np.flatnonzero(d <= radius)
-    assert [h["id"] for h in got] == ix.ids[inside[np.lexsort((inside, d[inside]))]].tolist()
+    assert [h["id"] for h in got] == ix.ids[inside[np.lexsort((ix.ids[inside], fd[inside], d[inside]))]].tolist()
 
     # re-rank: the library's DLBHC coarse-to-fine answer
     ref = ix.search_rerank(code, ix.features[7:8].astype(np.float32), 10)[0]

@@ -1,9 +1,11 @@
 """HashModel: a backbone plus a trained hasher — images in, packed codes (and float features) out."""
 from __future__ import annotations
 
+import hashlib
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -11,24 +13,89 @@ from deephash.backbones import create_backbone
 from deephash.backbones.base import Backbone
 from deephash.config import HasherConfig
 from deephash.data.images import decode_image
+from deephash.errors import ConfigError
 from deephash.hashers.base import Hasher, load_hasher
 from deephash.utils import Timer
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What an index records about the model that made its codes: method, bits and a digest of the
+    checkpoint file's bytes (its weights and config), so a search with another model is refused."""
+
+    method: str
+    bits: int
+    digest: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelIdentity":
+        return cls(str(d["method"]), int(d["bits"]), str(d["digest"]))
+
+    def __str__(self) -> str:
+        return f"{self.method}, {self.bits} bits, digest {self.digest}"
+
+
+def checkpoint_digest(path: str | os.PathLike) -> str:
+    """SHA-256 (first 16 hex digits) of a checkpoint file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def model_path_of(meta: dict[str, Any], index_path: str | os.PathLike) -> Path:
+    """The checkpoint an index names in its ``meta["model"]`` (relative to the index file's folder)."""
+    m = meta.get("model")
+    if not m:
+        raise ConfigError(f"{index_path}: the index names no model, so images cannot be searched (only codes); "
+                          "pass the model that made it (--model)")
+    p = Path(m)
+    return p if p.is_absolute() else (Path(index_path).resolve().parent / p)
+
+
+def require_same_model(meta: dict[str, Any], model: "HashModel", index_path: str | os.PathLike) -> None:
+    """Refuse a model other than the one an index was built with (recorded in ``meta["model_identity"]``;
+    indexes from before it was recorded are checked on method and bits only)."""
+    have = model.identity
+    rec = meta.get("model_identity")
+    if rec:
+        want = ModelIdentity.from_dict(rec)
+        if want == have:
+            return
+    else:
+        want = None
+        if meta.get("method") in (None, have.method):
+            return
+    what = str(want) if want else f"{meta.get('method')}"
+    raise ConfigError(f"{index_path} was built with another model ({what}) than the one given ({model.path}: {have}): "
+                      "its codes are not comparable; pass the model the index was built with (--model), or rebuild "
+                      "the index with this one (deephash index ARCHIVE --model MODEL --out INDEX)")
 
 
 class HashModel:
     """``HashModel.load(ckpt).encode_images([...])`` -> (codes, features, timings)."""
 
-    def __init__(self, backbone: Backbone, hasher: Hasher, config: HasherConfig | None = None) -> None:
+    def __init__(self, backbone: Backbone, hasher: Hasher, config: HasherConfig | None = None, *,
+                 path: Path | None = None, digest: str | None = None) -> None:
         self.backbone = backbone
         self.hasher = hasher
         self.config = config
+        self.path = path
+        self.digest = digest
+
+    @property
+    def identity(self) -> ModelIdentity:
+        """Method, bits and checkpoint digest, as recorded in the indexes this model builds."""
+        return ModelIdentity(self.hasher.name, int(self.hasher.n_bits), self.digest or "")
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, **backbone_kw) -> "HashModel":
         hasher, cfg = load_hasher(checkpoint)
         if not cfg.backbone:
-            from deephash.errors import ConfigError
-
             raise ConfigError(f"{checkpoint}: the checkpoint names no backbone, so it cannot encode images (only features)")
         size = (cfg.preprocessing or {}).get("size")
         kw = dict(backbone_kw)
@@ -39,24 +106,29 @@ class HashModel:
             from deephash.backbones.finetuned import FinetunedBackbone
 
             backbone = FinetunedBackbone.from_hasher(backbone, hasher, decode_size=cfg.finetune.get("store_size"))
-        return cls(backbone, hasher, cfg)
+        return cls(backbone, hasher, cfg, path=Path(checkpoint), digest=checkpoint_digest(checkpoint))
 
-    def images_to_array(self, images: Sequence[bytes | str | Path]) -> np.ndarray:
+    def images_to_array(self, images: Sequence[bytes | str | Path], *, names: Sequence[str] | None = None,
+                        max_pixels: int | None = None) -> np.ndarray:
+        """Decode and resize to the backbone's input: ``uint8 (n, size, size, 3)``; bad images raise DataError."""
         from PIL import Image
 
         size = getattr(self.backbone, "decode_size", None) or self.backbone.preprocessing.size
         arrs = []
-        for im in images:
-            pil = decode_image(im)
+        kw = {} if max_pixels is None else {"max_pixels": max_pixels}
+        for i, im in enumerate(images):
+            pil = decode_image(im, name=None if names is None else names[i], **kw)
             if pil.size != (size, size):
                 pil = pil.resize((size, size), Image.BILINEAR)
             arrs.append(np.asarray(pil, np.uint8))
         return np.stack(arrs)
 
-    def encode_images(self, images: Sequence[bytes | str | Path]) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-        """Decode, embed and hash; returns (codes uint8 (n, K/8), features float32 (n, D), per-stage seconds)."""
+    def encode_images(self, images: Sequence[bytes | str | Path], *, names: Sequence[str] | None = None,
+                      max_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        """Decode, embed and hash a batch; returns (codes uint8 (n, K/8), features float32 (n, D), per-stage
+        seconds). The one batch image-encoding path: ``deephash encode``, search and the service use it."""
         with Timer() as t_dec:
-            arr = self.images_to_array(images)
+            arr = self.images_to_array(images, names=names, max_pixels=max_pixels)
         with Timer() as t_bb:
             feats = self.backbone.embed(arr)
         with Timer() as t_h:

@@ -9,7 +9,7 @@ import click
 
 from deephash import __version__
 from deephash.errors import DeepHashError
-from deephash.names import display_path
+from deephash.names import display_path  # file names are bytes: shown with \xNN escapes
 
 
 class DeepHashGroup(click.Group):
@@ -57,7 +57,7 @@ def _write_json(path: str | None, obj) -> None:
 @click.option("--json", "json_path", type=click.Path(), default=None, help="also write the results as JSON here")
 def demo(data, bits, n_query, n_database, image_size, backbone, n_iters, loss_variant, full, out_dir, seed, json_path):
     """CIFAR-10 end to end: features, MHCLN, index, search, mAP against LSH and float kNN."""
-    from deephash.pipeline import DemoConfig, format_demo_table, run_demo
+    from deephash.demo import DemoConfig, format_demo_table, run_demo
 
     if full:
         n_query, n_database = 10000, None
@@ -98,7 +98,7 @@ def _report_skipped(skipped) -> None:
     if skipped:
         click.echo(f"skipped {len(skipped)} file(s):", err=True)
         for p, r in skipped[:20]:
-            click.echo(f"  {display_path(str(p))}: {display_path(str(r))}", err=True)
+            click.echo(f"  {display_path(p)}: {r}", err=True)
         if len(skipped) > 20:
             click.echo(f"  ... and {len(skipped) - 20} more", err=True)
 
@@ -116,74 +116,36 @@ def _report_skipped(skipped) -> None:
 @click.option("--out", "out", type=click.Path(), required=True, help="checkpoint file to write (.pt)")
 def train(archive, method, bits, split, labels, backbone, image_size, params, seed, out):
     """Train a hashing method head-only on an archive's cached backbone features."""
-    from deephash.backbones import create_backbone
-    from deephash.features import extract_features
-    from deephash.hashers import create_hasher
-
+    from deephash import api
     from deephash.cli.params import parse_params
 
-    kw = parse_params(params)
-    a = _open(archive, split, labels)
-    bb = create_backbone(backbone, image_size=image_size)
-    fs = extract_features(a, bb)
-    h = create_hasher(method, bits, seed=seed, **kw)
-    y = a.labels[fs.index]
-    h.fit(fs.features, y) if h.supervised else h.fit(fs.features)
-    h.save(out, backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
-    _report_skipped(a.skipped + fs.failed)
-    click.echo(f"trained {method} ({bits} bits) on {len(fs)} images; checkpoint written to {out}")
-
-
-def _collect_images(inputs) -> list[Path]:
-    from deephash.data.images import IMAGE_SUFFIXES
-    from deephash.errors import DataError
-
-    files: list[Path] = []
-    for s in inputs:
-        p = Path(s)
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise DataError(f"{s}: no such file or folder")
-    return files
+    r = api.train(api.TrainConfig(archive=archive, out=out, method=method, bits=bits, split=split, labels=labels,
+                                  backbone=backbone, image_size=image_size, params=parse_params(params), seed=seed))
+    _report_skipped(r.skipped)
+    click.echo(f"trained {method} ({bits} bits) on {r.n_images} images; checkpoint written to {out}")
 
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path())
 @click.argument("images", nargs=-1, required=True)
 @click.option("--out", type=click.Path(), default=None, help="write codes as .npy (uint8, n x bits/8) instead of printing hex")
-def encode(checkpoint, images, out):
+@click.option("--batch-size", type=int, default=64, show_default=True, help="images encoded per backbone call")
+def encode(checkpoint, images, out, batch_size):
     """Hash images (files or folders) with a trained checkpoint alone."""
-    import numpy as np
+    from deephash import api
 
-    from deephash.errors import DataError
-    from deephash.model import HashModel
-
-    model = HashModel.load(checkpoint)
-    files = _collect_images(images)
-    good, codes, skipped = [], [], []
-    for f in files:
-        try:
-            c, _, _ = model.encode_images([f])
-        except DataError as e:
-            skipped.append((str(f), str(e)))
-            continue
-        good.append(f)
-        codes.append(c[0])
-    _report_skipped(skipped)
-    if not codes:
-        raise DataError("no image could be encoded")
-    arr = np.stack(codes)
+    r = api.encode(checkpoint, images, batch_size=batch_size)
+    _report_skipped(r.skipped)
     if out:
+        import numpy as np
+
         from deephash.utils import atomic_path
 
         with atomic_path(out, suffix=".npy") as tmp:
-            np.save(tmp, arr)
-        click.echo(f"wrote {len(arr)} codes to {out}")
+            np.save(tmp, r.codes)
+        click.echo(f"wrote {len(r.codes)} codes to {out}")
     else:
-        for f, c in zip(good, arr):
+        for f, c in zip(r.files, r.codes):
             click.echo(f"{c.tobytes().hex()}  {display_path(str(f))}")
 
 
@@ -198,44 +160,52 @@ def encode(checkpoint, images, out):
 @click.option("--prune", is_flag=True, help="with --update: also remove the entries whose files left the archive")
 def index_cmd(archive, checkpoint, split, labels, features, out, update, prune):
     """Encode an archive with a trained model and write a searchable index (or update one)."""
-    from deephash.pipeline import build_index, update_index
+    from deephash import api
 
     if prune and not update:
         raise click.UsageError("--prune only applies with --update")
     a = _open(archive, split, labels)
     if update:
-        r = update_index(a, checkpoint, out, prune=prune)
+        r = api.update_index(a, checkpoint, out, prune=prune)
         _report_skipped(r.skipped)
         how = "rewrote the index file" if r.rewritten else f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
         click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}")
         return
-    idx, skipped = build_index(a, checkpoint, out, store_features=features)
-    _report_skipped(skipped)
-    click.echo(f"indexed {len(idx)} images ({idx.n_bits} bits) into {out}")
+    b = api.build_index(a, checkpoint, out, store_features=features)
+    _report_skipped(b.skipped)
+    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}")
 
 
 @cli.command()
 @click.argument("index_path", type=click.Path())
-@click.argument("image", type=click.Path())
-@click.option("-k", type=int, default=10, show_default=True)
+@click.argument("images", nargs=-1)
+@click.option("-k", type=int, default=10, show_default=True, help="neighbours per query (capped at the index size)")
+@click.option("--radius", type=int, default=None, help="only neighbours within this Hamming distance")
+@click.option("--label", default=None, help="only neighbours of this class")
 @click.option("--rerank", is_flag=True, help="DLBHC coarse-to-fine: Hamming pool re-ranked by float features")
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-def search(index_path, image, k, rerank, as_json):
-    """Print the k nearest neighbours of IMAGE in the index."""
-    from deephash.pipeline import search_image
+@click.option("--exclude-self", is_flag=True, help='leave the query image itself out ("more like this")')
+@click.option("--id", "ids", type=int, multiple=True, help="an indexed image's id as the query (repeatable)")
+@click.option("--model", type=click.Path(), default=None, help="checkpoint to encode queries with (default: the one the index names)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (one object per line for several queries)")
+def search(index_path, images, k, radius, label, rerank, exclude_self, ids, model, as_json):
+    """Print the k nearest neighbours of each query IMAGE (files or folders) in the index."""
+    from deephash import api
+    from deephash.query import format_table, format_timings
 
-    res = search_image(index_path, image, k=k, rerank=rerank)
-    for r in res["results"]:  # file names are bytes: shown readably (\xNN for bytes that are not UTF-8)
-        r["path"] = display_path(r["path"])
-    if as_json:
-        click.echo(json.dumps(res, indent=2))
-        return
-    click.echo(f"query {display_path(image)}  ({res['timings_ms']})")
-    col = "hamming" if "distance" not in res else "distance"  # PQ / DPQ indexes: asymmetric distance
-    click.echo(f"{'rank':>4}  {'id':>7}  {col:>9}  {'label':<12} path")
-    for i, r in enumerate(res["results"], 1):
-        d = r["hamming"] if col == "hamming" else f"{r['distance']:.4g}"
-        click.echo(f"{i:>4}  {r['id']:>7}  {d:>9}  {str(r['label']):<12} {r['path']}")
+    if not images and not ids:
+        raise click.UsageError("give at least one query image (file or folder) or --id")
+    res = api.search(index_path, images, ids=ids, k=k, radius=radius, label=label, rerank=rerank,
+                     exclude_self=exclude_self, model=model)
+    _report_skipped(res.skipped)
+    many = len(res) > 1
+    for a in res:
+        if as_json:
+            click.echo(json.dumps({"query": a.query, **a.json}) if many else json.dumps(a.json, indent=2))
+            continue
+        click.echo(f"query {a.query}  ({format_timings(a.json['timings_ms'])})")
+        click.echo(format_table(a.json))
+        if many:
+            click.echo("")
 
 
 from deephash.cli.bench_cmd import bench  # noqa: E402

@@ -21,7 +21,7 @@ import os
 import struct
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -37,6 +37,8 @@ MAGIC = b"DHASHIDX"
 FORMAT_VERSION = 1
 _PREAMBLE = struct.Struct("<8sIIQ")  # magic, version, flags, header length
 _TRAILER = b"DHEND\x00\x00\x00"
+#: paths of images added through the service (kept in ``<index>.uploads/``, not in the archive)
+UPLOAD_PREFIX = "@uploads/"
 #: what the stored bytes are: packed bits (Hamming) or quantisation codeword indices (asymmetric distance)
 CODE_KINDS = ("hamming", "pq")
 #: how the paths array stores names: their file-system bytes (os.fsencode) separated by NUL; files
@@ -245,6 +247,27 @@ def _row_view(name: str):
     return property(get, set_)
 
 
+#: result arrays larger than this are refused (FAISS's contract pads to k: k = 10^9 would allocate 12 GB)
+MAX_RESULT_BYTES = 1 << 30
+
+
+def check_result_size(nq: int, k: int, n: int) -> None:
+    """Refuse a k whose padded (nq, k) result arrays would not fit; :func:`deephash.query.search` caps k instead."""
+    if k > n and nq * k * 12 > MAX_RESULT_BYTES:
+        raise ConfigError(f"k={k} would need {nq * k * 12 / 2**30:.1f} GiB of padded results but the index holds {n} "
+                          f"images: ask for at most {n} (deephash.query.search and the CLI cap k at the index size)")
+
+
+def _pad_to(D: np.ndarray, I: np.ndarray, k: int, fill) -> tuple[np.ndarray, np.ndarray]:
+    """``(D, I)`` widened to ``k`` columns, padded with ``fill`` / -1 like FAISS."""
+    if D.shape[1] >= k:
+        return D, I
+    D2 = np.full((len(D), k), fill, D.dtype)
+    I2 = np.full((len(I), k), -1, np.int64)
+    D2[:, : D.shape[1]], I2[:, : I.shape[1]] = D, I
+    return D2, I2
+
+
 @dataclass
 class RerankResult:
     """Coarse-to-fine answer for one query: ids, Euclidean feature distances, Hamming distances."""
@@ -254,6 +277,49 @@ class RerankResult:
     hamming: np.ndarray
     radius: int
     pool_size: int
+
+
+@dataclass
+class IndexSnapshot:
+    """The arrays of an index taken together under its lock, with the searcher built over them.
+
+    Mutations replace arrays (or append past ``len(ids)``), never edit rows in place, so a
+    snapshot stays consistent while the index changes; row ``r`` is the same image in every array."""
+
+    n_bits: int
+    codes: np.ndarray
+    ids: np.ndarray
+    labels: np.ndarray | None
+    features: np.ndarray | None
+    paths: list[str]
+    searcher: Any
+    code_kind: str = "hamming"
+    class_names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def topk_rows(self, code: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Hamming distances and rows of the ``k`` nearest codes to one query, by (distance, row)."""
+        if not len(self.ids) or k < 1:
+            return np.zeros(0, np.int32), np.zeros(0, np.int64)
+        D, rows = self.searcher.search(code, min(int(k), len(self.ids)))
+        keep = rows[0] >= 0
+        return D[0][keep].astype(np.int32), rows[0][keep].astype(np.int64)
+
+    def radius_rows(self, code: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """Hamming distances and rows of every code within ``radius`` of one query, by (distance, row)."""
+        if not len(self.ids):
+            return np.zeros(0, np.int32), np.zeros(0, np.int64)
+        if hasattr(self.searcher, "search_radius"):  # the kernel's exact radius scan
+            _, D, rows = self.searcher.search_radius(code, int(radius))
+            return D.astype(np.int32), rows.astype(np.int64)
+        from deephash.index.codes import hamming_matrix
+
+        d = hamming_matrix(code, self.codes)[0]
+        hit = np.flatnonzero(d <= radius)
+        o = hit[np.lexsort((hit, d[hit]))]
+        return d[o].astype(np.int32), o.astype(np.int64)
 
 
 class HashIndex:
@@ -415,6 +481,13 @@ class HashIndex:
         self._searcher = None
         self._row_of = None
 
+    def snapshot(self) -> IndexSnapshot:
+        """A consistent view of the index for one query (see :class:`IndexSnapshot`)."""
+        with self._lock:
+            searcher = self._get_searcher() if self.code_kind == "hamming" else None
+            return IndexSnapshot(self.n_bits, self.codes, self.ids, self.labels, self.features, self.paths, searcher,
+                                 self.code_kind, list(self.class_names))
+
     def _get_searcher(self) -> ExactSearcher:
         with self._lock:
             if self._searcher is None:
@@ -434,31 +507,31 @@ class HashIndex:
         """Exact k-NN by a caller's distance: ``distances(codes)`` -> ``(nq, n)`` for this index's
         codes (in row order), e.g. a PQ / DPQ hasher's asymmetric ``query_distances`` bound to the
         query features. Returns ``(D float32 (nq, k), ids int64 (nq, k))`` padded with inf / -1;
-        equal distances are ordered by insertion, as in :meth:`search`."""
-        if k < 1:
+        equal distances are ordered by id (:func:`deephash.query.asymmetric_topk`, the one top-k)."""
+        from deephash.query import asymmetric_topk
+
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ConfigError(f"k must be >= 1; got {k}")
         with self._lock:
             codes, ids = self.codes, self.ids
         D = np.atleast_2d(np.asarray(distances(codes), dtype=np.float32))
         if D.shape[1] != len(ids):
             raise ConfigError(f"distances must have one column per indexed item ({len(ids)}); got shape {D.shape}")
-        kk = min(k, len(ids))
-        out_d = np.full((len(D), k), np.inf, np.float32)
-        out_i = np.full((len(D), k), -1, np.int64)
+        check_result_size(len(D), int(k), len(ids))
+        kk = min(int(k), len(ids))
+        out_d = np.full((len(D), kk), np.inf, np.float32)
+        out_i = np.full((len(D), kk), -1, np.int64)
         for qi, d in enumerate(D):
-            if kk == 0:
-                break
-            v = np.partition(d, kk - 1)[kk - 1]  # the k-th smallest; ties at it are taken in row order
-            less = np.flatnonzero(d < v)
-            sel = np.concatenate([less, np.flatnonzero(d == v)[: kk - len(less)]])
-            o = sel[np.lexsort((sel, d[sel]))]
-            out_d[qi, :kk], out_i[qi, :kk] = d[o], ids[o]
-        return out_d, out_i
+            o = asymmetric_topk(d, ids, kk)
+            out_d[qi, : len(o)], out_i[qi, : len(o)] = d[o], ids[o]
+        return _pad_to(out_d, out_i, int(k), np.inf)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact Hamming k-NN: ``(D int32 (nq, k), ids int64 (nq, k))`` padded with -1."""
         self._require_hamming("Hamming search")
         queries = check_codes(np.atleast_2d(queries), self.n_bits)
+        if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+            check_result_size(len(queries), int(k), len(self))
         with self._lock:
             searcher = self._get_searcher()
             ids = self.ids
@@ -499,12 +572,11 @@ class HashIndex:
         min_pool: int = 100,
         max_pool: int = 5000,
     ) -> list[RerankResult]:
-        """DLBHC coarse-to-fine search.
+        """DLBHC coarse-to-fine search for a batch of queries, through :func:`deephash.query.search`
+        (its pool rule: the Hamming radius starts at ``radius`` and grows by one until the pool holds
+        ``min_pool`` candidates; at most ``max_pool``; ranked by Euclidean feature distance)."""
+        from deephash.query import Query, Rerank, search
 
-        Coarse: the pool is every code within Hamming ``radius`` of the query; the radius grows
-        by one until the pool holds at least ``min_pool`` candidates (capped at ``max_pool``).
-        Fine: the pool is ranked by Euclidean distance of the stored float features.
-        """
         self._require_hamming("the coarse-to-fine search (a Hamming pool)")
         if self.features is None:
             raise ConfigError("this index stores no float features; build it with features to re-rank")
@@ -512,26 +584,13 @@ class HashIndex:
         qf = np.atleast_2d(np.asarray(query_features, dtype=np.float32))
         if qf.shape != (len(queries), self.features.shape[1]):
             raise ConfigError(f"query features must have shape ({len(queries)}, {self.features.shape[1]}); got {qf.shape}")
-        if min_pool < 1 or max_pool < min_pool:
-            raise ConfigError(f"need 1 <= min_pool <= max_pool; got min_pool={min_pool}, max_pool={max_pool}")
-        with self._lock:
-            feats, row_ids = self.features, self.ids
-            searcher = self._get_searcher()
-        D, rows = searcher.search(queries, min(max_pool, max(len(self), 1)))
-        results = []
+        rule = Rerank(start_radius=radius, min_pool=min_pool, max_pool=max_pool)
+        snap = self.snapshot()
+        out = []
         for qi in range(len(queries)):
-            valid = rows[qi] >= 0
-            d, r = D[qi][valid], rows[qi][valid]
-            rad = radius
-            while rad < self.n_bits and int((d <= rad).sum()) < min(min_pool, len(d)):
-                rad += 1
-            sel = d <= rad
-            pool_rows, pool_ham = r[sel], d[sel]
-            diff = feats[pool_rows].astype(np.float32) - qf[qi][None, :]
-            eu = np.sqrt(np.einsum("ij,ij->i", diff, diff))
-            o = np.lexsort((pool_rows, eu))[:k]
-            results.append(RerankResult(row_ids[pool_rows[o]], eu[o], pool_ham[o], rad, int(sel.sum())))
-        return results
+            h = search(snap, Query(queries[qi : qi + 1], qf[qi : qi + 1]), k, rerank=rule)
+            out.append(RerankResult(h.ids, h.feature_distance, h.hamming, h.pool_radius, h.pool_size))
+        return out
 
     # ------------------------------------------------------------------ persistence
     def _bound_journal(self):

@@ -19,8 +19,9 @@ def search_router(cfg: ServiceConfig) -> APIRouter:
         radius: int | None = Query(None, ge=0, description="only results within this Hamming distance (0..bits)"),
         rerank: bool = Query(False, description="DLBHC coarse-to-fine: the Hamming pool re-ranked by float features"),
         label: str | None = Query(None, min_length=1, description="only results of this class"),
+        exclude_self: bool = Query(False, description="leave the query image itself out (\"more like this\")"),
     ) -> dict:
-        return {"k": k, "radius": radius, "rerank": rerank, "label": label}
+        return {"k": k, "radius": radius, "rerank": rerank, "label": label, "exclude_self": exclude_self}
 
     @r.post("/search", response_model=SearchAnswer, summary="Search with an uploaded image")
     def search_upload(request: Request, file: UploadFile | None = File(None, description="the query image"),
@@ -34,6 +35,6 @@ def search_router(cfg: ServiceConfig) -> APIRouter:
     def search_by_id(request: Request, image_id: int = Path(ge=0, le=INT64_MAX), p: dict = Depends(params)) -> dict:
         svc = request.app.state.service
         code, feat = svc.stored_query(image_id)
-        return {**svc.search(code, feat, {}, **p), "query_id": image_id}
+        return {**svc.search(code, feat, {}, self_id=image_id, **p), "query_id": image_id}
 
     return r

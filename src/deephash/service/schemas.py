@@ -17,7 +17,8 @@ class Hit(BaseModel):
                                                   "(null for a PQ / DPQ index)")
     distance: float | None = Field(None, description="asymmetric distance of the query's features to this image's "
                                                      "quantisation code (PQ / DPQ indexes only)")
-    feature_distance: float | None = Field(None, description="Euclidean distance of float features (re-rank only)")
+    feature_distance: float | None = Field(None, description="Euclidean distance of float features: what a re-rank "
+                                                             "ranked by, and what orders a Hamming tie when the index stores features")
     label: Any = Field(None, description="class name (a list for multi-label indexes); null when unlabelled")
     path: str = Field(description="path inside the archive, or @uploads/<file> for an added image")
     thumb_url: str
@@ -44,7 +45,9 @@ class SearchAnswer(BaseModel):
     params: dict[str, Any]
     timings_ms: StageTimings = Field(description="per-stage milliseconds; null for a stage that did not run")
     code: str = Field(description="the query's packed code in hex")
+    ranked_by: str = Field(description="what the order of the results follows")
     rerank_pool: RerankPool | None = None
+    k_capped_at: int | None = Field(None, description="k was larger than the index: the number of images it holds")
     query_id: int | None = None
 
 

@@ -20,15 +20,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from deephash.data.images import decode_image
+from deephash import query as Q
 from deephash.errors import ConfigError, DataError
 from deephash.index import HashIndex
-from deephash.model import HashModel
+from deephash.index.hash_index import UPLOAD_PREFIX, IndexSnapshot  # uploads' index paths start with UPLOAD_PREFIX
+from deephash.model import HashModel, model_path_of, require_same_model
 from deephash.names import display_path  # names are bytes: shown with \xNN escapes
-from deephash.pipeline import UPLOAD_PREFIX, model_path_of  # uploads' index paths start with UPLOAD_PREFIX
 from deephash.service.config import ServiceConfig
 from deephash.service.errors import NotFoundError, PersistError, ServiceError
-from deephash.service.search import Hits, Snapshot, run_asymmetric_search, run_search
 from deephash.service.thumbs import ThumbnailCache, make_thumbnail
 from deephash.utils import Timer, atomic_write_bytes
 
@@ -53,11 +52,12 @@ def _extension_of(data: bytes) -> str:
 class ServiceState:
     """Holds the open index and model; the routes call its methods and never touch the index directly."""
 
-    def __init__(self, index_path: str | Path, config: ServiceConfig) -> None:
+    def __init__(self, index_path: str | Path, config: ServiceConfig, model: str | Path | None = None) -> None:
         self.config = config
         self.index_path = Path(index_path).resolve()
         self.index = HashIndex.load(self.index_path)
-        self.model = HashModel.load(model_path_of(self.index, self.index_path))
+        self.model = HashModel.load(model if model is not None else model_path_of(self.index.meta, self.index_path))
+        require_same_model(self.index.meta, self.model, self.index_path)
         if self.index.code_kind != self.model.hasher.code_kind:
             raise ConfigError(f"{self.index_path} holds {self.index.code_kind!r} codes but its model makes "
                               f"{self.model.hasher.code_kind!r} codes")
@@ -82,10 +82,9 @@ class ServiceState:
         if len(self.index) and self.index.code_kind == "hamming":
             self.index.search(self.index.codes[:1], 1)
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> IndexSnapshot:
         with self._snap_lock:
-            ix = self.index
-            return Snapshot(ix.codes, ix.ids, ix.labels, ix.features)
+            return self.index.snapshot()
 
     def _row(self, image_id: int) -> int:
         try:
@@ -99,14 +98,7 @@ class ServiceState:
 
     def label_name(self, label: Any) -> Any:
         """Stored label -> class name(s); -1 (or no class) means unlabelled and gives None."""
-        names = self.class_names
-        if label is None:
-            return None
-        if isinstance(label, list):
-            return [names[j] if j < len(names) else j for j in label] or None
-        if label < 0:
-            return None
-        return names[label] if label < len(names) else label
+        return Q.label_name(self.class_names, label)
 
     def class_index(self, name: str) -> int:
         if self.index.labels is None:
@@ -118,18 +110,9 @@ class ServiceState:
 
     # ------------------------------------------------------------------ encoding and search
     def encode_upload(self, data: bytes, filename: str) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-        """Upload bytes -> (code (1, K/8), feature (1, D), per-stage seconds); bad images raise DataError."""
-        size = self.model.backbone.preprocessing.size
-        with Timer() as t_dec:
-            im = decode_image(data, name=filename, max_pixels=self.config.max_pixels)
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            arr = np.asarray(im, np.uint8)[None]
-        with Timer() as t_bb:
-            feats = self.model.backbone.embed(arr)
-        with Timer() as t_h:
-            codes = self.model.hasher.encode(feats)
-        return codes, feats, {"decode": t_dec.seconds, "backbone": t_bb.seconds, "hash": t_h.seconds}
+        """Upload bytes -> (code (1, K/8), feature (1, D), per-stage seconds); bad images raise DataError.
+        The model's one batch-encoding path (:meth:`HashModel.encode_images`), with the service's pixel limit."""
+        return self.model.encode_images([data], names=[filename], max_pixels=self.config.max_pixels)
 
     def stored_query(self, image_id: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The code and float feature the index holds for ``image_id``."""
@@ -139,57 +122,24 @@ class ServiceState:
             return ix.codes[row : row + 1].copy(), (None if ix.features is None else ix.features[row : row + 1].astype(np.float32))
 
     def search(self, code: np.ndarray, feat: np.ndarray | None, timings: dict[str, float], *, k: int,
-               radius: int | None, rerank: bool, label: str | None) -> dict[str, Any]:
-        """Run one query and shape the JSON answer (hits with labels and URLs, per-stage ms)."""
-        n_bits = self.index.n_bits
-        cls = None if label is None else self.class_index(label)
-        if self.index.code_kind != "hamming":  # PQ / DPQ: asymmetric distance from the query's features
-            if radius is not None or rerank:
-                raise ServiceError(f"radius and rerank are Hamming-code notions; this index holds {self.index.code_kind!r} "
-                                   "codes, ranked by asymmetric distance: search without them")
-            if feat is None:
-                raise ServiceError("this index stores no float features, so an indexed image cannot be the query of "
-                                   "an asymmetric search; upload the image instead")
-            hits = run_asymmetric_search(self.snapshot, self.model.hasher.query_distances, np.asarray(feat, np.float32),
-                                         k=k, class_index=cls)
-            return self._answer(hits, timings, code, k=k, radius=radius, rerank=rerank, label=label)
-        if radius is not None and not 0 <= radius <= n_bits:
-            raise ServiceError(f"radius must be between 0 and {n_bits} (the code length); got {radius}")
-        if rerank and (feat is None or not self.index.has_features):
-            raise ServiceError("this index stores no float features, so it cannot re-rank; search with rerank=false")
-        hits = run_search(self.index, self.snapshot, code, feat, k=k, radius=radius, rerank=rerank, class_index=cls)
-        return self._answer(hits, timings, code, k=k, radius=radius, rerank=rerank, label=label)
+               radius: int | None, rerank: bool, label: str | None, exclude_self: bool = False,
+               self_id: int | None = None) -> dict[str, Any]:
+        """Run one query through :func:`deephash.query.search` and return its JSON answer."""
+        from deephash.api import make_query
 
-    def _answer(self, hits: Hits, timings: dict[str, float], code: np.ndarray, **params: Any) -> dict[str, Any]:
-        with self._snap_lock:
-            ix = self.index
-            try:
-                rows = ix.rows_of(hits.ids) if len(hits.ids) else np.zeros(0, np.int64)
-            except DataError:  # some were removed while this query ran: answer without them
-                hits = hits.keep(np.isin(hits.ids, ix.ids))
-                rows = ix.rows_of(hits.ids) if len(hits.ids) else np.zeros(0, np.int64)
-            labs = [self.label_name(ix.label_of_row(int(r))) for r in rows]
-            paths = [display_path(ix.paths[int(r)]) for r in rows]
-        results = []
-        for i, (id_, lab, path) in enumerate(zip(hits.ids, labs, paths)):
-            item = {"rank": i + 1, "id": int(id_), "label": lab, "path": path,
-                    "thumb_url": f"/api/images/{int(id_)}/thumb", "original_url": f"/api/images/{int(id_)}/original"}
-            if hits.hamming is not None:
-                item["hamming"] = int(hits.hamming[i])
-            if hits.distance is not None:
-                item["distance"] = float(hits.distance[i])
-            if hits.feature_distance is not None:
-                item["feature_distance"] = float(hits.feature_distance[i])
-            results.append(item)
-        all_t = {**timings, **hits.timings}
-        stages = ("decode", "backbone", "hash", "search", "rerank")
-        t_ms = {s: (round(all_t[s] * 1000, 3) if s in all_t else None) for s in stages}
-        t_ms["total"] = round(sum(v for v in t_ms.values() if v is not None), 3)
-        out = {"results": results, "count": len(results), "params": params, "timings_ms": t_ms,
-               "code": code[0].tobytes().hex()}
-        if hits.pool_size is not None:
-            out["rerank_pool"] = {"size": hits.pool_size, "radius": hits.pool_radius}
-        return out
+        if self.index.code_kind != "hamming" and feat is None:
+            raise ServiceError("this index stores no float features, so an indexed image cannot be the query of "
+                               "an asymmetric search; upload the image instead")
+        if label is not None:
+            self.class_index(label)  # a 400 naming the known classes
+        q = make_query(self.model, code, feat, timings, self_id=self_id)
+        params = {"k": k, "radius": radius, "rerank": rerank, "label": label, "exclude_self": exclude_self}
+        try:
+            hits = Q.search(self.snapshot(), q, k, radius=radius, label=label, rerank=rerank or None,
+                            exclude_self=exclude_self)
+        except ConfigError as e:
+            raise ServiceError(str(e)) from None
+        return Q.answer_json(hits, q, self.class_names, **params)
 
     # ------------------------------------------------------------------ images
     def image_info(self, image_id: int) -> dict[str, Any]:
@@ -324,8 +274,10 @@ class ServiceState:
             if ix.labels is not None and ix.labels.ndim == 1 and self.class_names:
                 counts = np.bincount(ix.labels[ix.labels >= 0], minlength=len(self.class_names))
                 per_class = {n: int(c) for n, c in zip(self.class_names, counts)}
+        ident = ix.meta.get("model_identity") or {"method": ix.meta.get("method", self.model.hasher.name),
+                                                   "bits": ix.n_bits, "digest": None}
         return {
-            "count": len(ix), "bits": ix.n_bits, "method": ix.meta.get("method", self.model.hasher.name),
+            "count": len(ix), "bits": ix.n_bits, "method": ident["method"], "model": {**ident, "file": ix.meta.get("model")},
             "backbone": bb, "image_size": self.model.backbone.preprocessing.size,
             "has_features": ix.has_features, "has_labels": ix.labels is not None, "class_names": self.class_names,
             "per_class": per_class, "uploaded": int(n_uploads), "searcher": ix.searcher_name,

@@ -1,0 +1,396 @@
+"""The jobs API: every job the CLI runs, as a typed function the CLI, the service, the benchmarks and
+user code call alike.
+
+``train`` · ``encode`` · ``build_index`` · ``update_index`` · ``search`` · ``evaluate`` · ``demo``
+
+Each takes plain arguments or a config dataclass and returns a dataclass; the CLI only parses
+arguments and prints what these return. Searching goes through :mod:`deephash.query` (one query
+path); encoding images through :meth:`deephash.model.HashModel.encode_images` (one batch path).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from deephash import __version__
+from deephash.errors import ConfigError, DataError
+from deephash.index.hash_index import UPLOAD_PREFIX
+
+__all__ = ["TrainConfig", "TrainResult", "train", "EncodeResult", "encode", "IndexBuild", "build_index",
+           "IndexUpdate", "update_index", "SearchAnswer", "SearchResults", "search", "open_for_search", "collect_images",
+           "evaluate", "demo", "UPLOAD_PREFIX"]
+
+Skipped = list[tuple[str, str]]
+
+
+# ----------------------------------------------------------------------------- train
+@dataclass
+class TrainConfig:
+    """``deephash train``: a method trained head-only on an archive's cached backbone features."""
+
+    archive: str
+    out: str
+    method: str = "mhcln"
+    bits: int = 64
+    split: str | None = None
+    labels: str | None = None
+    backbone: str = "efficientnet-lite0"
+    image_size: int = 128
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    method: str
+    bits: int
+    n_images: int
+    skipped: Skipped
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Extract (cached) features of the archive, fit the hasher, save the checkpoint."""
+    from deephash.backbones import create_backbone
+    from deephash.data import open_archive
+    from deephash.features import extract_features
+    from deephash.hashers import create_hasher
+
+    a = open_archive(cfg.archive, split=cfg.split, labels_file=cfg.labels)
+    bb = create_backbone(cfg.backbone, image_size=cfg.image_size)
+    fs = extract_features(a, bb, progress=cfg.progress)
+    h = create_hasher(cfg.method, cfg.bits, seed=cfg.seed, **cfg.params)
+    y = a.labels[fs.index]
+    h.fit(fs.features, y) if h.supervised else h.fit(fs.features)
+    ck = h.save(cfg.out, backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
+    return TrainResult(Path(ck), cfg.method, cfg.bits, len(fs), a.skipped + fs.failed)
+
+
+# ----------------------------------------------------------------------------- encode
+def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given and every image file below the given folders (sorted); a missing one raises."""
+    from deephash.data.images import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for s in inputs:
+        p = Path(s)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"{s}: no such file or folder")
+    return files
+
+
+def encode_batches(model, images: Sequence[Path | bytes], *, batch_size: int = 64, names: Sequence[str] | None = None,
+                   max_pixels: int | None = None):
+    """Yield ``(positions, codes, features, timings)`` per batch through ``model.encode_images``; a
+    batch with a bad image is redone one image at a time so that only the bad ones are skipped
+    (yielded as ``(position, None, None, reason)``)."""
+    for s in range(0, len(images), batch_size):
+        pos = list(range(s, min(s + batch_size, len(images))))
+        nm = None if names is None else [names[i] for i in pos]
+        try:
+            c, f, t = model.encode_images([images[i] for i in pos], names=nm, max_pixels=max_pixels)
+            yield pos, c, f, t
+        except DataError:
+            for j, i in enumerate(pos):
+                try:
+                    c, f, t = model.encode_images([images[i]], names=None if nm is None else [nm[j]], max_pixels=max_pixels)
+                    yield [i], c, f, t
+                except DataError as e:
+                    yield [i], None, None, str(e)
+
+
+@dataclass
+class EncodeResult:
+    files: list[Path]  # one per row of codes
+    codes: np.ndarray  # uint8 (n, K/8)
+    skipped: Skipped
+
+
+def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, batch_size: int = 64) -> EncodeResult:
+    """Hash image files (or every image below folders) with a checkpoint alone, in batches."""
+    from deephash.model import HashModel
+
+    model = HashModel.load(checkpoint)
+    files = collect_images(images)
+    good: list[Path] = []
+    codes: list[np.ndarray] = []
+    skipped: Skipped = []
+    for pos, c, _, t in encode_batches(model, files, batch_size=batch_size):
+        if c is None:
+            skipped.append((str(files[pos[0]]), t))
+            continue
+        good += [files[i] for i in pos]
+        codes.append(c)
+    if not codes:
+        raise DataError("no image could be encoded" + (f" ({skipped[0][1]})" if skipped else ""))
+    return EncodeResult(good, np.concatenate(codes), skipped)
+
+
+# ----------------------------------------------------------------------------- index
+@dataclass
+class IndexBuild:
+    index: Any  # HashIndex
+    path: Path
+    skipped: Skipped
+
+
+def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, *, store_features: bool = True,
+                progress: bool = True) -> IndexBuild:
+    """Encode every image of ``archive`` (an :class:`ImageArchive` or its path) with the checkpoint's
+    backbone + hasher and save an index that records the model (path and identity)."""
+    from deephash.data import open_archive
+    from deephash.features import extract_features
+    from deephash.index import HashIndex
+    from deephash.model import HashModel
+
+    if not hasattr(archive, "paths"):
+        archive = open_archive(archive)
+    model = HashModel.load(checkpoint)
+    fs = extract_features(archive, model.backbone, progress=progress)
+    codes = model.hasher.encode(fs.features)
+    out = Path(out)
+    rel_model = os.path.relpath(Path(checkpoint).resolve(), out.resolve().parent)
+    index = HashIndex(model.hasher.n_bits, class_names=archive.class_names, code_kind=model.hasher.code_kind,
+                      meta={"model": rel_model, "model_identity": model.identity.to_dict(), "method": model.hasher.name,
+                            "backbone": model.backbone.describe(), "archive_root": str(archive.root.resolve()),
+                            "deephash_version": __version__})
+    index.add(codes, ids=fs.index, paths=[archive.paths[i] for i in fs.index], labels=archive.labels[fs.index],
+              features=fs.features if store_features else None)
+    index.save(out)
+    return IndexBuild(index, out, archive.skipped + fs.failed)
+
+
+@dataclass
+class IndexUpdate:
+    """What :func:`update_index` changed."""
+
+    added: int
+    removed: int
+    skipped: Skipped
+    total: int
+    rewritten: bool  # True: the index file was rewritten; False: the changes went to its journal
+    journal_bytes: int
+
+
+def _index_labels(index, archive, rows: np.ndarray) -> np.ndarray | None:
+    """``archive.labels[rows]`` in the index's class numbering; new class names are appended to it."""
+    if index.labels is None:
+        return None
+    if archive.labels.ndim == 2:
+        if list(archive.class_names) != list(index.class_names):
+            raise ConfigError(f"this multi-label archive's classes ({', '.join(archive.class_names)}) differ from the "
+                              f"index's ({', '.join(index.class_names)}); rebuild the index with deephash index")
+        return archive.labels[rows]
+    out = np.empty(len(rows), np.int64)
+    for j, lab in enumerate(archive.labels[rows]):
+        name = archive.class_names[int(lab)]
+        if name not in index.class_names:
+            index.class_names.append(name)
+        out[j] = index.class_names.index(name)
+    return out
+
+
+def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.PathLike, *, prune: bool = False,
+                 progress: bool = True, fold_ratio: float = 0.25) -> IndexUpdate:
+    """Bring a saved index up to date with its archive without retraining: encode and add the
+    images it does not hold yet (matched by path), and with ``prune`` remove the entries whose
+    files are gone. Changes are appended to the index's journal; the file is rewritten (the
+    journal folded in) when the journal passes ``fold_ratio`` of it or new class names appeared."""
+    from deephash.data import open_archive
+    from deephash.features import extract_features
+    from deephash.index import HashIndex
+    from deephash.model import HashModel, model_path_of, require_same_model
+
+    if not hasattr(archive, "paths"):
+        archive = open_archive(archive)
+    index_path = Path(index_path)
+    index = HashIndex.load(index_path)
+    model = HashModel.load(checkpoint)
+    if index.meta.get("model_identity"):
+        require_same_model(index.meta, model, index_path)
+    else:  # an index from before identities were recorded: the model must be the file it names
+        used = model_path_of(index.meta, index_path).resolve()
+        if used != Path(checkpoint).resolve():
+            raise ConfigError(f"{index_path} was built with {used}, not {Path(checkpoint).resolve()}: codes of another "
+                              "model are not comparable; use that model, or rebuild the index with deephash index")
+    root = index.meta.get("archive_root")
+    if root and Path(root).resolve() != archive.root.resolve():
+        raise ConfigError(f"{index_path} indexes the archive at {root}; got {archive.root.resolve()}")
+    have = set(index.paths)
+    new_rows = np.array([i for i, p in enumerate(archive.paths) if p not in have], np.int64)
+    n_classes = len(index.class_names)
+    added = np.zeros(0, np.int64)
+    failed: Skipped = []
+    if len(new_rows):
+        fs = extract_features(archive, model.backbone, new_rows, progress=progress)
+        failed = fs.failed
+        if len(fs.index):
+            added = index.add(model.hasher.encode(fs.features), paths=[archive.paths[i] for i in fs.index],
+                              labels=_index_labels(index, archive, fs.index),
+                              features=fs.features if index.has_features else None)
+    gone: list[int] = []
+    if prune:
+        present = set(archive.paths)
+        gone = [int(i) for i, p in zip(index.ids, index.paths) if not p.startswith(UPLOAD_PREFIX) and p not in present]
+        if gone:
+            index.remove(gone)
+    rewrite = len(index.class_names) != n_classes  # the class names live in the file's header
+    if not rewrite:
+        if len(added):
+            index.log_added(added)
+        if gone:
+            index.log_removed(gone)
+        rewrite = index.journal_outgrown(fold_ratio)
+    if rewrite:
+        index.save(index_path)
+    return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewrite, index.journal_bytes)
+
+
+# ----------------------------------------------------------------------------- search
+def open_for_search(index_path: str | os.PathLike, model: str | os.PathLike | None = None):
+    """Load an index and the model to query it with (the one it names unless ``model`` is given);
+    a model other than the one the index was built with is refused. Returns ``(index, model)``."""
+    from deephash.index import HashIndex
+    from deephash.model import HashModel, model_path_of, require_same_model
+
+    index = HashIndex.load(index_path)
+    m = HashModel.load(model if model is not None else model_path_of(index.meta, index_path))
+    require_same_model(index.meta, m, index_path)
+    if m.hasher.n_bits != index.n_bits or m.hasher.code_kind != index.code_kind:
+        raise ConfigError(f"the model makes {m.hasher.n_bits}-bit {m.hasher.code_kind!r} codes but {index_path} holds "
+                          f"{index.n_bits}-bit {index.code_kind!r} codes: pass the model the index was built with (--model)")
+    return index, m
+
+
+def self_id_finder(index):
+    """``path -> id`` of an indexed image, for a query file that lies inside the indexed archive."""
+    root = index.meta.get("archive_root")
+    if not root:
+        return lambda p: None
+    root = Path(root).resolve()
+    by_path: dict[str, int] | None = None
+
+    def find(p: Path) -> int | None:
+        nonlocal by_path
+        full = Path(p).resolve()
+        if not full.is_relative_to(root):
+            return None
+        if by_path is None:
+            by_path = {q: int(i) for q, i in zip(index.paths, index.ids)}
+        return by_path.get(full.relative_to(root).as_posix())
+
+    return find
+
+
+@dataclass
+class SearchAnswer:
+    """One query's answer: what was asked (a file or an id), the hits, and their JSON (the shape
+    ``deephash search --json`` prints and the HTTP API returns)."""
+
+    query: str
+    hits: Any  # deephash.query.Hits
+    json: dict[str, Any]
+
+
+def make_query(model, code: np.ndarray, feature: np.ndarray | None, timings: dict[str, float] | None = None,
+               self_id: int | None = None, name: str | None = None):
+    """A :class:`deephash.query.Query` for ``model``'s index (binds the asymmetric distance of PQ / DPQ)."""
+    from deephash.query import Query
+
+    dist = None
+    if model.hasher.code_kind != "hamming" and feature is not None:
+        f = np.atleast_2d(np.asarray(feature, np.float32))
+        dist = lambda codes: model.hasher.query_distances(f, codes)  # noqa: E731
+    return Query(code, feature, self_id=self_id, distances=dist, timings=dict(timings or {}), name=name)
+
+
+@dataclass
+class SearchResults:
+    """The answers, in query order (files, then ids), and the query files that could not be read."""
+
+    answers: list[SearchAnswer]
+    skipped: Skipped
+
+    def __iter__(self):
+        return iter(self.answers)
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def __getitem__(self, i: int) -> SearchAnswer:
+        return self.answers[i]
+
+
+def search(index_path: str | os.PathLike, images: Sequence[str | os.PathLike | bytes] = (), *, ids: Sequence[int] = (),
+           k: int = 10, radius: int | None = None, label: str | None = None, rerank: bool = False,
+           exclude_self: bool = False, model: str | os.PathLike | None = None, batch_size: int = 64,
+           loaded=None) -> SearchResults:
+    """Search image files (folders expand to their images) and/or indexed image ids in a saved index.
+
+    One process answers them all: the index and model are loaded once, images are encoded in
+    batches. ``k`` is capped at the index size (``json["k_capped_at"]`` says so). ``loaded`` is an
+    ``(index, model)`` pair from :func:`open_for_search` to reuse."""
+    from deephash.query import Query, answer_json, search as run
+
+    if not images and not ids:
+        raise ConfigError("nothing to search: give query images or ids")
+    index, m = loaded if loaded is not None else open_for_search(index_path, model)
+    snap = index.snapshot()
+    params = {"k": k, "radius": radius, "rerank": bool(rerank), "label": label, "exclude_self": bool(exclude_self)}
+    out: list[SearchAnswer] = []
+
+    def one(q: Query, name: str) -> None:
+        h = run(snap, q, k, radius=radius, label=label, rerank=rerank or None, exclude_self=exclude_self)
+        out.append(SearchAnswer(name, h, answer_json(h, q, index.class_names, **params)))
+
+    files: list[Path | bytes] = []
+    for im in images:
+        files += [im] if isinstance(im, bytes) else collect_images([im])
+    find_self = self_id_finder(index)
+    names = [("upload" if isinstance(f, bytes) else str(f)) for f in files]
+    skipped: Skipped = []
+    for pos, c, f, t in encode_batches(m, files, batch_size=batch_size):
+        if c is None:
+            if len(files) == 1:
+                raise DataError(t)
+            skipped.append((names[pos[0]], t))
+            continue
+        share = {s: v / len(pos) for s, v in t.items()}  # per-query share of the batch's stage times
+        for j, i in enumerate(pos):
+            sid = None if isinstance(files[i], bytes) else find_self(files[i])
+            one(make_query(m, c[j : j + 1], f[j : j + 1], share, self_id=sid, name=names[i]), names[i])
+    for i in ids:
+        q = Query.of_id(snap, int(i))
+        one(make_query(m, q.code, q.feature, self_id=int(i), name=f"id {int(i)}"), f"id {int(i)}")
+    return SearchResults(out, skipped)
+
+
+# ----------------------------------------------------------------------------- evaluate / demo
+def evaluate(archive, protocol, out_dir: str | os.PathLike, **kw: Any) -> dict[str, Any]:
+    """``deephash evaluate``: checkpoints and/or head-only methods under a named protocol; writes the
+    report and returns its results (see :func:`deephash.eval.run.evaluate_archive`)."""
+    from deephash.data import open_archive
+    from deephash.eval.protocols import get_protocol
+    from deephash.eval.run import evaluate_archive
+
+    if not hasattr(archive, "paths"):
+        archive = open_archive(archive)
+    if isinstance(protocol, str):
+        protocol = get_protocol(protocol)
+    return evaluate_archive(archive, protocol, out_dir, **kw)
+
+
+def demo(cfg=None) -> dict[str, Any]:
+    """``deephash demo``: CIFAR-10 end to end (see :class:`deephash.demo.DemoConfig`)."""
+    from deephash.demo import DemoConfig, run_demo
+
+    return run_demo(cfg or DemoConfig())

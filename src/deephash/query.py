@@ -1,0 +1,375 @@
+"""One query against an open index — the single search path of the CLI, the service, the Python API
+and evaluation.
+
+``search(index, query, k, radius=None, label=None, rerank=None, exclude_self=False) -> Hits``
+
+How a query is answered (Hamming codes):
+
+1. **Candidates.** Every indexed image; with ``label`` only those of that class; with ``radius``
+   only those within that Hamming distance.
+2. **Order.** By Hamming distance. Within a tie, by the Euclidean distance between the query's
+   float features and the stored ones when the index stores features (so an indexed image comes
+   first, its exact duplicates next), by id otherwise.
+3. **Re-rank** (``rerank``: DLBHC's coarse-to-fine search; :class:`Rerank` holds its pool rule).
+   The pool is every candidate within Hamming radius ``start_radius`` (2), the radius growing by
+   one until the pool holds ``min_pool`` (100) candidates or reaches the code length (or the
+   given ``radius``); a pool over ``max_pool`` (5,000) keeps the ``max_pool`` nearest by Hamming
+   distance (ties by insertion order). The pool is then ranked by the float-feature distance
+   (ties by Hamming distance, then id).
+4. ``exclude_self`` drops the query's own image ("more like this"): the indexed image the query
+   names (``Query.self_id``: a search by id, or a query file that lies in the indexed archive),
+   else a hit at Hamming distance 0 whose stored features equal the query's.
+5. ``k`` is capped at the number of candidates the index holds (:attr:`Hits.k_capped_at` says so).
+
+Quantisation indexes (PQ / DPQ codes) are ranked by the model's asymmetric distance from the
+query's float features (:func:`asymmetric_topk`, the one implementation); ties by id. Radius and
+re-rank are Hamming notions and refused there.
+
+:func:`answer_json` gives the one JSON shape of an answer (and of a hit) that ``deephash search
+--json``, the HTTP API and :func:`deephash.api.search` return.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from deephash.names import display_path  # file names are bytes: shown with \xNN escapes
+
+from deephash.errors import ConfigError
+from deephash.index.codes import check_codes, hamming_matrix
+from deephash.utils import Timer
+
+#: the answer stages reported in ``timings_ms`` (None for a stage that did not run)
+STAGES = ("decode", "backbone", "hash", "search", "rerank")
+
+
+@dataclass
+class Rerank:
+    """DLBHC coarse-to-fine pool rule (see the module docstring)."""
+
+    start_radius: int = 2
+    min_pool: int = 100
+    max_pool: int = 5000
+
+    def __post_init__(self) -> None:
+        if self.start_radius < 0:
+            raise ConfigError(f"start_radius must be >= 0; got {self.start_radius}")
+        if not 1 <= self.min_pool <= self.max_pool:
+            raise ConfigError(f"need 1 <= min_pool <= max_pool; got min_pool={self.min_pool}, max_pool={self.max_pool}")
+
+
+@dataclass
+class Query:
+    """One query: its packed code (1, K/8), its float features (1, D) when known, and what it is.
+
+    ``self_id``: the indexed image this query is, when known (a search by id, or a query file
+    inside the indexed archive); ``distances``: for a quantisation index, the model's asymmetric
+    distance from this query to a block of codes (``codes -> (1, n)``); ``timings``: seconds of
+    the stages that made it (decode, backbone, hash)."""
+
+    code: np.ndarray
+    feature: np.ndarray | None = None
+    self_id: int | None = None
+    distances: Callable[[np.ndarray], np.ndarray] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        self.code = np.atleast_2d(np.asarray(self.code, np.uint8))
+        if self.feature is not None:
+            self.feature = np.atleast_2d(np.asarray(self.feature, np.float32))
+
+    @classmethod
+    def of_id(cls, index, image_id: int) -> "Query":
+        """The indexed image ``image_id`` as a query (its stored code and features)."""
+        snap = _snapshot(index)
+        rows = np.flatnonzero(snap.ids == int(image_id))
+        if not len(rows):
+            from deephash.errors import DataError
+
+            raise DataError(f"unknown image id {image_id}; the index holds {len(snap)} images")
+        r = int(rows[0])
+        feat = None if snap.features is None else snap.features[r : r + 1].astype(np.float32)
+        return cls(snap.codes[r : r + 1].copy(), feat, self_id=int(image_id), name=f"id {image_id}")
+
+
+@dataclass
+class Hits:
+    """The answer to one query, best first. ``rows`` index the snapshot the query ran on."""
+
+    ids: np.ndarray
+    rows: np.ndarray
+    hamming: np.ndarray | None  # None for a quantisation index
+    distance: np.ndarray | None  # asymmetric distance (quantisation index) or None
+    feature_distance: np.ndarray | None  # Euclidean float-feature distance when features ordered the hits
+    ranked_by: str  # "hamming", "hamming, then features", "features (re-rank)", "asymmetric"
+    k: int  # as asked
+    k_capped_at: int | None  # the index size when k was larger, else None
+    timings: dict[str, float]
+    pool_size: int | None = None
+    pool_radius: int | None = None
+    snapshot: Any = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _snapshot(index):
+    return index if hasattr(index, "topk_rows") else index.snapshot()
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"k must be a positive integer; got {k!r}")
+    return int(k)
+
+
+def label_rows(labels: np.ndarray | None, class_index: int) -> np.ndarray:
+    """Rows that carry the class ``class_index`` (single-label: equal; multi-label: that column set)."""
+    if labels is None:
+        raise ConfigError("this index stores no labels, so results cannot be filtered by label")
+    mask = labels == class_index if labels.ndim == 1 else labels[:, class_index] > 0
+    return np.flatnonzero(mask)
+
+
+def class_index_of(class_names: Sequence[str], label: str | int) -> int:
+    """A class name (or index) -> its index in the index's class list; unknown names raise."""
+    if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+        if not 0 <= label < max(len(class_names), label + 1):
+            raise ConfigError(f"label: class index {label} out of range")
+        return int(label)
+    if label in class_names:
+        return list(class_names).index(label)
+    raise ConfigError(f"label: unknown class {label!r}; this index knows {', '.join(class_names)}")
+
+
+def _feature_distances(snap, rows: np.ndarray, feature: np.ndarray) -> np.ndarray:
+    diff = snap.features[rows].astype(np.float32) - feature.reshape(1, -1)
+    return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+
+
+def asymmetric_topk(distances: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` smallest ``distances``, by (distance, id): the one asymmetric top-k."""
+    kk = min(k, len(distances))
+    if kk == 0:
+        return np.zeros(0, np.int64)
+    v = np.partition(distances, kk - 1)[kk - 1]
+    sel = np.flatnonzero(distances <= v)  # every tie at the k-th value, so ids decide among them
+    o = sel[np.lexsort((ids[sel], distances[sel]))]
+    return o[:kk]
+
+
+def search(index, query: Query, k: int, radius: int | None = None, label: str | int | None = None,
+           rerank: Rerank | bool | None = None, exclude_self: bool = False, *, class_names: Sequence[str] | None = None) -> Hits:
+    """Answer one query (see the module docstring for the rules). ``index`` is a :class:`HashIndex`
+    or a snapshot of one; ``label`` a class name (or index) of that index."""
+    k = _check_k(k)
+    snap = _snapshot(index)
+    code_kind = snap.code_kind
+    names = class_names if class_names is not None else snap.class_names
+    rr = Rerank() if rerank is True else (rerank or None)
+    n_bits = snap.n_bits
+    timings = dict(query.timings)
+    if code_kind != "hamming":
+        return _search_asymmetric(snap, query, k, radius, label, rr, exclude_self, names, code_kind, timings)
+    code = check_codes(query.code, n_bits)
+    if code.shape[0] != 1:
+        raise ConfigError(f"search takes one query; got {code.shape[0]} codes (use search_many)")
+    if radius is not None and not (isinstance(radius, (int, np.integer)) and 0 <= radius <= n_bits):
+        raise ConfigError(f"radius must be between 0 and {n_bits} (the code length); got {radius!r}")
+    use_feats = snap.features is not None and query.feature is not None
+    if use_feats and query.feature.shape[1] != snap.features.shape[1]:
+        raise ConfigError(f"query features have dim {query.feature.shape[1]}; the index stores dim {snap.features.shape[1]}")
+    if rr is not None and not use_feats:
+        raise ConfigError("re-ranking needs float features: this index stores none (build it with --features)"
+                          if snap.features is None else "re-ranking needs the query's float features")
+    n_cand = len(snap)
+    self_id = query.self_id if exclude_self else None
+    with Timer() as t:
+        if label is not None:  # exact Hamming distances over the class's rows
+            rows = label_rows(snap.labels, class_index_of(names, label))
+            d = hamming_matrix(code, snap.codes[rows])[0].astype(np.int32) if len(rows) else np.zeros(0, np.int32)
+            n_cand = len(rows)
+            if radius is not None:
+                keep = d <= radius
+                rows, d = rows[keep], d[keep]
+            o = np.lexsort((rows, d))
+            rows, d = rows[o], d[o]
+        elif radius is not None:
+            d, rows = snap.radius_rows(code, radius)
+        elif rr is not None:
+            d, rows = snap.topk_rows(code, rr.max_pool + (self_id is not None))
+        else:
+            want = min(k + (1 if exclude_self else 0), len(snap))
+            d, rows = snap.topk_rows(code, want)
+            if len(d) == want and want:  # the tie at the k-th place may hold more: take all of it
+                d, rows = snap.radius_rows(code, int(d[-1]))
+        if self_id is not None:
+            keep = snap.ids[rows] != self_id
+            rows, d = rows[keep], d[keep]
+            n_cand -= int(np.any(snap.ids[label_rows(snap.labels, class_index_of(names, label))] == self_id)
+                          if label is not None else np.any(snap.ids == self_id))
+    timings["search"] = t.seconds
+    k_capped_at = n_cand if k > n_cand else None
+    k = min(k, max(n_cand, 0))
+    fd = None
+    pool_size = pool_radius = None
+    if rr is None:
+        with Timer() as t:
+            ids = snap.ids[rows]
+            kk = k + (1 if exclude_self and self_id is None else 0)  # room for dropping the query image itself
+            if len(d) > kk and kk > 0:  # only the ties at the k-th distance can still move
+                cut = d <= d[kk - 1]
+                rows, d, ids = rows[cut], d[cut], ids[cut]
+            if use_feats:
+                fd = _feature_distances(snap, rows, query.feature)
+                o = np.lexsort((ids, fd, d))
+            else:
+                o = np.lexsort((ids, d))
+            o = _drop_identical_self(o, d, fd, query, exclude_self and self_id is None)[:k]
+        timings["search"] += t.seconds
+        ranked_by = "hamming, then feature distance" if use_feats else "hamming, then id"
+    else:
+        with Timer() as t:
+            rad = rr.start_radius if radius is None else min(rr.start_radius, radius)
+            cap = n_bits if radius is None else radius
+            need = min(rr.min_pool, len(d))
+            while rad < cap and int((d <= rad).sum()) < need:
+                rad += 1
+            sel = np.flatnonzero(d <= rad)[: rr.max_pool]  # d is ordered by (distance, row)
+            rows, d = rows[sel], d[sel]
+            ids = snap.ids[rows]
+            fd = _feature_distances(snap, rows, query.feature)
+            o = np.lexsort((ids, d, fd))
+            o = _drop_identical_self(o, d, fd, query, exclude_self and self_id is None)[:k]
+            pool_size, pool_radius = int(len(sel)), int(rad)
+        timings["rerank"] = t.seconds
+        ranked_by = "feature distance (re-rank of a Hamming pool)"
+    return Hits(ids[o], rows[o], d[o], None, None if fd is None else fd[o], ranked_by, int(k if k_capped_at is None else k_capped_at),
+                k_capped_at, timings, pool_size, pool_radius, snap)
+
+
+def _drop_identical_self(o: np.ndarray, d: np.ndarray, fd: np.ndarray | None, query: Query, on: bool) -> np.ndarray:
+    """Without a known ``self_id``: drop the first hit when it is the query image itself (Hamming 0,
+    stored features equal to the query's up to float16 rounding)."""
+    if not on or not len(o) or fd is None or d[o[0]] != 0:
+        return o
+    scale = float(np.linalg.norm(query.feature)) if query.feature is not None else 1.0
+    return o[1:] if fd[o[0]] <= 2e-3 * max(scale, 1e-6) else o
+
+
+def _search_asymmetric(snap, query: Query, k: int, radius, label, rr, exclude_self: bool, names, code_kind: str,
+                       timings: dict[str, float]) -> Hits:
+    if radius is not None or rr is not None:
+        raise ConfigError(f"radius and rerank are Hamming-code notions; this index holds {code_kind!r} codes, "
+                          "ranked by asymmetric distance: search without them")
+    if query.distances is None:
+        raise ConfigError(f"this index holds {code_kind!r} codes: searching it needs the model that made them "
+                          "(its asymmetric distance from the query's float features)")
+    with Timer() as t:
+        rows = np.arange(len(snap)) if label is None else label_rows(snap.labels, class_index_of(names, label))
+        if exclude_self and query.self_id is not None:
+            rows = rows[snap.ids[rows] != query.self_id]
+        n_cand = len(rows)
+        d = (np.asarray(query.distances(snap.codes[rows]), np.float32).reshape(-1) if len(rows)
+             else np.zeros(0, np.float32))
+        if len(d) != len(rows):
+            raise ConfigError(f"distances must have one value per candidate ({len(rows)}); got {len(d)}")
+        o = asymmetric_topk(d, snap.ids[rows], k)
+    timings["search"] = t.seconds
+    capped = n_cand if k > n_cand else None
+    return Hits(snap.ids[rows[o]], rows[o], None, d[o], None, "asymmetric", k if capped is None else capped, capped,
+                timings, snapshot=snap)
+
+
+def search_many(index, queries: Sequence[Query], k: int, **kw: Any) -> list[Hits]:
+    """:func:`search` for each query, on one snapshot of the index."""
+    snap = _snapshot(index)
+    return [search(snap, q, k, **kw) for q in queries]
+
+
+# ----------------------------------------------------------------------------- the one JSON shape
+def label_name(class_names: Sequence[str], label: Any) -> Any:
+    """A stored label -> class name(s); -1 (or no class) means unlabelled and gives None."""
+    if label is None:
+        return None
+    if isinstance(label, list):
+        return [class_names[j] if j < len(class_names) else j for j in label] or None
+    if label < 0:
+        return None
+    return class_names[label] if label < len(class_names) else label
+
+
+def _label_of_row(labels: np.ndarray | None, row: int) -> Any:
+    if labels is None:
+        return None
+    if labels.ndim == 1:
+        return int(labels[row])
+    return [int(j) for j in np.flatnonzero(labels[row])]
+
+
+def hit_json(hits: Hits, class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """The hits as JSON objects: rank, id, hamming, distance, feature_distance, label, path and the
+    service's URLs of the image (the same keys everywhere; null where a value does not apply)."""
+    snap = hits.snapshot
+    out = []
+    for i, (id_, row) in enumerate(zip(hits.ids, hits.rows)):
+        id_, row = int(id_), int(row)
+        out.append({
+            "rank": i + 1, "id": id_,
+            "hamming": None if hits.hamming is None else int(hits.hamming[i]),
+            "distance": None if hits.distance is None else float(hits.distance[i]),
+            "feature_distance": None if hits.feature_distance is None else round(float(hits.feature_distance[i]), 6),
+            "label": label_name(class_names, _label_of_row(snap.labels, row)),
+            "path": display_path(snap.paths[row]),
+            "thumb_url": f"/api/images/{id_}/thumb", "original_url": f"/api/images/{id_}/original",
+        })
+    return out
+
+
+def answer_json(hits: Hits, query: Query, class_names: Sequence[str], **params: Any) -> dict[str, Any]:
+    """One answer: hits, count, the parameters, per-stage ms, the query's code, the re-rank pool,
+    the cap on k. ``deephash search --json``, the HTTP API and :func:`deephash.api.search` give this."""
+    t_ms = {s: (round(hits.timings[s] * 1000, 3) if s in hits.timings else None) for s in STAGES}
+    t_ms["total"] = round(sum(v for v in t_ms.values() if v is not None), 3)
+    results = hit_json(hits, class_names)
+    return {"results": results, "count": len(results), "params": params, "timings_ms": t_ms,
+            "code": query.code[0].tobytes().hex(), "ranked_by": hits.ranked_by,
+            "rerank_pool": None if hits.pool_size is None else {"size": hits.pool_size, "radius": hits.pool_radius},
+            "k_capped_at": hits.k_capped_at}
+
+
+def format_timings(t_ms: dict[str, Any]) -> str:
+    """``decode 0.9 ms, backbone 4.4 ms, ... (total 7.2 ms)`` from an answer's ``timings_ms``."""
+    parts = [f"{s} {t_ms[s]:.1f} ms" for s in STAGES if t_ms.get(s) is not None]
+    return ", ".join(parts) + f" (total {t_ms.get('total', 0):.1f} ms)"
+
+
+def format_table(answer: dict[str, Any]) -> str:
+    """The answer as a text table; with re-rank both the Hamming distance and the float distance
+    it was ranked by, in that order."""
+    res = answer["results"]
+    asym = bool(res) and res[0]["distance"] is not None
+    rr = answer.get("rerank_pool") is not None
+    feat = bool(res) and res[0]["feature_distance"] is not None
+    head = f"{'rank':>4}  {'id':>7}  "
+    if asym:
+        head += f"{'distance':>9}  "
+    else:
+        head += f"{'hamming':>7}  " + (f"{'float dist':>10}  " if feat else "")
+    lines = [head + f"{'label':<12} path"]
+    for r in res:
+        row = f"{r['rank']:>4}  {r['id']:>7}  "
+        if asym:
+            row += f"{r['distance']:>9.4g}  "
+        else:
+            row += f"{r['hamming']:>7}  " + (f"{r['feature_distance']:>10.4f}  " if feat else "")
+        lines.append(row + f"{str(r['label']):<12} {r['path']}")
+    notes = [f"ranked by {answer['ranked_by']}"]
+    if rr:
+        notes.append(f"re-rank pool {answer['rerank_pool']['size']} within Hamming radius {answer['rerank_pool']['radius']}")
+    if answer.get("k_capped_at") is not None:
+        notes.append(f"k capped at {answer['k_capped_at']} (the images the index holds)")
+    return "\n".join(lines + ["  " + "; ".join(notes)])
