@@ -186,7 +186,8 @@ def build_index(archive: ImageArchive, checkpoint: str | os.PathLike, out: str |
     index = HashIndex(model.hasher.n_bits, class_names=archive.class_names, code_kind=model.hasher.code_kind,
                       meta={"model": rel_model, "method": model.hasher.name, "backbone": model.backbone.describe(),
                             "archive_root": str(archive.root.resolve()), "deephash_version": __version__})
-    index.add(codes, ids=fs.index, paths=[archive.paths[i] for i in fs.index], labels=archive.labels[fs.index],
+    index.add(codes, ids=fs.index, paths=[archive.paths[i] for i in fs.index],
+              labels=archive.labels[fs.index] if archive.labelled else None,  # a flat unlabelled folder: none
               features=fs.features if store_features else None)
     index.save(out)
     return index, archive.skipped + fs.failed

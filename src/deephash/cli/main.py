@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -22,10 +23,28 @@ class DeepHashGroup(click.Group):
             sys.exit(2)
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """deephash's own warnings (e.g. a training set too small for the method) as one line."""
+    from deephash.hashers._training_size import SmallTrainingSetWarning
+
+    if issubclass(category, SmallTrainingSetWarning):
+        return f"warning: {message}\n"
+    return _default_format_warning(message, category, filename, lineno, line)
+
+
+_default_format_warning = warnings.formatwarning
+
+
 @click.group(cls=DeepHashGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="deephash")
 def cli() -> None:
     """deephash: content-based image retrieval with deep hashing."""
+    warnings.formatwarning = _format_warning
+
+
+def show_progress(quiet: bool) -> bool:
+    """Progress bars on stderr: on when stderr is a terminal, off with --quiet or when it is redirected."""
+    return not quiet and sys.stderr.isatty()
 
 
 def main() -> None:
@@ -106,31 +125,50 @@ def _report_skipped(skipped) -> None:
 @click.argument("archive", type=click.Path())
 @click.option("--method", default="mhcln", show_default=True)
 @click.option("--bits", type=int, default=64, show_default=True)
-@click.option("--split", default=None, help="split folder to train on (e.g. train)")
+@click.option("--split", default=None, help="split to train on (a split folder, or the label file's 'split' column)")
 @click.option("--labels", type=click.Path(), default=None, help="CSV/JSON label file for a flat folder")
 @click.option("--backbone", default="efficientnet-lite0", show_default=True)
 @click.option("--image-size", type=int, default=128, show_default=True)
+@click.option("--iters", "n_iters", type=click.IntRange(min=1), default=None,
+              help="training iterations (deep methods; default: the method's, stopped early when validation stalls)")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="training length in passes over the training images (deep methods; instead of --iters)")
 @click.option("--param", "params", multiple=True, help="method hyper-parameter KEY=VALUE (JSON value), repeatable")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="no progress bars")
 @click.option("--out", "out", type=click.Path(), required=True, help="checkpoint file to write (.pt)")
-def train(archive, method, bits, split, labels, backbone, image_size, params, seed, out):
+def train(archive, method, bits, split, labels, backbone, image_size, n_iters, epochs, params, seed, quiet, out):
     """Train a hashing method head-only on an archive's cached backbone features."""
     from deephash.backbones import create_backbone
     from deephash.features import extract_features
-    from deephash.hashers import create_hasher
+    from deephash.hashers import DeepHasher, create_hasher
+    from deephash.hashers.base import require_labels
 
-    from deephash.cli.params import parse_params
+    from deephash.cli.params import parse_params, training_length
 
+    if n_iters is not None and epochs is not None:
+        raise click.UsageError("give --iters or --epochs, not both")
     kw = parse_params(params)
     a = _open(archive, split, labels)
-    bb = create_backbone(backbone, image_size=image_size)
-    fs = extract_features(a, bb)
     h = create_hasher(method, bits, seed=seed, **kw)
-    y = a.labels[fs.index]
-    h.fit(fs.features, y) if h.supervised else h.fit(fs.features)
+    require_labels(h, a.labelled)  # before any feature is extracted
+    progress = show_progress(quiet)
+    bb = create_backbone(backbone, image_size=image_size)
+    fs = extract_features(a, bb, progress=progress)
+    length = training_length(h, len(fs), n_iters, epochs)
+    if length is not None:
+        h.n_iters = length
+    y = a.labels[fs.index] if h.supervised else None
+    fit_kw = {"progress": progress} if isinstance(h, DeepHasher) else {}
+    h.fit(fs.features, y, **fit_kw)
     h.save(out, backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
     _report_skipped(a.skipped + fs.failed)
-    click.echo(f"trained {method} ({bits} bits) on {len(fs)} images; checkpoint written to {out}")
+    hist = getattr(h, "history_", None)
+    how = ""
+    if hist:
+        how = f", {hist['iters']} iterations" + (" (stopped early: validation stopped improving)"
+                                                  if hist.get("early_stopped_at") else "")
+    click.echo(f"trained {method} ({bits} bits) on {len(fs)} images{how}; checkpoint written to {out}")
 
 
 def _collect_images(inputs) -> list[Path]:
@@ -216,7 +254,7 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune):
 @cli.command()
 @click.argument("index_path", type=click.Path())
 @click.argument("image", type=click.Path())
-@click.option("-k", type=int, default=10, show_default=True)
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--rerank", is_flag=True, help="DLBHC coarse-to-fine: Hamming pool re-ranked by float features")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def search(index_path, image, k, rerank, as_json):
