@@ -7,8 +7,10 @@ import csv
 import json
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +94,10 @@ def unpack_archive_file(path: Path) -> Path:
     if dest.is_dir():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # a large archive takes minutes: say what is happening (once; later runs reuse the folder)
+    print(f"deephash: unpacking {path.name} ({st.st_size / 2**20:.0f} MiB) into {dest} — once, later runs reuse it",
+          file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest.parent))
     try:
         name = path.name.lower()
@@ -111,6 +117,7 @@ def unpack_archive_file(path: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     os.replace(tmp, dest)
+    print(f"deephash: unpacked {path.name} in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return dest
 
 
