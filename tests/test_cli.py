@@ -60,8 +60,9 @@ def test_errors_are_one_line_and_nonzero(tmp_path):
                            str(tmp_path / "bad.jpg")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "Traceback" not in proc.stderr
-    r = CliRunner().invoke(cli, ["train", str(tmp_path), "--out", str(tmp_path / "x.pt")])
-    assert r.exit_code == 2 and "expected one sub-folder per class" in r.output
+    (tmp_path / "empty").mkdir()  # neither images nor class folders (a flat folder of images is an unlabelled archive)
+    r = CliRunner().invoke(cli, ["train", str(tmp_path / "empty"), "--out", str(tmp_path / "x.pt")])
+    assert r.exit_code == 2 and "or one sub-folder per class" in r.output
 
 
 def test_methods_lists_one_a_line():

@@ -43,6 +43,8 @@ class TrainConfig:
     params: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     progress: bool = True
+    n_iters: int | None = None  # deep methods: training iterations (default: the method's, stopped early)
+    epochs: float | None = None  # deep methods: passes over the training images, instead of n_iters
 
 
 @dataclass
@@ -52,6 +54,27 @@ class TrainResult:
     bits: int
     n_images: int
     skipped: Skipped
+    history: dict[str, Any] | None = None  # deep methods: iterations run, early stop
+
+
+def training_length(hasher: Any, n_train: int, n_iters: int | None, epochs: float | None) -> int | None:
+    """``n_iters`` / ``epochs`` as the Trainer's iteration count (None: the method's default).
+
+    An epoch is ``n_train / batch_size`` iterations (the method's batch size); only methods the
+    Trainer trains (or that count their own ``n_iters``) take a length."""
+    import math
+
+    if n_iters is None and epochs is None:
+        return None
+    if not hasattr(hasher, "n_iters"):
+        raise ConfigError(f"{hasher.name} is not trained by iterations, so --iters/--epochs do not apply to it")
+    if n_iters is not None:
+        return int(n_iters)
+    if hasattr(hasher, "trainer_config"):
+        batch = hasher.trainer_config().batch_size
+    else:
+        batch = int(getattr(hasher, "batch_size", 1) or 1)
+    return max(1, math.ceil(epochs * n_train / batch))
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -59,16 +82,24 @@ def train(cfg: TrainConfig) -> TrainResult:
     from deephash.backbones import create_backbone
     from deephash.data import open_archive
     from deephash.features import extract_features
-    from deephash.hashers import create_hasher
+    from deephash.hashers import DeepHasher, create_hasher
+    from deephash.hashers.base import require_labels
 
+    if cfg.n_iters is not None and cfg.epochs is not None:
+        raise ConfigError("give n_iters (--iters) or epochs (--epochs), not both")
     a = open_archive(cfg.archive, split=cfg.split, labels_file=cfg.labels)
+    h = create_hasher(cfg.method, cfg.bits, seed=cfg.seed, **cfg.params)
+    require_labels(h, a.labelled)  # before any feature is extracted
     bb = create_backbone(cfg.backbone, image_size=cfg.image_size)
     fs = extract_features(a, bb, progress=cfg.progress)
-    h = create_hasher(cfg.method, cfg.bits, seed=cfg.seed, **cfg.params)
-    y = a.labels[fs.index]
-    h.fit(fs.features, y) if h.supervised else h.fit(fs.features)
+    length = training_length(h, len(fs), cfg.n_iters, cfg.epochs)
+    if length is not None:
+        h.n_iters = length
+    y = a.labels[fs.index] if h.supervised else None
+    fit_kw = {"progress": cfg.progress} if isinstance(h, DeepHasher) else {}
+    h.fit(fs.features, y, **fit_kw) if h.supervised else h.fit(fs.features, **fit_kw)
     ck = h.save(cfg.out, backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
-    return TrainResult(Path(ck), cfg.method, cfg.bits, len(fs), a.skipped + fs.failed)
+    return TrainResult(Path(ck), cfg.method, cfg.bits, len(fs), a.skipped + fs.failed, getattr(h, "history_", None))
 
 
 # ----------------------------------------------------------------------------- encode
@@ -163,7 +194,8 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
                       meta={"model": rel_model, "model_identity": model.identity.to_dict(), "method": model.hasher.name,
                             "backbone": model.backbone.describe(), "archive_root": str(archive.root.resolve()),
                             "deephash_version": __version__})
-    index.add(codes, ids=fs.index, paths=[archive.paths[i] for i in fs.index], labels=archive.labels[fs.index],
+    index.add(codes, ids=fs.index, paths=[archive.paths[i] for i in fs.index], labels=archive.labels[fs.index] if archive.labelled else None,  # a flat unlabelled folder: none
+             
               features=fs.features if store_features else None)
     index.save(out)
     return IndexBuild(index, out, archive.skipped + fs.failed)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -23,10 +24,28 @@ class DeepHashGroup(click.Group):
             sys.exit(2)
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """deephash's own warnings (e.g. a training set too small for the method) as one line."""
+    from deephash.hashers._training_size import SmallTrainingSetWarning
+
+    if issubclass(category, SmallTrainingSetWarning):
+        return f"warning: {message}\n"
+    return _default_format_warning(message, category, filename, lineno, line)
+
+
+_default_format_warning = warnings.formatwarning
+
+
 @click.group(cls=DeepHashGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="deephash")
 def cli() -> None:
     """deephash: content-based image retrieval with deep hashing."""
+    warnings.formatwarning = _format_warning
+
+
+def show_progress(quiet: bool) -> bool:
+    """Progress bars on stderr: on when stderr is a terminal, off with --quiet or when it is redirected."""
+    return not quiet and sys.stderr.isatty()
 
 
 def main() -> None:
@@ -107,22 +126,34 @@ def _report_skipped(skipped) -> None:
 @click.argument("archive", type=click.Path())
 @click.option("--method", default="mhcln", show_default=True)
 @click.option("--bits", type=int, default=64, show_default=True)
-@click.option("--split", default=None, help="split folder to train on (e.g. train)")
+@click.option("--split", default=None, help="split to train on (a split folder, or the label file's 'split' column)")
 @click.option("--labels", type=click.Path(), default=None, help="CSV/JSON label file for a flat folder")
 @click.option("--backbone", default="efficientnet-lite0", show_default=True)
 @click.option("--image-size", type=int, default=128, show_default=True)
+@click.option("--iters", "n_iters", type=click.IntRange(min=1), default=None,
+              help="training iterations (deep methods; default: the method's, stopped early when validation stalls)")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="training length in passes over the training images (deep methods; instead of --iters)")
 @click.option("--param", "params", multiple=True, help="method hyper-parameter KEY=VALUE (JSON value), repeatable")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="no progress bars")
 @click.option("--out", "out", type=click.Path(), required=True, help="checkpoint file to write (.pt)")
-def train(archive, method, bits, split, labels, backbone, image_size, params, seed, out):
+def train(archive, method, bits, split, labels, backbone, image_size, n_iters, epochs, params, seed, quiet, out):
     """Train a hashing method head-only on an archive's cached backbone features."""
     from deephash import api
     from deephash.cli.params import parse_params
 
+    if n_iters is not None and epochs is not None:
+        raise click.UsageError("give --iters or --epochs, not both")
     r = api.train(api.TrainConfig(archive=archive, out=out, method=method, bits=bits, split=split, labels=labels,
-                                  backbone=backbone, image_size=image_size, params=parse_params(params), seed=seed))
+                                  backbone=backbone, image_size=image_size, params=parse_params(params), seed=seed,
+                                  progress=show_progress(quiet), n_iters=n_iters, epochs=epochs))
     _report_skipped(r.skipped)
-    click.echo(f"trained {method} ({bits} bits) on {r.n_images} images; checkpoint written to {out}")
+    how = ""
+    if r.history:
+        how = f", {r.history['iters']} iterations" + (" (stopped early: validation stopped improving)"
+                                                       if r.history.get("early_stopped_at") else "")
+    click.echo(f"trained {method} ({bits} bits) on {r.n_images} images{how}; checkpoint written to {out}")
 
 
 @cli.command()
@@ -179,7 +210,7 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune):
 @cli.command()
 @click.argument("index_path", type=click.Path())
 @click.argument("images", nargs=-1)
-@click.option("-k", type=int, default=10, show_default=True, help="neighbours per query (capped at the index size)")
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="neighbours per query (capped at the index size)")
 @click.option("--radius", type=int, default=None, help="only neighbours within this Hamming distance")
 @click.option("--label", default=None, help="only neighbours of this class")
 @click.option("--rerank", is_flag=True, help="DLBHC coarse-to-fine: Hamming pool re-ranked by float features")

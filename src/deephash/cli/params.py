@@ -19,3 +19,6 @@ def parse_params(params: Iterable[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[k] = v
     return out
+
+
+from deephash.api import training_length  # noqa: E402,F401  (the jobs API owns it; kept importable here)

@@ -1,13 +1,16 @@
 """Image archives: an image folder (one sub-folder per class, optionally below split folders),
-a plain folder plus a CSV/JSON label file (single- or multi-label), or a .tar.gz/.zip of either."""
+a flat folder of unlabelled images, a plain folder plus a CSV/JSON label file (single- or
+multi-label, with an optional ``split`` column), or a .tar.gz/.zip of any of these."""
 from __future__ import annotations
 
 import csv
 import json
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,10 @@ from deephash.utils import cache_dir, sha1_of
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 SPLIT_NAMES = ("train", "test", "val", "valid", "validation", "query", "database", "db")
+#: the label of every image of an unlabelled archive (the index and the service read it as "no label")
+UNLABELLED = -1
+#: the label file's column (CSV) or key (JSON) naming each image's split, e.g. train / test
+SPLIT_COLUMN = "split"
 
 
 @dataclass
@@ -28,8 +35,9 @@ class ImageArchive:
     """A listed archive: paths relative to ``root``, labels, and the files that were skipped.
 
     ``labels`` is ``int64 (n,)`` for single-label archives and ``uint8 (n, n_classes)``
-    multi-hot for multi-label ones; ``splits[i]`` names the split folder image i came from
-    (``""`` when the archive has none).
+    multi-hot for multi-label ones; an unlabelled archive (a flat folder of images) has no
+    class names and every label is ``UNLABELLED`` (-1). ``splits[i]`` names the split image i
+    belongs to (its split folder or the label file's ``split`` column; ``""`` when none).
     """
 
     root: Path
@@ -45,6 +53,11 @@ class ImageArchive:
     @property
     def multi_label(self) -> bool:
         return self.labels.ndim == 2
+
+    @property
+    def labelled(self) -> bool:
+        """False for a flat folder of unlabelled images (labels all ``UNLABELLED``)."""
+        return bool(self.class_names)
 
     def abspath(self, i: int) -> Path:
         return self.root / self.paths[i]
@@ -81,6 +94,10 @@ def unpack_archive_file(path: Path) -> Path:
     if dest.is_dir():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # a large archive takes minutes: say what is happening (once; later runs reuse the folder)
+    print(f"deephash: unpacking {path.name} ({st.st_size / 2**20:.0f} MiB) into {dest} — once, later runs reuse it",
+          file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest.parent))
     try:
         name = path.name.lower()
@@ -100,6 +117,7 @@ def unpack_archive_file(path: Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     os.replace(tmp, dest)
+    print(f"deephash: unpacked {path.name} in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return dest
 
 
@@ -114,7 +132,9 @@ def _descend_single(root: Path) -> Path:
 
 
 def open_archive(path: str | os.PathLike, *, split: str | None = None, labels_file: str | os.PathLike | None = None) -> ImageArchive:
-    """List an archive. ``split`` restricts an image folder to ``root/<split>/``."""
+    """List an archive. ``split`` keeps one split: ``root/<split>/`` of an image folder, or the rows of
+    a label file whose ``split`` column holds it; an archive with no split information refuses it.
+    Paths in a label file are relative to the archive folder (the unpacked folder for a .tar.gz/.zip)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError(f"archive {str(p)!r} does not exist (expected an image folder, a .tar.gz or a .zip)")
@@ -123,7 +143,7 @@ def open_archive(path: str | os.PathLike, *, split: str | None = None, labels_fi
             raise DataError(f"{p}: expected a folder or a {'/'.join(ARCHIVE_SUFFIXES)} archive; got a {p.suffix or 'suffix-less'} file")
         p = _descend_single(unpack_archive_file(p))
     if labels_file is not None:
-        return _from_label_file(p, Path(labels_file))
+        return _from_label_file(p, Path(labels_file), split)
     return _from_image_folder(p, split)
 
 
@@ -132,7 +152,9 @@ def _from_image_folder(root: Path, split: str | None) -> ImageArchive:
     split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_NAMES]
     if split is not None:
         if not (root / split).is_dir():
-            raise DataError(f"{root}: no split folder {split!r}; found folders: {', '.join(d.name for d in subdirs) or '(none)'}")
+            why = (f"found folders: {', '.join(d.name for d in subdirs)}" if subdirs else
+                   "this archive has no split information (no split folders such as train/ and test/)")
+            raise DataError(f"{root}: no split folder {split!r}; {why}")
         parts = [(split, root / split)]
     elif split_dirs:
         parts = [(d.name, d) for d in split_dirs]
@@ -140,10 +162,7 @@ def _from_image_folder(root: Path, split: str | None) -> ImageArchive:
         parts = [("", root)]
     class_names = sorted({c.name for _, base in parts for c in base.iterdir() if c.is_dir() and not c.name.startswith(".")})
     if not class_names:
-        raise DataError(
-            f"{root}: expected one sub-folder per class (e.g. root/train/cat/001.jpg or root/cat/001.jpg), found none; "
-            "for a flat folder pass a label file"
-        )
+        return _flat_folder(root, parts)
     cidx = {c: i for i, c in enumerate(class_names)}
     paths, labels, splits, skipped = [], [], [], []
     for sname, base in parts:
@@ -166,6 +185,27 @@ def _from_image_folder(root: Path, split: str | None) -> ImageArchive:
     return ImageArchive(root, paths, np.asarray(labels, np.int64), class_names, splits, skipped)
 
 
+def _flat_folder(root: Path, parts: list[tuple[str, Path]]) -> ImageArchive:
+    """Images directly inside the folder (or its split folders), no class folders: an unlabelled archive."""
+    paths, splits, skipped = [], [], []
+    for sname, base in parts:
+        for f in sorted(base.iterdir()):
+            if f.name.startswith(".") or not f.is_file():
+                continue
+            rel = f.relative_to(root).as_posix()
+            if not _is_image(f):
+                skipped.append((rel, f"not an image file (suffix {f.suffix or 'none'})"))
+                continue
+            paths.append(rel)
+            splits.append(sname)
+    if not paths:
+        raise DataError(
+            f"{root}: expected image files ({', '.join(sorted(IMAGE_SUFFIXES))}) or one sub-folder per class "
+            "(e.g. root/train/cat/001.jpg or root/cat/001.jpg); found neither"
+        )
+    return ImageArchive(root, paths, np.full(len(paths), UNLABELLED, np.int64), [], splits, skipped)
+
+
 def _split_labels(value: str) -> list[str]:
     for sep in (";", "|", ","):
         if sep in value:
@@ -173,18 +213,28 @@ def _split_labels(value: str) -> list[str]:
     return [value.strip()] if value.strip() else []
 
 
-def _from_label_file(root: Path, labels_file: Path) -> ImageArchive:
+def _json_rows(data) -> list[tuple[str, list[str], str]]:
+    """``{path: labels}``, ``{path: {"labels": ..., "split": ...}}`` or ``[{"path", "labels", "split"}, ...]``."""
+    if isinstance(data, dict):
+        items = [dict(v, path=k) if isinstance(v, dict) else {"path": k, "labels": v} for k, v in data.items()]
+    else:
+        items = list(data)
+    rows = []
+    for d in items:
+        lab = d.get("labels", d.get("label"))
+        labs = [str(x) for x in lab] if isinstance(lab, list) else _split_labels("" if lab is None else str(lab))
+        rows.append((str(d["path"]), labs, str(d.get(SPLIT_COLUMN) or "")))
+    return rows
+
+
+def _from_label_file(root: Path, labels_file: Path, split: str | None = None) -> ImageArchive:
     if not labels_file.is_file():
         raise DataError(f"label file {str(labels_file)!r} does not exist")
     rows: list[tuple[str, list[str], str]] = []
     suffix = labels_file.suffix.lower()
     try:
         if suffix == ".json":
-            data = json.loads(labels_file.read_text())
-            items = data.items() if isinstance(data, dict) else ((d["path"], d.get("labels", d.get("label"))) for d in data)
-            for pth, lab in items:
-                labs = [str(x) for x in lab] if isinstance(lab, list) else _split_labels(str(lab))
-                rows.append((str(pth), labs, ""))
+            rows = _json_rows(json.loads(labels_file.read_text()))
         elif suffix in (".csv", ".tsv", ".txt"):
             with open(labels_file, newline="") as fh:
                 reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
@@ -196,15 +246,23 @@ def _from_label_file(root: Path, labels_file: Path) -> ImageArchive:
                         f"{labels_file}: expected a header with a path column (path/file/filename/image) and a label column "
                         f"(label/labels/class); got columns {reader.fieldnames}"
                     )
-                sc = cols.get("split")
+                sc = cols.get(SPLIT_COLUMN)
                 for r in reader:
-                    rows.append((r[pc], _split_labels(r[lc] or ""), (r.get(sc) or "") if sc else ""))
+                    rows.append((r[pc], _split_labels(r[lc] or ""), (r.get(sc) or "").strip() if sc else ""))
         else:
             raise DataError(f"{labels_file}: expected a .csv, .tsv or .json label file; got {suffix or 'no suffix'}")
-    except (json.JSONDecodeError, KeyError, TypeError, csv.Error) as e:
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, csv.Error) as e:
         raise DataError(f"{labels_file}: malformed label file ({type(e).__name__}: {e})") from None
     if not rows:
         raise DataError(f"{labels_file}: holds no rows")
+    if split is not None:
+        have = sorted({sp for _, _, sp in rows if sp})
+        if not have:
+            raise DataError(f"--split {split}: {labels_file} has no split information (add a {SPLIT_COLUMN!r} column "
+                            "naming each image's split, e.g. train / test); leave out --split to use every row")
+        rows = [r for r in rows if r[2] == split]
+        if not rows:
+            raise DataError(f"--split {split}: no row of {labels_file} is in split {split!r}; its splits are: {', '.join(have)}")
     multi = any(len(labs) != 1 for _, labs, _ in rows)
     class_names = sorted({lab for _, labs, _ in rows for lab in labs})
     cidx = {c: i for i, c in enumerate(class_names)}

@@ -108,6 +108,9 @@ class Hasher:
             raise ConfigError("features contain NaN or infinite values")
         if fitting:
             self.in_dim_ = X.shape[1]
+            from deephash.hashers._training_size import warn_if_small
+
+            warn_if_small(self.name, self.n_bits, len(X))
         else:
             if not hasattr(self, "in_dim_"):
                 raise NotFittedError(f"this {self.name} hasher is not fitted yet; call fit() or load a checkpoint")
@@ -156,6 +159,15 @@ def require_hamming_codes(hasher: Hasher) -> None:
     if hasher.code_kind != "hamming":
         raise ConfigError(f"{hasher.name} produces {hasher.code_kind!r} codes, not Hamming codes: HashIndex cannot "
                           f"search them; rank with hasher.query_distances(query_features, codes) instead")
+
+
+def require_labels(hasher: Hasher, labelled: bool) -> None:
+    """Raise before any work when a supervised ``hasher`` is to be trained on an unlabelled archive."""
+    if hasher.supervised and not labelled:
+        sup = [n for n in list_hashers() if HASHERS.get(n).supervised]
+        unsup = [n for n in list_hashers() if not HASHERS.get(n).supervised]
+        raise ConfigError(f"{hasher.name} needs labels and this archive has none (a flat folder without a label file); "
+                          f"methods that need labels: {', '.join(sup)}; without labels use one of: {', '.join(unsup)}")
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

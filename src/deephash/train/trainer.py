@@ -34,13 +34,16 @@ class TrainerConfig:
     momentum: float = 0.9
     val_fraction: float = 0.1
     eval_every: int = 250
+    #: stop after this many validations in a row that gain less than ``min_delta`` mAP over the best
     patience: int = 4
+    min_delta: float = 1e-3
     val_topk: int = 1000
     device: str = "auto"
     amp: bool = True
     seed: int = 0
     log_every: int = 100
     checkpoint_path: str | None = None
+    #: a progress bar on stderr (iteration, loss, validation mAP, time left)
     progress: bool = False
     #: learning-rate schedule: "constant", or "cosine" decay to 0 after ``warmup_iters`` linear warm-up
     schedule: str = "constant"
@@ -53,6 +56,8 @@ class TrainerConfig:
             raise ConfigError(f"optimizer must be adam, adamw or sgd; got {self.optimizer!r}")
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"schedule must be 'constant' or 'cosine'; got {self.schedule!r}")
+        if self.patience < 1 or self.min_delta < 0:
+            raise ConfigError(f"patience must be >= 1 and min_delta >= 0; got {self.patience}, {self.min_delta}")
 
 
 def pick_device(name: str = "auto"):
@@ -72,6 +77,26 @@ def pick_device(name: str = "auto"):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but CUDA is not available on this machine")
     return dev
+
+
+def _progress_bar(c: TrainerConfig, name: str, start: int, validated: bool):
+    """A tqdm bar over iterations on stderr, or None when progress is off."""
+    if not c.progress:
+        return None
+    from tqdm import tqdm
+
+    what = f"every {c.eval_every} it, stops after {c.patience} without gain" if validated else "no validation"
+    return tqdm(total=c.n_iters, initial=start, desc=f"train {name} ({what})", unit="it", file=sys.stderr,
+                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0)
+
+
+def _postfix(history: dict[str, Any], best: float | None = None) -> dict[str, str]:
+    out = {"loss": f"{history['loss'][-1]['loss']:.4f}"} if history["loss"] else {}
+    if history["val"]:
+        out["val_mAP"] = f"{history['val'][-1]['map']:.4f}"
+    if best is not None and best >= 0:
+        out["best"] = f"{best:.4f}"
+    return out
 
 
 class Trainer:
@@ -164,6 +189,7 @@ class Trainer:
         db = np.sort(np.random.default_rng(c.seed + 1).permutation(len(Xt))[:5000])
         Xdb, ydb = (Xt[db], yt[db]) if yt is not None else (None, None)
         use_amp = c.amp and device.type == "cuda"
+        bar = _progress_bar(c, method.name, start, len(va) > 0)
         t0 = time.perf_counter()
         t_val = 0.0  # seconds spent validating, kept apart from training time
         it = start
@@ -183,8 +209,10 @@ class Trainer:
             method.after_step(net, it)
             if (it + 1) % c.log_every == 0 or it == start:
                 history["loss"].append({"iter": it + 1, "loss": float(loss.detach()), **logs})
-                if c.progress:
-                    print(f"  [{method.name}] iter {it + 1}/{c.n_iters} loss {float(loss.detach()):.4f}", file=sys.stderr)
+                if bar is not None:
+                    bar.set_postfix(_postfix(history), refresh=False)
+            if bar is not None:
+                bar.update(1)
             last = it + 1 == c.n_iters
             if len(va) and ((it + 1) % c.eval_every == 0 or last):
                 net.eval()
@@ -193,10 +221,13 @@ class Trainer:
                 t_val += time.perf_counter() - tv
                 history["val"].append({"iter": it + 1, "map": score,
                                        "train_s": time.perf_counter() - t0 - t_val + history.get("train_s_before", 0.0)})
-                if score > best_score + 1e-6:
-                    best_score, best_state, bad = score, copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()}), 0
-                else:
-                    bad += 1
+                # the best state is kept on any gain; patience runs out on gains below min_delta
+                gained = score - best_score
+                if gained > 1e-6:
+                    best_score, best_state = score, copy.deepcopy({k: v.detach().cpu() for k, v in net.state_dict().items()})
+                bad = 0 if gained >= c.min_delta else bad + 1
+                if bar is not None:
+                    bar.set_postfix(_postfix(history, best_score), refresh=True)
                 if ckpt:
                     with atomic_path(ckpt) as tmp:
                         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "best_score": best_score,
@@ -206,6 +237,11 @@ class Trainer:
                 if bad >= c.patience:
                     history["early_stopped_at"] = it + 1
                     break
+        if bar is not None:
+            if "early_stopped_at" in history:
+                bar.write(f"[{method.name}] stopped early at iteration {history['early_stopped_at']}: validation mAP "
+                          f"gained less than {c.min_delta} in {c.patience} checks (best {best_score:.4f})", file=sys.stderr)
+            bar.close()
         if best_state is not None:
             net.load_state_dict(best_state)
             history["best_val_map"] = best_score
