@@ -83,6 +83,8 @@ typedef struct {
     int qr;             /* k-NN / radius: queries per database load (1, or 4 on AVX-512) */
     int prior;          /* k-NN: estimate a starting bound from a 1/16 sample first */
     int failed;         /* set on allocation failure */
+    const uint8_t *bsl; /* AVX2 byte-sliced layout (k-NN / radius, n_bits <= 128), else NULL */
+    int nb;             /* bytes per code */
 } job_t;
 
 /* ----------------------------------------------------------------------------------------- */
@@ -274,6 +276,285 @@ __attribute__((target("avx2,popcnt"))) static void scan_avx2(const uint64_t *lay
     }
 }
 
+#define DH_STRIP 8 /* groups per strip in the four-query k-NN scans */
+
+/* AVX2, four queries per database load (k-NN and radius). The nibble split of a database vector is
+ * shared by the queries: popcount(x ^ q) = lut[lo(x) ^ lo(q)] + lut[hi(x) ^ hi(q)] bytewise, so
+ * each query costs xor, xor, two vpshufb, add per vector; the byte counts of the W words are summed,
+ * vpsadbw gives each row's distance in a 64-bit lane, and a running vpminuw keeps the strip's
+ * minimum (the lane's upper 16-bit parts stay 0). Only a strip whose minimum beats a query's bound
+ * is recomputed for that query by scan_avx2 and its rows accepted. */
+#define AVX2_TARGET __attribute__((target("avx2,popcnt")))
+
+AVX2_TARGET DH_ALWAYS_INLINE void scan4_avx2_w(const uint64_t *lay, const int W, int64_t g0, int64_t g1, int64_t n,
+                                               const uint64_t *q, sink_t **ss) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1,
+                                         2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    const __m256i zero = _mm256_setzero_si256();
+    const int64_t gfull = n / 8;
+    const int64_t g2 = gfull < g1 ? gfull : g1;
+    __m256i bnd[4];
+    for (int r = 0; r < 4; r++) bnd[r] = _mm256_set1_epi64x((long long)ss[r]->st->bound);
+    __m256i qlo[4 * 16], qhi[4 * 16]; /* the queries' nibbles, W <= 16 words here */
+    const int Wq = W <= 16 ? W : 16;
+    for (int r = 0; r < 4; r++)
+        for (int w = 0; w < Wq; w++) {
+            const __m256i qv = _mm256_set1_epi64x((long long)q[r * W + w]);
+            qlo[r * Wq + w] = _mm256_and_si256(qv, low);
+            qhi[r * Wq + w] = _mm256_and_si256(_mm256_srli_epi16(qv, 4), low);
+        }
+    int64_t g = g0;
+    if (W > 16) g = g2; /* very long codes: the per-query scan below */
+    for (; g + DH_STRIP <= g2; g += DH_STRIP) {
+        const __m256i big = _mm256_set1_epi64x(0xFFFF);
+        __m256i mn[4] = {big, big, big, big};
+        for (int gg = 0; gg < DH_STRIP; gg++) {
+            const uint64_t *grp = lay + (g + gg) * (int64_t)W * 8;
+            for (int h = 0; h < 2; h++) { /* rows 0-3, then rows 4-7 of the group */
+                __m256i c0 = zero, c1 = zero, c2 = zero, c3 = zero;
+                for (int w = 0; w < W; w++) {
+                    const __m256i x = _mm256_loadu_si256((const __m256i *)(grp + w * 8 + 4 * h));
+                    const __m256i xl = _mm256_and_si256(x, low);
+                    const __m256i xh = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+#define DH_Q(r, c)                                                                                                 \
+    {                                                                                                              \
+        const __m256i ql = qlo[(r) * Wq + w], qh = qhi[(r) * Wq + w];                                              \
+        c = _mm256_add_epi8(c, _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_xor_si256(xl, ql)),                  \
+                                               _mm256_shuffle_epi8(lut, _mm256_xor_si256(xh, qh))));                \
+    }
+                    DH_Q(0, c0) DH_Q(1, c1) DH_Q(2, c2) DH_Q(3, c3)
+#undef DH_Q
+                }
+                mn[0] = _mm256_min_epu16(mn[0], _mm256_sad_epu8(c0, zero));
+                mn[1] = _mm256_min_epu16(mn[1], _mm256_sad_epu8(c1, zero));
+                mn[2] = _mm256_min_epu16(mn[2], _mm256_sad_epu8(c2, zero));
+                mn[3] = _mm256_min_epu16(mn[3], _mm256_sad_epu8(c3, zero));
+            }
+        }
+        for (int r = 0; r < 4; r++)
+            if (__builtin_expect(_mm256_movemask_epi8(_mm256_cmpgt_epi16(bnd[r], mn[r])) != 0, 0))
+                scan_avx2(lay, W, g, g + DH_STRIP, n, q + r * W, 0, ss[r], NULL);
+    }
+    if (g < g1)
+        for (int r = 0; r < 4; r++) scan_avx2(lay, W, g, g1, n, q + r * W, 0, ss[r], NULL);
+}
+
+AVX2_TARGET static void scan4_avx2(const uint64_t *lay, int W, int64_t g0, int64_t g1, int64_t n, const uint64_t *q,
+                                   sink_t **ss) {
+    switch (W) {
+    case 1: scan4_avx2_w(lay, 1, g0, g1, n, q, ss); break;
+    case 2: scan4_avx2_w(lay, 2, g0, g1, n, q, ss); break;
+    case 4: scan4_avx2_w(lay, 4, g0, g1, n, q, ss); break;
+    default: scan4_avx2_w(lay, W, g0, g1, n, q, ss); break;
+    }
+}
+
+/* The AVX2 ceiling: Harley-Seal carry-save accumulation (Mula, Kurz & Lemire, "Faster population
+ * counts using AVX2 instructions") over the XORed database: 16 vectors go through a tree of
+ * carry-save adders and only the "sixteens" vector is popcounted (nibble vpshufb + vpsadbw), about
+ * 6 vector operations per 256 bits instead of the nibble method's 8. It sums every distance of one
+ * query (no per-row distances, no top-k): no search over the same codes can be faster. One
+ * iteration covers 64 words = 8 / W groups, so W must divide 8; other W and the tail groups use
+ * the nibble pass. */
+AVX2_TARGET DH_ALWAYS_INLINE __m256i popcnt256_avx2(__m256i v) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1,
+                                         2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    __m256i c = _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)),
+                                _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low)));
+    return _mm256_sad_epu8(c, _mm256_setzero_si256());
+}
+
+#define DH_CSA(h, l, a, b, c)                                                                                      \
+    {                                                                                                              \
+        const __m256i u_ = _mm256_xor_si256(a, b);                                                                 \
+        h = _mm256_or_si256(_mm256_and_si256(a, b), _mm256_and_si256(u_, c));                                      \
+        l = _mm256_xor_si256(u_, c);                                                                               \
+    }
+
+AVX2_TARGET DH_ALWAYS_INLINE void ceiling_hs_avx2_w(const uint64_t *lay, const int W, int64_t g0, int64_t g1, int64_t n,
+                                                    const uint64_t *q, int64_t *sum) {
+    const int64_t gfull = n / 8 < g1 ? n / 8 : g1;
+    const int64_t per = 8 / W; /* groups per 16-vector iteration */
+    int64_t units = gfull > g0 ? (gfull - g0) / per : 0;
+    __m256i qv[2 * 8];
+    for (int i = 0; i < 2 * W; i++) qv[i] = _mm256_set1_epi64x((long long)q[i / 2]);
+    const __m256i z = _mm256_setzero_si256();
+    __m256i total = z, ones = z, twos = z, fours = z, eights = z, sixteens, twosA, twosB, foursA, foursB, eightsA, eightsB;
+    const __m256i *p = (const __m256i *)(lay + g0 * (int64_t)W * 8);
+#define DH_D(i) _mm256_xor_si256(_mm256_loadu_si256(p + (i)), qv[(i) % (2 * W)])
+    for (int64_t u = 0; u < units; u++, p += 16) {
+        DH_CSA(twosA, ones, ones, DH_D(0), DH_D(1))
+        DH_CSA(twosB, ones, ones, DH_D(2), DH_D(3))
+        DH_CSA(foursA, twos, twos, twosA, twosB)
+        DH_CSA(twosA, ones, ones, DH_D(4), DH_D(5))
+        DH_CSA(twosB, ones, ones, DH_D(6), DH_D(7))
+        DH_CSA(foursB, twos, twos, twosA, twosB)
+        DH_CSA(eightsA, fours, fours, foursA, foursB)
+        DH_CSA(twosA, ones, ones, DH_D(8), DH_D(9))
+        DH_CSA(twosB, ones, ones, DH_D(10), DH_D(11))
+        DH_CSA(foursA, twos, twos, twosA, twosB)
+        DH_CSA(twosA, ones, ones, DH_D(12), DH_D(13))
+        DH_CSA(twosB, ones, ones, DH_D(14), DH_D(15))
+        DH_CSA(foursB, twos, twos, twosA, twosB)
+        DH_CSA(eightsB, fours, fours, foursA, foursB)
+        DH_CSA(sixteens, eights, eights, eightsA, eightsB)
+        total = _mm256_add_epi64(total, popcnt256_avx2(sixteens));
+    }
+#undef DH_D
+    total = _mm256_slli_epi64(total, 4);
+    total = _mm256_add_epi64(total, _mm256_slli_epi64(popcnt256_avx2(eights), 3));
+    total = _mm256_add_epi64(total, _mm256_slli_epi64(popcnt256_avx2(fours), 2));
+    total = _mm256_add_epi64(total, _mm256_slli_epi64(popcnt256_avx2(twos), 1));
+    total = _mm256_add_epi64(total, popcnt256_avx2(ones));
+    uint64_t t[4];
+    _mm256_storeu_si256((__m256i *)t, total);
+    *sum += (int64_t)(t[0] + t[1] + t[2] + t[3]);
+    int64_t gdone = g0 + units * per;
+    if (gdone < g1) scan_avx2(lay, W, gdone, g1, n, q, 2, NULL, sum);
+}
+
+AVX2_TARGET static void ceiling_hs_avx2(const uint64_t *lay, int W, int64_t g0, int64_t g1, int64_t n,
+                                        const uint64_t *q, int64_t *sum) {
+    switch (W) {
+    case 1: ceiling_hs_avx2_w(lay, 1, g0, g1, n, q, sum); break;
+    case 2: ceiling_hs_avx2_w(lay, 2, g0, g1, n, q, sum); break;
+    case 4: ceiling_hs_avx2_w(lay, 4, g0, g1, n, q, sum); break;
+    case 8: ceiling_hs_avx2_w(lay, 8, g0, g1, n, q, sum); break;
+    default: scan_avx2(lay, W, g0, g1, n, q, 2, NULL, sum); break;
+    }
+}
+
+
+/* AVX2 k-NN / radius on the "byte-sliced" layout (codes of at most 128 bits): rows are taken in
+ * blocks of 32 and a block stores byte b of its 32 rows together,
+ *     bslayout[blk][b][j] = byte b of row 32*blk + j          (uint8, nblocks * nb * 32 bytes)
+ * so one ymm holds the same byte of 32 rows and a row's distance is a vertical sum: no horizontal
+ * reduction. Each query byte is folded into two 16-entry tables, Llo_b[i] = popcount(i ^ lo(q_b))
+ * and Lhi_b[i] = popcount(i ^ hi(q_b)), so a query costs two vpshufb and two adds per 32 bytes and
+ * no XOR; the nibble split of the database vector is shared by up to four queries. Distances stay
+ * in bytes (<= 128). A strip of DH_BS_STRIP blocks keeps each query's byte-wise minimum; only a
+ * strip whose minimum beats the query's bound is recomputed and its rows accepted in row order. */
+#define DH_BS_STRIP 2
+
+AVX2_TARGET static void bs_tables(const uint64_t *qw, int nb, __m256i *L) {
+    const uint8_t *qb = (const uint8_t *)qw;
+    for (int b = 0; b < nb; b++) {
+        uint8_t lo[32], hi[32];
+        for (int i = 0; i < 32; i++) {
+            lo[i] = (uint8_t)__builtin_popcount((unsigned)((i & 15) ^ (qb[b] & 15)));
+            hi[i] = (uint8_t)__builtin_popcount((unsigned)((i & 15) ^ (qb[b] >> 4)));
+        }
+        L[2 * b] = _mm256_loadu_si256((const __m256i *)lo);
+        L[2 * b + 1] = _mm256_loadu_si256((const __m256i *)hi);
+    }
+}
+
+/* distances of the 32 rows of block blk to one query (tables L), as bytes */
+AVX2_TARGET DH_ALWAYS_INLINE __m256i bs_block(const uint8_t *bl, const int nb, int64_t blk, const __m256i *L) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    const uint8_t *p = bl + blk * (int64_t)nb * 32;
+    __m256i acc = _mm256_setzero_si256();
+    for (int b = 0; b < nb; b++) {
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(p + 32 * b));
+        acc = _mm256_add_epi8(acc, _mm256_add_epi8(_mm256_shuffle_epi8(L[2 * b], _mm256_and_si256(x, low)),
+                                                   _mm256_shuffle_epi8(L[2 * b + 1],
+                                                                       _mm256_and_si256(_mm256_srli_epi16(x, 4), low))));
+    }
+    return acc;
+}
+
+/* accept the rows of block blk (those in rowmask) with distance < the query's bound */
+AVX2_TARGET static void bs_accept(const uint8_t *bl, int nb, int64_t blk, const __m256i *L, uint32_t rowmask, sink_t *s) {
+    const uint32_t bound = s->st->bound;
+    if (bound == 0 || !rowmask) return;
+    const __m256i acc = bs_block(bl, nb, blk, L);
+    const __m256i bm1 = _mm256_set1_epi8((char)(bound - 1 > 255 ? 255 : bound - 1));
+    uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(acc, bm1), bm1)) & rowmask;
+    if (m) {
+        uint8_t d[32];
+        _mm256_storeu_si256((__m256i *)d, acc);
+        while (m) {
+            int j = __builtin_ctz(m);
+            push(s, blk * 32 + j, d[j]);
+            m &= m - 1;
+        }
+    }
+}
+
+/* rows [r0, r1) (clipped to n) for R queries with tables L[r * 2 * nb ...] */
+AVX2_TARGET DH_ALWAYS_INLINE void bs_scan_w(const uint8_t *bl, const int nb, int64_t r0, int64_t r1, int64_t n,
+                                            const __m256i *L, const int R, sink_t **ss) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    if (r1 > n) r1 = n;
+    if (r0 >= r1) return;
+    int64_t b0 = r0 / 32, b1 = (r1 + 31) / 32; /* blocks touched */
+    int64_t f0 = (r0 + 31) / 32, f1 = r1 / 32;  /* blocks wholly inside */
+    if (f1 < f0) f1 = f0;
+    /* partial blocks at the ends */
+    for (int64_t blk = b0; blk < f0 && blk < b1; blk++) {
+        int64_t lo = r0 > blk * 32 ? r0 - blk * 32 : 0, hi = r1 < blk * 32 + 32 ? r1 - blk * 32 : 32;
+        uint32_t rm = (uint32_t)((hi >= 32 ? 0xFFFFFFFFull : ((1ull << hi) - 1)) & ~((1ull << lo) - 1));
+        for (int r = 0; r < R; r++) bs_accept(bl, nb, blk, L + r * 2 * nb, rm, ss[r]);
+    }
+    __m256i bm1[4];
+    int live[4];
+    for (int r = 0; r < R; r++) {
+        uint32_t bd = ss[r]->st->bound;
+        live[r] = bd > 0;
+        bm1[r] = _mm256_set1_epi8((char)(bd == 0 ? 0 : (bd - 1 > 255 ? 255 : bd - 1)));
+    }
+    int64_t blk = f0;
+    for (; blk + DH_BS_STRIP <= f1; blk += DH_BS_STRIP) {
+        __m256i mn[4];
+        for (int r = 0; r < R; r++) mn[r] = _mm256_set1_epi8((char)0xFF);
+        for (int s = 0; s < DH_BS_STRIP; s++) {
+            const uint8_t *p = bl + (blk + s) * (int64_t)nb * 32;
+            __m256i acc[4];
+            for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_si256();
+            for (int b = 0; b < nb; b++) {
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(p + 32 * b));
+                const __m256i xl = _mm256_and_si256(x, low), xh = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+                for (int r = 0; r < R; r++)
+                    acc[r] = _mm256_add_epi8(acc[r], _mm256_add_epi8(_mm256_shuffle_epi8(L[r * 2 * nb + 2 * b], xl),
+                                                                     _mm256_shuffle_epi8(L[r * 2 * nb + 2 * b + 1], xh)));
+            }
+            for (int r = 0; r < R; r++) mn[r] = _mm256_min_epu8(mn[r], acc[r]);
+        }
+        for (int r = 0; r < R; r++) {
+            if (live[r] && __builtin_expect(_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_max_epu8(mn[r], bm1[r]), bm1[r])) != 0, 0))
+                for (int s = 0; s < DH_BS_STRIP; s++) bs_accept(bl, nb, blk + s, L + r * 2 * nb, 0xFFFFFFFFu, ss[r]);
+        }
+    }
+    for (; blk < f1; blk++)
+        for (int r = 0; r < R; r++) bs_accept(bl, nb, blk, L + r * 2 * nb, 0xFFFFFFFFu, ss[r]);
+    /* the partial block at the end */
+    for (int64_t b = f1 > f0 ? f1 : f0; b < b1; b++) {
+        if (b < f0) continue; /* already done as a leading partial block */
+        int64_t lo = r0 > b * 32 ? r0 - b * 32 : 0, hi = r1 < b * 32 + 32 ? r1 - b * 32 : 32;
+        uint32_t rm = (uint32_t)((hi >= 32 ? 0xFFFFFFFFull : ((1ull << hi) - 1)) & ~((1ull << lo) - 1));
+        for (int r = 0; r < R; r++) bs_accept(bl, nb, b, L + r * 2 * nb, rm, ss[r]);
+    }
+}
+
+AVX2_TARGET static void bs_scan(const uint8_t *bl, int nb, int64_t r0, int64_t r1, int64_t n, const __m256i *L, int R,
+                                sink_t **ss) {
+#define DH_BS_R(NB)                                                                                                \
+    switch (R) {                                                                                                   \
+    case 4: bs_scan_w(bl, NB, r0, r1, n, L, 4, ss); break;                                                         \
+    case 3: bs_scan_w(bl, NB, r0, r1, n, L, 3, ss); break;                                                         \
+    case 2: bs_scan_w(bl, NB, r0, r1, n, L, 2, ss); break;                                                         \
+    default: bs_scan_w(bl, NB, r0, r1, n, L, 1, ss); break;                                                        \
+    }
+    switch (nb) {
+    case 8: DH_BS_R(8) break;
+    case 16: DH_BS_R(16) break;
+    default: DH_BS_R(nb) break;
+    }
+#undef DH_BS_R
+}
+
 /* AVX-512 VPOPCNTDQ: one zmm = word w of the 8 rows of a group; W constant-folded for 1, 2, 4. */
 #define AVX512_TARGET __attribute__((target("avx512f,avx512vpopcntdq,popcnt")))
 
@@ -354,7 +635,6 @@ AVX512_TARGET DH_ALWAYS_INLINE void scan_avx512_w(const uint64_t *lay, const int
  * a strip of 8 groups (64 rows) it keeps, per query, the lane-wise minimum distance (xor, popcnt,
  * min: the same work as the ceiling's xor, popcnt, add); only when a strip's minimum beats a
  * query's bound is the strip recomputed for that query and its rows accepted. */
-#define DH_STRIP 8
 
 AVX512_TARGET DH_ALWAYS_INLINE void rescan_avx512(const uint64_t *lay, const int W, int64_t g0, int64_t g1,
                                                   int64_t n, const uint64_t *q, sink_t *s) {
@@ -551,6 +831,52 @@ static int run_pass(job_t *J, qstate *st, int64_t *caps, int64_t qb, int64_t nqb
     const int64_t bg = J->block_groups;
     const int64_t brows = bg * 8;
     int first = 1;
+#if DH_X86
+    if (J->bsl && J->mode != 2) {
+        const int nb = J->nb;
+        __m256i *T = (__m256i *)aligned_alloc(32, (size_t)nqb * 2 * nb * 32);
+        if (!T) return -1;
+        for (int64_t i = 0; i < nqb; i++) bs_tables(J->queries + (qb + i) * W, nb, T + i * 2 * nb);
+        for (int64_t r = 0; r < nr; r++) {
+            for (int64_t g0 = rg[r].g0; g0 < rg[r].g1; g0 += bg) {
+                const int64_t g1 = g0 + bg < rg[r].g1 ? g0 + bg : rg[r].g1;
+                const int doubling = J->mode == 0 && first;
+                first = 0;
+                for (int64_t i0 = 0; i0 < nqb; i0 += 4) {
+                    const int R = nqb - i0 < 4 ? (int)(nqb - i0) : 4;
+                    int64_t a = g0;
+                    while (a < g1) {
+                        int64_t b = g1;
+                        if (doubling) {
+                            int64_t step = a - g0 < 4 ? 4 : a - g0;
+                            if (a + step < b) b = a + step;
+                        }
+                        sink_t s4[4];
+                        sink_t *sp[4];
+                        for (int r4 = 0; r4 < R; r4++) {
+                            qstate *sti = &st[i0 + r4];
+                            if (J->mode == 0 && sti->len + brows > caps[i0 + r4]) compact(sti, kk);
+                            s4[r4].st = sti;
+                            s4[r4].cap = caps[i0 + r4];
+                            s4[r4].grow = J->mode == 1;
+                            s4[r4].failed = 0;
+                            sp[r4] = &s4[r4];
+                        }
+                        bs_scan(J->bsl, nb, a * 8, b * 8, J->n, T + i0 * 2 * nb, R, sp);
+                        for (int r4 = 0; r4 < R; r4++) {
+                            caps[i0 + r4] = s4[r4].cap;
+                            if (s4[r4].failed) { free(T); return -1; }
+                            if (J->mode == 0) tighten(&st[i0 + r4], kk);
+                        }
+                        a = b;
+                    }
+                }
+            }
+        }
+        free(T);
+        return 0;
+    }
+#endif
     for (int64_t r = 0; r < nr; r++) {
         for (int64_t g0 = rg[r].g0; g0 < rg[r].g1; g0 += bg) {
             const int64_t g1 = g0 + bg < rg[r].g1 ? g0 + bg : rg[r].g1;
@@ -558,11 +884,15 @@ static int run_pass(job_t *J, qstate *st, int64_t *caps, int64_t qb, int64_t nqb
             first = 0;
             int64_t i0 = 0;
 #if DH_X86
+            if (J->mode == 2 && J->isa == ISA_AVX2 && J->ceil_qr == 4) {
+                for (int64_t i = 0; i < nqb; i++) ceiling_hs_avx2(J->layout, W, g0, g1, J->n, J->queries + (qb + i) * W, &J->sums[qb + i]);
+                i0 = nqb;
+            }
             if (J->mode == 2 && J->isa == ISA_AVX512 && J->ceil_qr == 4)
                 for (; i0 + 4 <= nqb; i0 += 4)
                     ceiling4_avx512(J->layout, W, g0, g1, J->n, J->queries + (qb + i0) * W, &J->sums[qb + i0]);
             /* k-NN and radius: four queries per database load */
-            if (J->mode != 2 && J->isa == ISA_AVX512 && J->qr == 4) {
+            if (J->mode != 2 && (J->isa == ISA_AVX512 || J->isa == ISA_AVX2) && J->qr == 4) {
                 for (; i0 + 4 <= nqb; i0 += 4) {
                     int64_t a = g0;
                     while (a < g1) {
@@ -582,7 +912,8 @@ static int run_pass(job_t *J, qstate *st, int64_t *caps, int64_t qb, int64_t nqb
                             s4[r4].failed = 0;
                             sp[r4] = &s4[r4];
                         }
-                        scan4_avx512(J->layout, W, a, b, J->n, J->queries + (qb + i0) * W, sp);
+                        if (J->isa == ISA_AVX512) scan4_avx512(J->layout, W, a, b, J->n, J->queries + (qb + i0) * W, sp);
+                        else scan4_avx2(J->layout, W, a, b, J->n, J->queries + (qb + i0) * W, sp);
                         for (int r4 = 0; r4 < 4; r4++) {
                             caps[i0 + r4] = s4[r4].cap;
                             if (s4[r4].failed) return -1;
@@ -782,7 +1113,22 @@ static int setup_job(job_t *J, PyArrayObject *lay, Py_ssize_t n, int n_bits, PyA
     }
     int W = (n_bits + 63) / 64;
     int64_t ngroups = (n + 7) / 8;
-    if (PyArray_TYPE(lay) != NPY_UINT64 || PyArray_NDIM(lay) != 1 || !PyArray_IS_C_CONTIGUOUS(lay) ||
+    J->isa = current_isa();
+    if (PyArray_TYPE(lay) == NPY_UINT8) { /* the AVX2 byte-sliced layout */
+        int64_t need = (n + 31) / 32 * 32 * (n_bits / 8);
+        if (J->isa != ISA_AVX2 || n_bits > 128) {
+            PyErr_Format(PyExc_ValueError, "the byte-sliced layout needs the avx2 path and n_bits <= 128; got %s and n_bits=%d",
+                         ISA_NAMES[J->isa], n_bits);
+            return -1;
+        }
+        if (PyArray_NDIM(lay) != 1 || !PyArray_IS_C_CONTIGUOUS(lay) || PyArray_DIM(lay, 0) < need) {
+            PyErr_Format(PyExc_ValueError, "a byte-sliced layout must be a C-contiguous 1-D uint8 array of at least %lld bytes for n=%zd, n_bits=%d",
+                         (long long)need, n, n_bits);
+            return -1;
+        }
+        J->bsl = (const uint8_t *)PyArray_DATA(lay);
+        J->nb = n_bits / 8;
+    } else if (PyArray_TYPE(lay) != NPY_UINT64 || PyArray_NDIM(lay) != 1 || !PyArray_IS_C_CONTIGUOUS(lay) ||
         PyArray_DIM(lay, 0) < ngroups * W * 8) {
         PyErr_Format(PyExc_ValueError,
                      "layout must be a C-contiguous 1-Darr uint64 array of at least %lld words for n=%zd, n_bits=%d",
@@ -794,13 +1140,12 @@ static int setup_job(job_t *J, PyArrayObject *lay, Py_ssize_t n, int n_bits, PyA
         PyErr_Format(PyExc_ValueError, "queries must be a C-contiguous uint64 array of shape (nq, %d)", W);
         return -1;
     }
-    J->layout = (const uint64_t *)PyArray_DATA(lay);
+    J->layout = J->bsl ? NULL : (const uint64_t *)PyArray_DATA(lay);
     J->n = n;
     J->ngroups = ngroups;
     J->W = W;
     J->n_bits = n_bits;
     J->queries = (const uint64_t *)PyArray_DATA(qs);
-    J->isa = current_isa();
     /* a block of ~64 KiB of codes stays in L2 while a query batch runs over it */
     int64_t bg = (65536 / 64) / W;
     J->block_groups = bg < 1 ? 1 : bg;
@@ -931,6 +1276,10 @@ static PyObject *py_ceiling(PyObject *self, PyObject *args, PyObject *kw) {
     job_t J;
     int64_t nq;
     if (setup_job(&J, lay, n, n_bits, qs, &nq)) return NULL;
+    if (J.bsl) {
+        PyErr_SetString(PyExc_ValueError, "the ceiling pass reads the interleaved (uint64) layout, not the byte-sliced one");
+        return NULL;
+    }
     J.mode = 2;
     J.qbatch = qbatch < 1 ? 1 : qbatch;
     J.ceil_qr = qreg == 4 ? 4 : 1;
