@@ -231,9 +231,9 @@ def search(index_path, images, k, radius, label, rerank, exclude_self, ids, mode
     many = len(res) > 1
     for a in res:
         if as_json:
-            click.echo(json.dumps({"query": a.query, **a.json}) if many else json.dumps(a.json, indent=2))
+            click.echo(json.dumps({"query": display_path(str(a.query)), **a.json}) if many else json.dumps(a.json, indent=2))
             continue
-        click.echo(f"query {a.query}  ({format_timings(a.json['timings_ms'])})")
+        click.echo(f"query {display_path(str(a.query))}  ({format_timings(a.json['timings_ms'])})")
         click.echo(format_table(a.json))
         if many:
             click.echo("")
