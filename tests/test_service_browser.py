@@ -89,7 +89,10 @@ def test_upload_shows_results_and_a_click_searches_again(server, page, small_cif
         target.click()
     page.wait_for_function(f"document.querySelector('#query-caption').textContent.includes('#{target_id}')")
     _settle(page)
-    assert page.locator("#results .hit").nth(0).inner_text().endswith("d=0")
+    # the clicked image is its own nearest neighbour: Hamming 0 (and, with stored features, feature distance 0)
+    first = page.locator("#results .hit").nth(0)
+    assert first.get_attribute("data-id") == target_id
+    assert first.inner_text().split("\n")[1].split(" ")[0] == "d=0"
 
     # the k slider and the re-rank switch run the query again
     with page.expect_response(lambda r: "/api/search/" in r.url and "k=5" in r.url and "rerank=true" in r.url):
