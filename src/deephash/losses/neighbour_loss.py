@@ -1,42 +1,47 @@
-"""Pairwise loss on mined neighbourhoods (unsupervised; after SSDH, Yang et al. IJCAI 2018, and the
-"deep unsupervised hashing by neighbourhood similarity" line of work).
+"""Contrastive loss on mined neighbours (unsupervised; after CIBHash, Qiu et al. IJCAI 2021, whose two
+augmented views of an image become here an item and one of its nearest neighbours in the frozen
+feature space, as in nearest-neighbour contrastive learning).
 
-The similarity of a pair is not a label but is *mined* from the frozen features: ``S_ij = +1`` for
-confident neighbours, ``−1`` for confidently dissimilar pairs and ``0`` (ignored) for the rest. With
-``h = tanh(u)`` the relaxed codes (n, K),
+A batch holds n anchors and, for each, one *positive*: a neighbour mined from the features (and, with
+feature-space augmentation, a perturbed copy of each). With ``h`` the relaxed codes (2n, K) in
+[−1, 1] — anchors first, then their positives, so the partner of row i is row ``(i + n) mod 2n`` —
+and ``c_ij = cos(h_i, h_j) / τ``:
 
-    L = mean_{S_ij=+1} (h_iᵀh_j / K − 1)² + mean_{S_ij=−1} (h_iᵀh_j / K − ν)²  + λ_q · mean (|h| − 1)²
+    L = mean_i [ −c_{i,p(i)} + log Σ_{j≠i} exp(c_ij) ]  +  λ_q · mean (|h| − 1)²
 
-ν (the target inner product of dissimilar pairs, default 0: orthogonal codes, i.e. K/2 bits apart) keeps
-the negatives from being pushed to the opposite corner; the two means weigh neighbours and non-neighbours
-equally however few neighbours a batch holds; the last term pulls ``h`` to the binary corners.
+(NT-Xent / InfoNCE over all 2n rows: every other row of the batch is a negative). The cosine of two
+binary codes is 1 − 2·Hamming/K, so the first term ranks a neighbour's code above the rest of the batch
+by Hamming distance; the second pulls ``h`` to the binary corners.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from deephash.errors import ConfigError
 
 
-class NeighbourLoss(nn.Module):
-    def __init__(self, *, negative_target: float = 0.0, lambda_q: float = 0.1) -> None:
+class NeighbourContrastiveLoss(nn.Module):
+    def __init__(self, *, temperature: float = 0.3, lambda_q: float = 0.1) -> None:
         super().__init__()
-        if not -1.0 <= negative_target < 1.0 or lambda_q < 0:
-            raise ConfigError(f"neighbour loss needs -1 <= negative_target < 1 and lambda_q >= 0; "
-                              f"got {negative_target}, {lambda_q}")
-        self.negative_target, self.lambda_q = float(negative_target), float(lambda_q)
+        if temperature <= 0 or lambda_q < 0:
+            raise ConfigError(f"neighbour contrastive loss needs temperature > 0 and lambda_q >= 0; "
+                              f"got {temperature}, {lambda_q}")
+        self.temperature, self.lambda_q = float(temperature), float(lambda_q)
 
-    def forward(self, h: torch.Tensor, S: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """``h``: relaxed codes (n, K) in [−1, 1]; ``S``: mined similarity (n, n) in {−1, 0, +1}."""
-        if h.ndim != 2 or S.shape != (len(h), len(h)):
-            raise ConfigError(f"neighbour loss needs codes (n, K) and similarity (n, n); got {tuple(h.shape)} and {tuple(S.shape)}")
-        ip = h @ h.T / h.shape[1]
-        off = ~torch.eye(len(h), dtype=torch.bool, device=h.device)
-        pos, neg = off & (S > 0), off & (S < 0)
-        l_pos = ((ip[pos] - 1.0) ** 2).mean() if pos.any() else h.sum() * 0
-        l_neg = ((ip[neg] - self.negative_target) ** 2).mean() if neg.any() else h.sum() * 0
+    def forward(self, h_anchor: torch.Tensor, h_positive: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """``h_anchor``, ``h_positive``: relaxed codes (n, K) in [−1, 1]; row i of each is a positive pair."""
+        if h_anchor.ndim != 2 or h_anchor.shape != h_positive.shape or len(h_anchor) < 2:
+            raise ConfigError(f"neighbour contrastive loss needs two (n, K) code batches of one shape, n >= 2; "
+                              f"got {tuple(h_anchor.shape)} and {tuple(h_positive.shape)}")
+        n = len(h_anchor)
+        h = torch.cat([h_anchor, h_positive])
+        z = F.normalize(h, dim=1)
+        logits = (z @ z.T / self.temperature).float()
+        logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=h.device), float("-inf"))
+        target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(h.device)
+        contrast = F.cross_entropy(logits, target)
         quant = ((h.abs() - 1.0) ** 2).mean()
-        total = l_pos + l_neg + self.lambda_q * quant
-        return total, {"neighbours": float(l_pos.detach()), "non_neighbours": float(l_neg.detach()),
-                       "quantisation": float(quant.detach()), "n_pos": int(pos.sum()), "n_neg": int(neg.sum())}
+        total = contrast + self.lambda_q * quant
+        return total, {"contrastive": float(contrast.detach()), "quantisation": float(quant.detach())}
