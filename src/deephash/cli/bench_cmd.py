@@ -34,9 +34,9 @@ def bench_search(n, bits, k, n_queries, threads, random_codes, repeats, sublinea
 
 
 @bench.command("methods")
-@click.option("--dataset", default="cifar10", show_default=True, help="'cifar10' or the path of an archive with train/test splits")
+@click.option("--dataset", default="cifar10", show_default=True, help="'cifar10', 'fashion-mnist' or the path of an archive with train/test splits")
 @click.option("--bits", default="16,32,48,64", show_default=True)
-@click.option("--protocol", default="cifar10-50k", show_default=True, help="cifar10-50k, cifar10-54k, cifar10-59k or demo")
+@click.option("--protocol", default="cifar10-50k", show_default=True, help="cifar10-50k, cifar10-54k, cifar10-59k, fashion-mnist (any registered protocol) or demo")
 @click.option("--methods", default=None, help="comma-separated (default: every registered method)")
 @click.option("--n-query", type=int, default=None, help="subsample the protocol's queries (equal per class)")
 @click.option("--backbone", default="efficientnet-lite0", show_default=True)
@@ -52,7 +52,7 @@ def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_siz
 
     from deephash.backbones import create_backbone
     from deephash.bench.methods_bench import format_methods_markdown, run_methods_bench
-    from deephash.data import load_cifar10, open_archive
+    from deephash.data import load_dataset
     from deephash.errors import ConfigError
     from deephash.features import extract_features
 
@@ -64,7 +64,7 @@ def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_siz
             raise ConfigError(f"--param expects METHOD.KEY=VALUE; got {key!r}")
         m, k = key.split(".", 1)
         overrides.setdefault(m, {})[k] = val
-    archive = load_cifar10() if dataset == "cifar10" else open_archive(dataset)
+    archive = load_dataset(dataset)
     fs = extract_features(archive, create_backbone(backbone, image_size=image_size))
     labels = archive.labels[fs.index]
     splits = np.asarray(archive.splits)[fs.index]

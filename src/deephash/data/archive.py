@@ -142,6 +142,11 @@ def open_archive(path: str | os.PathLike, *, split: str | None = None, labels_fi
         if not p.name.lower().endswith(ARCHIVE_SUFFIXES):
             raise DataError(f"{p}: expected a folder or a {'/'.join(ARCHIVE_SUFFIXES)} archive; got a {p.suffix or 'suffix-less'} file")
         p = _descend_single(unpack_archive_file(p))
+    if labels_file is None:
+        from deephash.data.idx import idx_image_folder, is_idx_folder
+
+        if is_idx_folder(p):  # MNIST-style IDX files: written once as an image folder in the cache
+            p = idx_image_folder(p)
     if labels_file is not None:
         return _from_label_file(p, Path(labels_file), split)
     return _from_image_folder(p, split)

@@ -49,6 +49,46 @@ def load_cifar10(path: str | os.PathLike | None = None) -> ImageArchive:
     return open_archive(find_cifar10(path))
 
 
+FASHION_MNIST_ENV = "DEEPHASH_FASHION_MNIST"
+#: where Debian's ``dataset-fashion-mnist`` package puts the four IDX files
+FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
+
+
+def find_fashion_mnist(path: str | os.PathLike | None = None) -> Path:
+    """Where Fashion-MNIST's IDX files are: ``path``, else ``$DEEPHASH_FASHION_MNIST``, else Debian's folder."""
+    from deephash.data.idx import is_idx_folder
+
+    cands = [Path(path).expanduser()] if path is not None else (
+        [Path(os.environ[FASHION_MNIST_ENV]).expanduser()] if os.environ.get(FASHION_MNIST_ENV)
+        else [Path(d) for d in FASHION_MNIST_DIRS])
+    for c in cands:
+        if c.is_dir() and is_idx_folder(c):
+            return c
+    raise DataError(f"Fashion-MNIST not found: looked for its IDX files (train-images-idx3-ubyte.gz, ...) in "
+                    f"{', '.join(str(c) for c in cands)}; install Debian's dataset-fashion-mnist package "
+                    f"(apt-get install dataset-fashion-mnist) or set ${FASHION_MNIST_ENV} to the folder")
+
+
+def load_fashion_mnist(path: str | os.PathLike | None = None) -> ImageArchive:
+    """Fashion-MNIST as an :class:`ImageArchive`: 'train' (60,000) and 'test' (10,000) 28x28 grey images
+    in 10 classes, read from its IDX files (written once as PNGs into the cache)."""
+    from deephash.data.idx import idx_image_folder
+
+    return open_archive(idx_image_folder(find_fashion_mnist(path), FASHION_MNIST_CLASSES))
+
+
+#: built-in datasets by name (``--dataset NAME``); anything else is the path of an archive
+DATASETS = {"cifar10": load_cifar10, "fashion-mnist": load_fashion_mnist}
+
+
+def load_dataset(name_or_path: str | os.PathLike, **kw) -> ImageArchive:
+    """A built-in dataset by name (:data:`DATASETS`), else the archive at that path (:func:`open_archive`)."""
+    loader = DATASETS.get(str(name_or_path))
+    return loader() if loader is not None else open_archive(name_or_path, **kw)
+
+
 def fetch_cifar10(dest: str | os.PathLike) -> Path:
     """Download the official CIFAR-10 release and write it as an image folder of PNGs (needs internet)."""
     import pickle

@@ -505,6 +505,26 @@ def _cifar10_50k() -> Protocol:
     )
 
 
+@PROTOCOLS.register("fashion-mnist")
+def _fashion_mnist() -> Protocol:
+    return Protocol(
+        name="fashion-mnist",
+        version=1,
+        description="Fashion-MNIST: the official test set queries the official training set",
+        kind="source-split",
+        topk=1000,
+        relevance="single",
+        database="train",
+        params={
+            "query_source": "test",
+            "train_source": "train",
+            "query_rule": "the 10,000 official test images",
+            "train_rule": "the 60,000 official training images",
+            "database_rule": "the same 60,000 training images",
+        },
+    )
+
+
 @PROTOCOLS.register("nuswide-21")
 def _nuswide_21(topk: int | None = 5000) -> Protocol:
     return Protocol(
