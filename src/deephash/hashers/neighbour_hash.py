@@ -53,11 +53,11 @@ def mine_neighbours(X: np.ndarray, k: int, pca_dim: int, *, chunk: int = 2048) -
 class NeighbourHash(HeadHasher):
     family = "unsupervised"
     supervised = False
-    reference = {"map": None, "setting": "no paper figure: CIBHash-style contrastive hashing with mined "
-                 "neighbours as the positive views; compare with bihalf and float kNN on the same features"}
-    default_train = {**HeadHasher.default_train, "n_iters": 600, "eval_every": 200, "patience": 3}
+    reference = {"map": 0.65, "setting": "target, not a paper figure (issue 13): mAP@1000 >= 0.65 at 64 bits on "
+                 "cifar10-50k with 224 px Lite0 features, against bihalf 0.61 and float kNN 0.56 there"}
+    default_train = {**HeadHasher.default_train, "n_iters": 800, "eval_every": 200, "patience": 3}
 
-    def __init__(self, n_bits: int = 64, *, k: int = 10, pca_dim: int = 256, temperature: float = 0.3,
+    def __init__(self, n_bits: int = 64, *, k: int = 10, pca_dim: int = 256, temperature: float = 0.5,
                  lambda_q: float = 0.1, feature_dropout: float = 0.0, **kw) -> None:
         super().__init__(n_bits, **kw)
         self.k, self.pca_dim, self.temperature = k, pca_dim, temperature
