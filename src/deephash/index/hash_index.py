@@ -454,6 +454,8 @@ class HashIndex:
         self._row_of: dict[int, int] | None = None
         self._journal = None  # bound to the file this index was last saved to or loaded from
         self._target: Path | None = None  # where finish() writes a new index (new_index)
+        self._header_changed = False  # class names grew: the file must be rewritten (persist)
+        self._path_map: dict[str, int] | None = None  # path -> id, built by ids_of_paths
 
     codes = _row_view("codes")
     ids = _row_view("ids")
@@ -485,7 +487,10 @@ class HashIndex:
     # ------------------------------------------------------------------ the backend interface (deephash.index.backend)
     @classmethod
     def open_uri(cls, uri: str, **options: Any) -> "HashIndex":
-        """The index file at ``uri`` (a path or ``file:PATH``); ``options`` go to :meth:`load`."""
+        """The index file at ``uri`` (a path or ``file:PATH``); ``options`` (``searcher``, ``n_threads``) go to :meth:`load`."""
+        other = sorted(set(options) - {"searcher", "n_threads"})
+        if other:
+            raise ConfigError(f"option(s) {', '.join(other)} apply to server indexes (milvus://...), not to the file {uri}")
         return cls.load(uri[len("file:"):] if uri.startswith("file:") else uri, **options)
 
     @classmethod
@@ -520,7 +525,7 @@ class HashIndex:
                 self.log_added(added)
             if len(removed):
                 self.log_removed(removed)
-            if not self.journal_outgrown(fold_ratio, fold_min_bytes):
+            if not (self._header_changed or self.journal_outgrown(fold_ratio, fold_min_bytes)):
                 return False
             try:
                 self.save(self._journal.index_path)
@@ -529,6 +534,37 @@ class HashIndex:
                                                           self._journal.index_path, type(e).__name__, e)
                 return False
             return True
+
+    def id_paths(self) -> tuple[np.ndarray, list[str]]:
+        """Every stored id with its path."""
+        with self._lock:
+            return self.ids.copy(), list(self.paths)
+
+    def ids_of_paths(self, paths: Sequence[str]) -> dict[str, int]:
+        """``path -> id`` for those of ``paths`` the index holds (a map built once per change)."""
+        with self._lock:
+            if self._path_map is None:
+                self._path_map = {p: int(i) for i, p in zip(self.ids, self.paths)}
+            m = self._path_map
+        return {p: m[p] for p in paths if p in m}
+
+    def add_class_names(self, names: Sequence[str]) -> None:
+        """Append new class names; they live in the file's header, so the next :meth:`persist` rewrites it."""
+        with self._lock:
+            new = [n for n in names if n not in self.class_names]
+            if new:
+                self.class_names.extend(new)
+                self._header_changed = True
+
+    def new_ids(self, n: int) -> np.ndarray:
+        """The next ``n`` ids (one process writes a local index: the service holds its write lock)."""
+        with self._lock:
+            return np.arange(self._next_id, self._next_id + int(n), dtype=np.int64)
+
+    def default_uploads_dir(self) -> Path:
+        """Where the service keeps uploaded images: ``<index file>.uploads`` beside the file."""
+        p = Path(self.location).resolve()
+        return p.with_name(p.name + ".uploads")
 
     def reopen(self) -> "HashIndex":
         """The index as its file (and journal) hold it: what to use after a failed write."""
@@ -627,6 +663,7 @@ class HashIndex:
             self.paths.extend(paths)
             self._next_id = max(self._next_id, int(new_ids.max()) + 1 if n else self._next_id)
             self._searcher = None
+            self._path_map = None
             if self._row_of is not None:  # extend the id -> row map instead of rebuilding it
                 self._row_of.update((int(i), m + r) for r, i in enumerate(new_ids))
             return new_ids
@@ -647,6 +684,7 @@ class HashIndex:
     def _invalidate(self) -> None:
         self._searcher = None
         self._row_of = None
+        self._path_map = None
 
     def snapshot(self) -> IndexSnapshot:
         """A consistent view of the index for one query (see :class:`IndexSnapshot`)."""
@@ -834,6 +872,7 @@ class HashIndex:
                 fh.write(_TRAILER)
             self._journal = Journal(path, bytes.fromhex(header["token"]))
             self._journal.discard()
+            self._header_changed = False
             return path
 
     @classmethod

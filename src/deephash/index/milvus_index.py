@@ -169,6 +169,7 @@ class MilvusIndex:
         self._fcoll: Any = None  # the features collection (ORM), once opened
         self._must_exist = False  # opened by URI (open_uri): the collection must exist already
         self._by_uri = False  # made by open_uri / create_uri: messages name the milvus:// URI
+        self._auto_index = False  # create_uri(index_type="auto"): finish() picks the index by size
 
     def __repr__(self) -> str:
         return (f"MilvusIndex(uri={self.uri!r}, collection={self.collection!r}, n_bits={self.n_bits}, "
@@ -205,7 +206,7 @@ class MilvusIndex:
             where = "the milvus-lite file" if not self.uri.startswith(("http://", "https://", "tcp://", "unix:")) else "the Milvus server"
             raise BackendUnavailableError(
                 f"cannot connect to {where} at {self.location if self._by_uri else repr(self.uri)} within {self.timeout:g} s "
-                f"({type(e).__name__}: {str(e)[:300]}); check that it is running and reachable, and the token"
+                f"({type(e).__name__}: {' '.join(str(e).split())[:300]}); check that it is running and reachable, and the token"
             ) from None
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -720,10 +721,12 @@ class MilvusIndex:
         if code_kind != "hamming":
             raise ConfigError(f"Milvus holds Hamming codes only; this model makes {code_kind!r} codes (use a local index)")
         server, coll, kw = cls._from_uri(uri, options)
-        it = auto_index_type(expected_size) if index_type in ("auto", None) else INDEX_CHOICES.get(index_type, index_type)
+        auto = index_type in ("auto", None)
+        it = auto_index_type(expected_size) if auto else INDEX_CHOICES.get(index_type, index_type)
         ix = cls(server, coll, n_bits, index_type=it, meta=meta, class_names=class_names, feature_dim=feature_dim,
                  labels=labels, **kw)
         ix._by_uri = True
+        ix._auto_index = auto
         c = ix._connect()
         try:
             if ix._call("look up the collection", c.has_collection, coll):
@@ -837,6 +840,44 @@ class MilvusIndex:
             rows.update((int(row["id"]), row) for row in r)
         return rows
 
+    def id_paths(self) -> tuple[np.ndarray, list[str]]:
+        """Every stored id with its path (read in batches)."""
+        pm = _pymilvus()
+        it = self._call("list the paths", pm.Collection(self.collection, using=self._client._using).query_iterator,
+                        batch_size=8192, expr="id >= 0", output_fields=["id", "path"] if self.metadata else ["id"])
+        ids: list[int] = []
+        paths: list[str] = []
+        try:
+            while True:
+                rows = self._call("list the paths", lambda timeout=None: it.next())
+                if not rows:
+                    break
+                ids += [int(r["id"]) for r in rows]
+                paths += [r.get("path", "") for r in rows]
+        finally:
+            it.close()
+        return np.asarray(ids, np.int64), paths
+
+    def ids_of_paths(self, paths: Sequence[str]) -> dict[str, int]:
+        """``path -> id`` for those of ``paths`` the collection holds (a ``path in [...]`` query)."""
+        if not self.metadata:
+            return {}
+        out: dict[str, int] = {}
+        paths = list(paths)
+        for s in range(0, len(paths), 1024):
+            expr = "path in [" + ",".join(json.dumps(p) for p in paths[s : s + 1024]) + "]"
+            for r in self._call("look up paths", self._client.query, self.collection, filter=expr,
+                                output_fields=["id", "path"], consistency_level=self._read_level()):
+                out[r["path"]] = int(r["id"])
+        return out
+
+    def default_uploads_dir(self) -> "os.PathLike[str]":
+        """Where the service keeps uploaded images unless told (``--uploads``): ``./COLLECTION.uploads``.
+        Replicas on several machines must share one folder (a shared volume) to serve each other's uploads."""
+        from pathlib import Path
+
+        return (Path.cwd() / f"{self.collection}.uploads").resolve()
+
     def snapshot(self) -> "MilvusView":
         """The view one query reads (:class:`MilvusView`: keys are ids; every read is at this index's
         consistency level, Strong when opened by URI)."""
@@ -850,8 +891,11 @@ class MilvusIndex:
         return False
 
     def finish(self) -> None:
-        """End a build: seal the inserted segments and wait until they are indexed and served."""
+        """End a build: seal the inserted segments and wait until they are indexed and served; with
+        ``index_type="auto"`` a collection of AUTO_IVF_FROM codes or more moves to BIN_IVF_FLAT."""
         self.flush()
+        if self._auto_index and auto_index_type(len(self)) != self.index_type:
+            self.set_index(auto_index_type(len(self)), nlist=self.nlist)
 
     def reopen(self) -> "MilvusIndex":
         """This index: it holds nothing in memory that a failed write could have left behind."""
