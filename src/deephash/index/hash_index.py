@@ -520,10 +520,13 @@ class HashIndex:
         (the journal holds the changes): it is logged and retried at the next call."""
         import logging
 
+        both = set(map(int, added)) & set(map(int, removed))  # added, then removed again: nothing to record
+        added = [int(i) for i in added if int(i) not in both]
+        removed = [int(i) for i in removed if int(i) not in both]
         with self._lock:
-            if len(added):
+            if added:
                 self.log_added(added)
-            if len(removed):
+            if removed:
                 self.log_removed(removed)
             if not (self._header_changed or self.journal_outgrown(fold_ratio, fold_min_bytes)):
                 return False

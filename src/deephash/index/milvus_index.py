@@ -58,13 +58,16 @@ FEATURES_SUFFIX = "__features"
 #: ``--milvus-index`` names -> Milvus index types; "auto": BIN_FLAT up to AUTO_IVF_FROM codes, else BIN_IVF_FLAT
 INDEX_CHOICES = {"flat": "BIN_FLAT", "ivf": "BIN_IVF_FLAT"}
 AUTO_IVF_FROM = 1_000_000
+#: a BIN_FLAT build of this many codes or more is sealed and indexed at the end (finish)
+FLUSH_FROM = 100_000
 TOKEN_ENV = "DEEPHASH_MILVUS_TOKEN"
 #: paths of images added through the service (as in deephash.index.hash_index.UPLOAD_PREFIX)
 UPLOAD_PATH_PREFIX = "@uploads/"
 
 
 def parse_milvus_uri(uri: str) -> tuple[str, str, dict[str, str]]:
-    """``milvus://HOST:PORT/COLLECTION[?nprobe=16]`` -> (``http://HOST:PORT``, COLLECTION, options)."""
+    """``milvus://HOST:PORT/COLLECTION[?nprobe=16&timeout=10]`` -> (``http://HOST:PORT``, COLLECTION, options);
+    ``timeout``: seconds to wait for the server (connecting, and each call; default 10)."""
     u = urlsplit(uri)
     coll = u.path.strip("/")
     if u.scheme != "milvus" or not u.hostname or not coll or "/" in coll:
@@ -677,8 +680,16 @@ class MilvusIndex:
     def _from_uri(cls, uri: str, options: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         server, coll, q = parse_milvus_uri(uri)
         kw = dict(options)
-        if "nprobe" in q:
-            kw.setdefault("nprobe", int(q["nprobe"]))
+        unknown = sorted(set(q) - {"nprobe", "timeout"})
+        if unknown:
+            raise ConfigError(f"unknown option(s) {', '.join(unknown)} in {server}/{coll}; a milvus:// URI takes nprobe and timeout")
+        try:
+            if "nprobe" in q:
+                kw.setdefault("nprobe", int(q["nprobe"]))
+            if "timeout" in q:
+                kw.setdefault("timeout", float(q["timeout"]))
+        except ValueError:
+            raise ConfigError(f"nprobe must be an integer and timeout a number of seconds; got {q}") from None
         token = kw.pop("token", None) or os.environ.get(TOKEN_ENV, "")
         kw["token"] = token
         kw.setdefault("consistency_level", "Strong")
@@ -805,10 +816,10 @@ class MilvusIndex:
         o = np.lexsort((hid, hd))
         return hd[o], hid[o]
 
-    def _range(self, code: np.ndarray, radius: int, filter: str) -> tuple[np.ndarray, np.ndarray]:
+    def _range(self, code: np.ndarray, radius: int, filter: str, level: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         # Milvus's range search keeps range_filter <= distance < radius: radius + 1 makes it inclusive
         res = self._call("search within a radius", self._client.search, self.collection, [code.tobytes()], filter=filter,
-                         limit=MAX_TOPK, output_fields=[], consistency_level=self._read_level(),
+                         limit=MAX_TOPK, output_fields=[], consistency_level=level or self._read_level(),
                          search_params=self._search_params({"radius": radius + 1, "range_filter": -1}))
         d, ids = self._hits(res)
         if len(ids) >= MAX_TOPK:
@@ -816,27 +827,28 @@ class MilvusIndex:
                               f"returns at most {MAX_TOPK} per query: use a smaller radius")
         return d, ids
 
-    def _nearest(self, code: np.ndarray, k: int, filter: str) -> tuple[np.ndarray, np.ndarray]:
+    def _nearest(self, code: np.ndarray, k: int, filter: str, level: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         if k < 1:
             return np.zeros(0, np.int32), np.zeros(0, np.int64)
         if k > MAX_TOPK:
             raise ConfigError(f"Milvus returns at most {MAX_TOPK} neighbours per query; {k} were needed")
         res = self._call("search", self._client.search, self.collection, [code.tobytes()], filter=filter, limit=int(k),
-                         output_fields=[], search_params=self._search_params(), consistency_level=self._read_level())
+                         output_fields=[], search_params=self._search_params(), consistency_level=level or self._read_level())
         return self._hits(res)
 
-    def _count(self, filter: str) -> int:
+    def _count(self, filter: str, level: str | None = None) -> int:
         r = self._call("count the codes", self._client.query, self.collection, filter=filter,
-                       output_fields=["count(*)"], consistency_level=self._read_level())
+                       output_fields=["count(*)"], consistency_level=level or self._read_level())
         return int(r[0]["count(*)"]) if r else 0
 
-    def _rows(self, ids: np.ndarray, fields: list[str], collection: str | None = None) -> dict[int, dict[str, Any]]:
+    def _rows(self, ids: np.ndarray, fields: list[str], collection: str | None = None,
+              level: str | None = None) -> dict[int, dict[str, Any]]:
         rows: dict[int, dict[str, Any]] = {}
         for s in range(0, len(ids), 8192):
             chunk = ids[s : s + 8192]
             r = self._call("fetch rows", self._client.query, collection or self.collection,
                            filter=f"id in [{','.join(str(int(i)) for i in chunk)}]", output_fields=fields,
-                           consistency_level=self._read_level())
+                           consistency_level=level or self._read_level())
             rows.update((int(row["id"]), row) for row in r)
         return rows
 
@@ -891,11 +903,17 @@ class MilvusIndex:
         return False
 
     def finish(self) -> None:
-        """End a build: seal the inserted segments and wait until they are indexed and served; with
-        ``index_type="auto"`` a collection of AUTO_IVF_FROM codes or more moves to BIN_IVF_FLAT."""
-        self.flush()
-        if self._auto_index and auto_index_type(len(self)) != self.index_type:
-            self.set_index(auto_index_type(len(self)), nlist=self.nlist)
+        """End a build. With ``index_type="auto"`` a collection of AUTO_IVF_FROM codes or more moves to
+        BIN_IVF_FLAT. An IVF index, or FLUSH_FROM codes or more, are sealed and waited for until
+        indexed and served (:meth:`flush`); below that the rows are searched in growing segments —
+        a brute-force scan, which is what BIN_FLAT does anyway — and sealing would cost more than it
+        saves (the inserts are durable in the server's log either way)."""
+        n = len(self)
+        if self._auto_index and auto_index_type(n) != self.index_type:
+            self.flush()
+            self.set_index(auto_index_type(n), nlist=self.nlist)
+        elif self.index_type != "BIN_FLAT" or n >= FLUSH_FROM:
+            self.flush()
 
     def reopen(self) -> "MilvusIndex":
         """This index: it holds nothing in memory that a failed write could have left behind."""
@@ -935,6 +953,7 @@ class MilvusView:
 
     def __init__(self, index: MilvusIndex) -> None:
         self.index = index
+        self._reads = 0
         self.n_bits = index.n_bits
         self.code_kind = "hamming"
         self.class_names = list(index.class_names)
@@ -942,16 +961,25 @@ class MilvusView:
         self.has_labels = index.label_kind is not None
         self.feature_dim = index.feature_dim
 
+    def _level(self) -> str:
+        """The consistency level of this view's next read: the index's own for the first read of a view
+        (Strong when opened by URI: it waits for the server's clock to pass every acknowledged write,
+        one time tick, ~200 ms by default); the view's further reads then see at least as much without
+        waiting again ("Eventually" on the query node that already caught up)."""
+        self._reads += 1
+        lvl = self.index._read_level()
+        return "Eventually" if self._reads > 1 and lvl == "Strong" else lvl
+
     def __len__(self) -> int:
-        return len(self.index)
+        return self.index._count("", self._level())
 
     def count(self, cls: int | None = None) -> int:
-        return self.index._count(self.index.class_filter(cls))
+        return self.index._count(self.index.class_filter(cls), self._level())
 
     def has_id(self, image_id: int, cls: int | None = None) -> bool:
         r = self.index._call("look up an id", self.index._client.query, self.index.collection,
                              filter=_and(f"id == {int(image_id)}", self.index.class_filter(cls)), output_fields=["id"],
-                             limit=1, consistency_level=self.index._read_level())
+                             limit=1, consistency_level=self._level())
         return bool(r)
 
     def key_of(self, image_id: int) -> int:
@@ -960,17 +988,18 @@ class MilvusView:
         return int(image_id)
 
     def nearest(self, code: np.ndarray, k: int, cls: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return self.index._nearest(np.asarray(code, np.uint8).reshape(-1), int(k), self.index.class_filter(cls))
+        return self.index._nearest(np.asarray(code, np.uint8).reshape(-1), int(k), self.index.class_filter(cls), self._level())
 
     def within(self, code: np.ndarray, radius: int, cls: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return self.index._range(np.asarray(code, np.uint8).reshape(-1), int(radius), self.index.class_filter(cls))
+        return self.index._range(np.asarray(code, np.uint8).reshape(-1), int(radius), self.index.class_filter(cls),
+                                 self._level())
 
     def ids_of(self, keys: np.ndarray) -> np.ndarray:
         return np.asarray(keys, np.int64)
 
     def _fetch(self, keys: np.ndarray, fields: list[str], collection: str | None = None) -> list[dict[str, Any]]:
         keys = np.asarray(keys, np.int64)
-        rows = self.index._rows(keys, fields, collection)
+        rows = self.index._rows(keys, fields, collection, self._level())
         missing = [int(i) for i in keys if int(i) not in rows]
         if missing:
             raise DataError(f"unknown image id(s) {missing[:10]}; {self.index.location} does not hold them "
@@ -1010,5 +1039,5 @@ class MilvusView:
         if want <= 0:
             return np.zeros(0, np.int64)
         r = self.index._call("list images", self.index._client.query, self.index.collection, filter="id >= 0",
-                             output_fields=["id"], limit=want, offset=offset, consistency_level=self.index._read_level())
+                             output_fields=["id"], limit=want, offset=offset, consistency_level=self._level())
         return np.sort(np.asarray([int(x["id"]) for x in r], np.int64))[:: int(step)][: int(limit)]
