@@ -36,6 +36,7 @@ the CLI's ``--out`` / ``INDEX`` argument, ``deephash serve``):
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import time
@@ -218,7 +219,9 @@ class MilvusIndex:
         import grpc
 
         try:
-            return fn(*args, timeout=self.timeout, **kwargs)
+            # an int: pymilvus's retry loop bounds its retries by the timeout only when it is an int (a
+            # float retries on for minutes while the server is away)
+            return fn(*args, timeout=max(1, math.ceil(self.timeout)), **kwargs)
         except (grpc.RpcError, ConnectionError, TimeoutError) as e:  # the server went away
             raise BackendUnavailableError(f"Milvus at {self.location} did not answer ({what}): "
                                           f"{type(e).__name__}: {str(e)[:200]}") from None
