@@ -104,6 +104,9 @@ def test_an_unreachable_milvus_is_one_line_naming_the_uri(tmp_path, small_cifar)
     r = run("search", uri + "?timeout=2", query)
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
     assert r.output.startswith(f"error: cannot connect to the Milvus server at {uri} within 2 s")
+    r = run("serve", uri + "?timeout=2", "--port", free_port())
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert r.output.startswith(f"error: cannot connect to the Milvus server at {uri} within 2 s")
     r = run("search", "milvus://127.0.0.1:1/x?color=red", query)
     assert r.exit_code == 2 and "unknown option(s) color" in r.output, r.output
 
