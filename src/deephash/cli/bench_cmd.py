@@ -33,6 +33,20 @@ def bench_search(n, bits, k, n_queries, threads, random_codes, repeats, sublinea
                      sublinear=subs)
 
 
+@bench.command("startup")
+@click.option("--repeats", type=int, default=7, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_startup(repeats, json_path):
+    """CLI start-up: --help, an argument error and `methods` in fresh processes, against bare python and import torch."""
+    import tempfile
+    from pathlib import Path
+
+    from deephash.bench.startup_bench import run_startup_bench
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_startup_bench(Path(tmp), repeats=repeats, json_path=json_path, say=click.echo)
+
+
 @bench.command("methods")
 @click.option("--dataset", default="cifar10", show_default=True, help="'cifar10' or the path of an archive with train/test splits")
 @click.option("--bits", default="16,32,48,64", show_default=True)
