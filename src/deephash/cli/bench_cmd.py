@@ -47,6 +47,19 @@ def bench_startup(repeats, json_path):
         run_startup_bench(Path(tmp), repeats=repeats, json_path=json_path, say=click.echo)
 
 
+@bench.command("query-latency")
+@click.argument("index_path", type=click.Path())
+@click.option("--queries", multiple=True, type=click.Path(), help="query images or folders (default: images of the indexed archive)")
+@click.option("--images", "n_images", type=int, default=100, show_default=True, help="queries timed (after one warm-up)")
+@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_query_latency(index_path, queries, n_images, k, json_path):
+    """One query image end to end (decode, backbone, hash, search, re-rank) through the jobs API."""
+    from deephash.bench.query_latency_bench import run_query_latency_bench
+
+    run_query_latency_bench(index_path, queries=queries, n_images=n_images, k=k, json_path=json_path, say=click.echo)
+
+
 @bench.command("methods")
 @click.option("--dataset", default="cifar10", show_default=True, help="'cifar10' or the path of an archive with train/test splits")
 @click.option("--bits", default="16,32,48,64", show_default=True)
