@@ -125,11 +125,15 @@ def evaluate_archive(
         trow = row[split.train_idx]
         trow = trow[trow >= 0]
         Xt, yt = fs.features[trow], archive.labels[fs.index[trow]]
+        from deephash.hashers import DeepHasher
+
         for name in methods:
             for k in bits:
                 h = create_hasher(name, int(k), seed=seed)
+                say(f"training {name} at {int(k)} bits on {len(Xt):,} images ...")
+                fit_kw = {"progress": progress} if isinstance(h, DeepHasher) else {}
                 with Timer() as t_tr:
-                    h.fit(Xt, yt) if h.supervised else h.fit(Xt)
+                    h.fit(Xt, yt, **fit_kw) if h.supervised else h.fit(Xt, **fit_kw)
                 ck = h.save(out / "models" / f"{name}-{k}.pt", backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
                 run_one(name, int(k), h, bb, t_tr.seconds, ck.stat().st_size)
     drawn = {**split.sizes(), "total": len(archive)}
