@@ -68,7 +68,7 @@ def bench_query_latency(index_path, queries, n_images, k, json_path):
 @click.option("--n-query", type=int, default=None, help="subsample the protocol's queries (equal per class)")
 @click.option("--backbone", default="efficientnet-lite0", show_default=True)
 @click.option("--image-size", type=int, default=128, show_default=True)
-@click.option("--param", "params", multiple=True, help="METHOD.KEY=VALUE constructor override, e.g. mhcln.n_iters=3000")
+@click.option("--param", "params", multiple=True, help="method hyper-parameter METHOD.KEY=VALUE (KEY=VALUE with one --methods), e.g. mhcln.n_iters=3000")
 @click.option("--resume", is_flag=True, help="keep the rows an earlier run already wrote to --json")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(), default=None)
@@ -83,14 +83,9 @@ def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_siz
     from deephash.errors import ConfigError
     from deephash.features import extract_features
 
-    from deephash.cli.params import parse_params
+    from deephash.cli.params import method_params
 
-    overrides: dict = {}
-    for key, val in parse_params(params).items():
-        if "." not in key:
-            raise ConfigError(f"--param expects METHOD.KEY=VALUE; got {key!r}")
-        m, k = key.split(".", 1)
-        overrides.setdefault(m, {})[k] = val
+    overrides = method_params(params, methods.split(",") if methods else None)
     archive = load_cifar10() if dataset == "cifar10" else open_archive(dataset)
     fs = extract_features(archive, create_backbone(backbone, image_size=image_size))
     labels = archive.labels[fs.index]
