@@ -355,10 +355,11 @@ class MilvusIndex:
         """
         pm = _pymilvus()
         c = self._client
-        if hasattr(c, "flush"):  # pymilvus >= 2.4
-            self._call("flush", c.flush, self.collection)
-        else:  # pymilvus 2.3's MilvusClient: the ORM on the client's own connection
-            self._call("flush", pm.Collection(self.collection, using=c._using).flush)
+        for name in [self.collection] + ([self.features_collection] if self.feature_dim else []):
+            if hasattr(c, "flush"):  # pymilvus >= 2.4
+                self._call("flush", c.flush, name)
+            else:  # pymilvus 2.3's MilvusClient: the ORM on the client's own connection
+                self._call("flush", pm.Collection(name, using=c._using).flush)
         if self._wait_indexed():
             self._wait_served(wait_s)
 
