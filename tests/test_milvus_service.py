@@ -94,8 +94,9 @@ def test_a_model_of_another_identity_or_length_is_refused(built, demo_index, sma
         r = run("search", uri, query, "--model", other)
         assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
         assert f"error: {uri} was built with another model (itq, 64 bits, digest" in r.output
-        r = run("index", archive, "--split", "train", "--model", other, "--out", uri, "--update")
-        assert r.exit_code == 2 and "was built with another model" in r.output
+        if bits == 64:
+            r = run("index", archive, "--split", "train", "--model", other, "--out", uri, "--update")
+            assert r.exit_code == 2 and "was built with another model" in r.output
 
 
 def test_an_unreachable_milvus_is_one_line_naming_the_uri(tmp_path, small_cifar):
@@ -142,9 +143,11 @@ def test_two_serve_replicas_on_one_milvus_act_as_one_service(built, milvus_serve
     relay = TcpRelay(int(milvus_server.uri.rsplit(":", 1)[1])).start()
     uploads = tmp_path / "shared-uploads"
     a = Server(uri, tmp_path / "a.log", "--api-key", KEY, "--uploads", str(uploads))
-    b = Server(uri.replace(f":{milvus_server.uri.rsplit(':', 1)[1]}/", f":{relay.port}/") + "?timeout=3",
+    b = Server(uri.replace(f":{milvus_server.uri.rsplit(':', 1)[1]}/", f":{relay.port}/") + "?timeout=2",
                tmp_path / "b.log", "--api-key", KEY, "--uploads", str(uploads))
+    t0 = time.monotonic()
     _start_all([a, b])
+    print(f"replicas up in {time.monotonic() - t0:.1f} s")
     try:
         with a.client(headers={"X-API-Key": KEY}) as ca, b.client(headers={"X-API-Key": KEY}) as cb:
             img = png_bytes(40, 40, seed=11)
@@ -175,10 +178,12 @@ def test_two_serve_replicas_on_one_milvus_act_as_one_service(built, milvus_serve
             assert r.status_code == 503 and "Milvus" in r.json()["detail"], r.text
             assert cb.get("/health").status_code == 503
             relay.start()
+            t0 = time.monotonic()
             deadline = time.monotonic() + 60
             while cb.get("/health").status_code != 200:
                 assert time.monotonic() < deadline, "replica b did not recover within 60 s of Milvus returning"
                 time.sleep(0.5)
+            print(f"replica b answered again {time.monotonic() - t0:.1f} s after Milvus returned")
             r = cb.get("/api/search/3", params={"k": 3})
             assert r.status_code == 200 and r.json()["results"][0]["id"] == 3
     finally:

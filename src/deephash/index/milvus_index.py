@@ -223,14 +223,30 @@ class MilvusIndex:
             # float retries on for minutes while the server is away)
             return fn(*args, timeout=max(1, math.ceil(self.timeout)), **kwargs)
         except (grpc.RpcError, ConnectionError, TimeoutError) as e:  # the server went away
+            self._drop_connection()
             raise BackendUnavailableError(f"Milvus at {self.location} did not answer ({what}): "
-                                          f"{type(e).__name__}: {str(e)[:200]}") from None
+                                          f"{type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
         except pm.exceptions.MilvusException as e:
             code = getattr(e, "code", None)
-            msg = getattr(e, "message", str(e))
-            unavailable = code in (1, 2) or "unavailable" in str(msg).lower() or "connect" in str(msg).lower()
+            msg = " ".join(str(getattr(e, "message", e)).split())
+            unavailable = code in (1, 2) or "unavailable" in msg.lower() or "connect" in msg.lower()
+            if unavailable:
+                self._drop_connection()
             cls = BackendUnavailableError if unavailable else BackendError
-            raise cls(f"Milvus at {self.uri!r} failed to {what} in collection {self.collection!r}: {msg} (code {code})") from None
+            where = self.location if self._by_uri else repr(self.uri)
+            raise cls(f"Milvus at {where} failed to {what} in collection {self.collection!r}: {msg} (code {code})") from None
+
+    def _drop_connection(self) -> None:
+        """Forget a connection the server stopped answering: the next call connects afresh, at once once
+        the server is back (a gRPC channel left to itself waits out its reconnect back-off, up to minutes)."""
+        c, self._client_ = self._client_, None
+        self._orm = None
+        self._fcoll = None
+        if c is not None:
+            try:
+                c.close()
+            except Exception:  # closing a dead channel may complain; there is nothing left to release
+                pass
 
     def _schema(self) -> Any:
         pm = _pymilvus()
