@@ -16,7 +16,7 @@ from deephash.errors import ConfigError, DataError
 from deephash.index import hamming_matrix
 from deephash.index.backend import INDEX_BACKENDS, open_index, new_index, scheme_of
 
-BACKENDS = sorted(INDEX_BACKENDS) if "milvus" in INDEX_BACKENDS else ["file", "milvus"]
+BACKENDS = ["file", "milvus"]  # every registered backend must be here (test_every_registered_backend_is_tested)
 CLASSES = ["a", "b", "c"]
 _names = itertools.count()
 
@@ -38,18 +38,32 @@ def milvus_uri(milvus_server) -> str:
     return milvus_server.uri.replace("http://", "milvus://") + "/"
 
 
-@pytest.fixture(params=BACKENDS)
-def backend_uri(request, tmp_path):
-    """Where a fresh index of this backend goes (dropped after the test)."""
-    if request.param == "file":
-        yield str(tmp_path / "contract.dhi")
-        return
+def _file_uri(request, tmp_path):
+    yield str(tmp_path / "contract.dhi")
+
+
+def _milvus_uri(request, tmp_path):
     uri = milvus_uri(request.getfixturevalue("milvus_server")) + f"dh_contract_{next(_names)}"
     yield uri
     try:
         open_index(uri).drop()
     except DataError:
         pass
+
+
+WHERE = {"file": _file_uri, "milvus": _milvus_uri}
+
+
+def test_every_registered_backend_is_tested():
+    import deephash.index  # noqa: F401  (registers every backend)
+
+    assert sorted(INDEX_BACKENDS) == sorted(BACKENDS) == sorted(WHERE)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_uri(request, tmp_path):
+    """Where a fresh index of this backend goes (dropped after the test)."""
+    yield from WHERE[request.param](request, tmp_path)
 
 
 def _build(uri: str, codes, feats, labels, paths):

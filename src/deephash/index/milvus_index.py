@@ -941,10 +941,11 @@ class MilvusIndex:
 
     def stats(self) -> dict[str, Any]:
         """Backend facts for ``/api/stats``: per-class counts, uploads, index type, collection."""
+        view = self.snapshot()  # one Strong read, the rest without waiting again
         per_class = None
         if self.label_kind == "single" and self.class_names:
-            per_class = {n: self._count(self.class_filter(i)) for i, n in enumerate(self.class_names)}
-        uploaded = self._count(f'path like "{UPLOAD_PATH_PREFIX}%"') if self.metadata else 0
+            per_class = {n: view.count(i) for i, n in enumerate(self.class_names)}
+        uploaded = self._count(f'path like "{UPLOAD_PATH_PREFIX}%"', view._level()) if self.metadata else 0
         return {"backend": "milvus", "per_class": per_class, "uploaded": uploaded, "searcher": self.index_type,
                 "index_file": self.location, "journal_bytes": 0, "consistency_level": self.consistency_level}
 
