@@ -209,7 +209,9 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
     index.add(codes, ids=fs.index, paths=[archive.paths[i] for i in fs.index], labels=labels,
               features=fs.features if store_features else None)
     index.finish()
-    return IndexBuild(index, Path(out) if isinstance(out, Path) else out, archive.skipped + fs.failed)
+    from deephash.index.backend import is_remote
+
+    return IndexBuild(index, str(out) if is_remote(out) else Path(out), archive.skipped + fs.failed)
 
 
 @dataclass
