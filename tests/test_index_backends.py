@@ -141,3 +141,25 @@ def test_add_remove_reopen_and_rerank_agree_across_backends(tmp_path, milvus_ser
             Q.search(ixs["milvus"], Q.Query(codes[:1], feats[:1]), 3, label="zebra")
     finally:
         open_index(uris["milvus"]).drop()
+
+
+def test_uris_choose_the_backend_and_bad_ones_say_what_was_expected(tmp_path):
+    from deephash.index import HashIndex, MilvusIndex
+    from deephash.index.milvus_index import auto_index_type, parse_milvus_uri
+
+    assert scheme_of("runs/a.dhi") == "file" and scheme_of("file:runs/a.dhi") == "file"
+    assert scheme_of("milvus://h:19530/c") == "milvus" and INDEX_BACKENDS["milvus"] is MilvusIndex
+    assert INDEX_BACKENDS["file"] is HashIndex
+    assert parse_milvus_uri("milvus://milvus.example:19531/scenes_64?nprobe=8") == (
+        "http://milvus.example:19531", "scenes_64", {"nprobe": "8"})
+    assert auto_index_type(999_999) == "BIN_FLAT" and auto_index_type(1_000_000) == "BIN_IVF_FLAT"
+    with pytest.raises(ConfigError, match="a Milvus index is named milvus://HOST:PORT/COLLECTION; got 'milvus://h:1'"):
+        open_index("milvus://h:1")
+    with pytest.raises(ConfigError, match=r"put no credentials in the URI .*DEEPHASH_MILVUS_TOKEN"):
+        open_index("milvus://user:secret@h:1/c")
+    with pytest.raises(ConfigError, match="unknown index location scheme 'faiss'"):
+        open_index("faiss://x/y")
+    with pytest.raises(ConfigError, match="apply to server indexes"):
+        new_index(tmp_path / "x.dhi", 64, index_type="ivf")
+    with pytest.raises(DataError, match="does not exist"):
+        open_index(tmp_path / "missing.dhi")

@@ -99,15 +99,17 @@ def test_a_model_of_another_identity_or_length_is_refused(built, demo_index, sma
             assert r.exit_code == 2 and "was built with another model" in r.output
 
 
-def test_an_unreachable_milvus_is_one_line_naming_the_uri(tmp_path, small_cifar):
+def test_an_unreachable_milvus_is_one_line_naming_the_uri(tmp_path, small_cifar, monkeypatch):
+    monkeypatch.setenv("DEEPHASH_MILVUS_TOKEN", "root:never-printed-7f3a")
     uri = f"milvus://127.0.0.1:{free_port()}/nowhere"
     query = next((small_cifar / "test" / "cat").glob("*.jpg"))
     r = run("search", uri + "?timeout=2", query)
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
     assert r.output.startswith(f"error: cannot connect to the Milvus server at {uri} within 2 s")
-    r = run("serve", uri + "?timeout=2", "--port", free_port())
+    r = run("serve", uri + "?timeout=2", "--port", free_port(), "--milvus-token", "root:also-secret-19c")
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
     assert r.output.startswith(f"error: cannot connect to the Milvus server at {uri} within 2 s")
+    assert "never-printed" not in r.output and "also-secret" not in r.output
     r = run("search", "milvus://127.0.0.1:1/x?color=red", query)
     assert r.exit_code == 2 and "unknown option(s) color" in r.output, r.output
 
