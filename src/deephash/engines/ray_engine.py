@@ -9,7 +9,6 @@ imported here only, when an engine is built: ``pip install "deephash[ray]"``.
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import sys
@@ -32,10 +31,10 @@ _LIMITS = {"workers": (1, "worker processes"), "shard_size": (1, "images per sha
 
 def _ray():
     """The ``ray`` module, or a one-line error saying how to install it."""
-    if importlib.util.find_spec("ray") is None:
-        raise EngineUnavailableError(f"the ray engine needs Ray, which is not installed: {RAY_INSTALL}")
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise EngineUnavailableError(f"the ray engine needs Ray, which is not installed: {RAY_INSTALL}") from None
     return ray
 
 
