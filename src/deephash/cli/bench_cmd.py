@@ -82,3 +82,24 @@ def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_siz
         rows = [dict(r, bits=r.get("bits")) for r in report["results"] if "error" not in r]
         files = write_report(rows, out_dir, {k: v for k, v in report.items() if k != "results"})
         click.echo("report: " + ", ".join(str(f) for f in files.values()), err=True)
+
+
+@bench.command("ray-encode")
+@click.option("--dataset", default="cifar10", show_default=True, help="'cifar10' or the path of an archive")
+@click.option("--n", "n_images", type=int, default=20_000, show_default=True, help="images to encode (evenly spaced over the archive)")
+@click.option("--workers", type=int, default=2, show_default=True, help="Ray workers (CPUs of the local cluster)")
+@click.option("--shard-size", type=int, default=1024, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--image-size", type=int, default=128, show_default=True, help="backbone input size (the fitted model's)")
+@click.option("--model", type=click.Path(), default=None, help="checkpoint to encode with (default: ITQ-64 fitted on 1,000 of the images)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_ray_encode(dataset, n_images, workers, shard_size, batch_size, image_size, model, seed, json_path):
+    """Encode N images single-process vs --engine ray (a local cluster): images/s and Ray's overhead."""
+    from deephash.bench.ray_bench import format_ray_encode_markdown, run_ray_encode_bench
+
+    r = run_ray_encode_bench(dataset, n_images, workers=workers, shard_size=shard_size, batch_size=batch_size,
+                             image_size=image_size, model=model, seed=seed, json_path=json_path)
+    click.echo(format_ray_encode_markdown(r))
+    if json_path:
+        click.echo(f"wrote {json_path}", err=True)
