@@ -11,6 +11,9 @@ local cluster of ``workers`` CPUs and writes its shards to a fresh run folder. R
   process start, model load, result transfer, the driver's shard write, idle tails);
 - whether the two results are identical (codes, features, ids, failed images).
 
+With ``repeats`` > 1 the two sides alternate (local, ray, local, ray, ...; each ray run on a fresh
+cluster) and the figures are medians; every repeat's figures are in the JSON's ``runs``.
+
 The model is the one given, or a 64-bit ITQ fitted on 1,000 of the sampled images (outside the
 timed part; its seed is recorded).
 """
@@ -56,17 +59,34 @@ def _fit_model(archive, image_size: int, out_dir: Path, seed: int) -> Path:
     return Path(h.save(out_dir / "itq-64.pt", backbone=bb.name, preprocessing=bb.preprocessing.to_dict()))
 
 
+def _one_run(loc, ray_enc, local_s: float, ray_s: float, n: int, workers: int) -> dict[str, Any]:
+    """One repeat's figures (see the module's docstring for what each means)."""
+    st = ray_enc.stats
+    task_s = float(sum(st["task_s"]))
+    wall = st["encode_wall_s"] or float("nan")
+    identical = (np.array_equal(loc.ids, ray_enc.ids) and np.array_equal(loc.codes, ray_enc.codes)
+                 and np.array_equal(loc.features, ray_enc.features) and loc.failed == ray_enc.failed)
+    return {"local_s": round(local_s, 2), "local_images_per_s": round(n / local_s, 1), "ray_s": round(ray_s, 2),
+            "ray_images_per_s": round(n / ray_s, 1), "encode_wall_s": round(wall, 2),
+            "ray_images_per_s_encoding_only": round(n / wall, 1), "startup_s": round(st["startup_s"], 2),
+            "shutdown_s": round(st.get("shutdown_s", 0.0), 2), "task_encode_s_sum": round(task_s, 2),
+            "overhead_per_shard_s": round((wall * workers - task_s) / max(1, st["computed_shards"]), 3),
+            "shard_task_s_median": round(float(np.median(st["task_s"])), 3) if st["task_s"] else 0.0,
+            "speedup_end_to_end": round(local_s / ray_s, 3), "speedup_encoding_only": round(local_s / wall, 3),
+            "identical": bool(identical)}
+
+
 def run_ray_encode_bench(dataset: str = "cifar10", n_images: int = 20_000, *, workers: int = 2, shard_size: int = 1024,
                          batch_size: int = 64, image_size: int = 128, model: str | None = None, seed: int = 0,
-                         json_path: str | None = None, progress: bool = True) -> dict[str, Any]:
+                         repeats: int = 1, json_path: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Encode ``n_images`` of ``dataset`` (``cifar10`` or an archive path) with the local engine, then
     with the ray engine (a local cluster of ``workers``); returns (and writes) the report."""
     from deephash.data import load_cifar10, open_archive
     from deephash.engines import create_engine
     from deephash.model import HashModel
 
-    if n_images < 1:
-        raise ConfigError(f"n_images must be at least 1; got {n_images}")
+    if n_images < 1 or repeats < 1:
+        raise ConfigError(f"n_images and repeats must be at least 1; got {n_images} and {repeats}")
     machine = _cpu()
     full = load_cifar10() if dataset == "cifar10" else open_archive(dataset)  # unpacked once into the real cache
     n = min(n_images, len(full))
@@ -78,45 +98,43 @@ def run_ray_encode_bench(dataset: str = "cifar10", n_images: int = 20_000, *, wo
         try:
             ckpt = Path(model) if model else _fit_model(archive, image_size, tmp, seed)
             m = HashModel.load(ckpt)
-            t0 = time.perf_counter()
-            loc = create_engine("local", batch_size=batch_size, use_cache=False).encode(archive, ckpt, m, progress=progress)
-            local_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            ray_enc = create_engine("ray", workers=workers, shard_size=shard_size, batch_size=batch_size,
-                                    run_dir=tmp / "runs").encode(archive, ckpt, m, progress=progress)
-            ray_s = time.perf_counter() - t0
+            runs = []
+            for rep in range(repeats):  # interleaved: local, ray, local, ray, ...
+                t0 = time.perf_counter()
+                loc = create_engine("local", batch_size=batch_size, use_cache=False).encode(archive, ckpt, m,
+                                                                                            progress=progress)
+                local_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                ray_enc = create_engine("ray", workers=workers, shard_size=shard_size, batch_size=batch_size,
+                                        run_dir=tmp / "runs" / str(rep)).encode(archive, ckpt, m, progress=progress)
+                ray_s = time.perf_counter() - t0
+                runs.append(_one_run(loc, ray_enc, local_s, ray_s, n, workers))
         finally:
             if saved_cache is None:
                 os.environ.pop("DEEPHASH_CACHE", None)
             else:
                 os.environ["DEEPHASH_CACHE"] = saved_cache
+    med = {k: round(float(np.median([r[k] for r in runs])), 3) for k in runs[0] if k != "identical"}
     st = ray_enc.stats
-    task_s = float(sum(st["task_s"]))
-    n_shards = max(1, st["computed_shards"])
-    identical = (np.array_equal(loc.ids, ray_enc.ids) and np.array_equal(loc.codes, ray_enc.codes)
-                 and np.array_equal(loc.features, ray_enc.features) and loc.failed == ray_enc.failed)
     report = {
         "benchmark": "ray-encode",
         "dataset": dataset, "images": n, "encoded": int(len(loc)), "failed": len(loc.failed),
         "model": str(ckpt) if model else f"itq-64 fitted on 1,000 of the images (seed {seed})",
         "backbone": m.backbone.describe(), "image_size": m.backbone.preprocessing.size, "batch_size": batch_size,
         "workers": workers, "shard_size": shard_size, "shards": st["shards"], "machine": machine,
-        "local": {"seconds": round(local_s, 2), "images_per_s": round(n / local_s, 1),
+        "repeats": repeats, "figures": "medians over the repeats (each repeat: local, then ray on a fresh cluster)",
+        "local": {"seconds": med["local_s"], "images_per_s": med["local_images_per_s"],
                   "threads": int(os.environ.get("DEEPHASH_THREADS", 0) or os.cpu_count() or 1)},
-        "ray": {"seconds": round(ray_s, 2), "images_per_s": round(n / ray_s, 1),
-                "encode_wall_s": round(st["encode_wall_s"], 2),
-                "images_per_s_encoding_only": round(n / st["encode_wall_s"], 1) if st["encode_wall_s"] else None,
-                "startup_s": round(st["startup_s"], 2), "shutdown_s": round(st.get("shutdown_s", 0.0), 2),
-                "task_encode_s_sum": round(task_s, 2),
-                "overhead_per_shard_s": round((st["encode_wall_s"] * workers - task_s) / n_shards, 3),
-                "shard_task_s_median": round(float(np.median(st["task_s"])), 3) if st["task_s"] else None,
-                "worker_processes": len(st["shard_hosts"])},
-        "identical": bool(identical),
+        "ray": {"seconds": med["ray_s"], "images_per_s": med["ray_images_per_s"], "encode_wall_s": med["encode_wall_s"],
+                "images_per_s_encoding_only": med["ray_images_per_s_encoding_only"], "startup_s": med["startup_s"],
+                "shutdown_s": med["shutdown_s"], "overhead_per_shard_s": med["overhead_per_shard_s"],
+                "shard_task_s_median": med["shard_task_s_median"], "worker_processes": len(st["shard_hosts"]),
+                "speedup_end_to_end": med["speedup_end_to_end"], "speedup_encoding_only": med["speedup_encoding_only"]},
+        "identical": all(r["identical"] for r in runs),
+        "runs": runs,
         "command": (f"deephash bench ray-encode --n {n_images} --workers {workers} --shard-size {shard_size} "
-                    f"--batch-size {batch_size} --image-size {image_size}"),
+                    f"--batch-size {batch_size} --image-size {image_size} --repeats {repeats}"),
     }
-    report["ray"]["speedup_end_to_end"] = round(local_s / ray_s, 3)
-    report["ray"]["speedup_encoding_only"] = round(local_s / st["encode_wall_s"], 3) if st["encode_wall_s"] else None
     if json_path:
         atomic_write_json(json_path, report)
     return report
@@ -128,7 +146,7 @@ def format_ray_encode_markdown(r: dict[str, Any]) -> str:
     lines = [
         f"{r['images']:,} images ({r['dataset']}, {r['image_size']} px, {r['backbone']['name']}), batch {r['batch_size']}; "
         f"CPU: {r['machine']['cpu']} ({r['machine']['cores']} cores, {'/'.join(r['machine']['isa']) or 'no AVX2'}), "
-        f"load {r['machine']['load_avg_1m_at_start']} at start",
+        f"load {r['machine']['load_avg_1m_at_start']} at start; medians of {r['repeats']} interleaved repeat(s)",
         "",
         "| engine | seconds | images/s | vs local |",
         "|---|---:|---:|---:|",

@@ -92,14 +92,16 @@ def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_siz
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--image-size", type=int, default=128, show_default=True, help="backbone input size (the fitted model's)")
 @click.option("--model", type=click.Path(), default=None, help="checkpoint to encode with (default: ITQ-64 fitted on 1,000 of the images)")
+@click.option("--repeats", type=int, default=1, show_default=True, help="interleaved local/ray repeats (medians reported)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(), default=None)
-def bench_ray_encode(dataset, n_images, workers, shard_size, batch_size, image_size, model, seed, json_path):
+def bench_ray_encode(dataset, n_images, workers, shard_size, batch_size, image_size, model, repeats, seed, json_path):
     """Encode N images single-process vs --engine ray (a local cluster): images/s and Ray's overhead."""
     from deephash.bench.ray_bench import format_ray_encode_markdown, run_ray_encode_bench
 
     r = run_ray_encode_bench(dataset, n_images, workers=workers, shard_size=shard_size, batch_size=batch_size,
-                             image_size=image_size, model=model, seed=seed, json_path=json_path)
+                             image_size=image_size, model=model, seed=seed, repeats=repeats,
+                             json_path=json_path)
     click.echo(format_ray_encode_markdown(r))
     if json_path:
         click.echo(f"wrote {json_path}", err=True)
