@@ -231,3 +231,21 @@ def test_the_cli_does_not_import_ray():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "False"
+
+
+def test_ray_encode_bench_reports_what_it_measured(cluster, archive_root, checkpoint, tmp_path):
+    """The benchmark on the module's cluster (so no start-up of its own): both sides identical, figures
+    consistent with the times they come from, the JSON written."""
+    import json
+
+    from deephash.bench.ray_bench import format_ray_encode_markdown, run_ray_encode_bench
+
+    r = run_ray_encode_bench(str(archive_root), 40, workers=2, shard_size=10, model=str(checkpoint), repeats=2,
+                             json_path=str(tmp_path / "b.json"), progress=False)
+    assert r["identical"] is True and r["images"] == 40 and r["shards"] == 4 and len(r["runs"]) == 2
+    for run in r["runs"]:  # seconds are rounded to 0.01 s, images/s to 0.1
+        assert 40 / run["local_images_per_s"] == pytest.approx(run["local_s"], rel=0.01, abs=0.006)
+        assert 40 / run["ray_images_per_s"] == pytest.approx(run["ray_s"], rel=0.01, abs=0.006)
+    assert r["local"]["seconds"] == pytest.approx(float(np.median([x["local_s"] for x in r["runs"]])))
+    assert json.loads((tmp_path / "b.json").read_text())["ray"] == r["ray"]
+    assert "| ray, 2 workers, end to end |" in format_ray_encode_markdown(r)
