@@ -249,3 +249,17 @@ def test_ray_encode_bench_reports_what_it_measured(cluster, archive_root, checkp
     assert r["local"]["seconds"] == pytest.approx(float(np.median([x["local_s"] for x in r["runs"]])))
     assert json.loads((tmp_path / "b.json").read_text())["ray"] == r["ray"]
     assert "| ray, 2 workers, end to end |" in format_ray_encode_markdown(r)
+
+
+def test_an_unreachable_cluster_is_one_clear_error():
+    import socket
+
+    from deephash.engines.ray_engine import check_reachable
+    from deephash.errors import EngineError
+
+    with socket.socket() as s:  # a port nobody listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        for addr in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+            with pytest.raises(EngineError, match=rf"cannot reach the Ray cluster at {addr}: .*expected a Ray head node"):
+                check_reachable(addr)

@@ -45,6 +45,21 @@ def _encode_shard_task(model_bytes: bytes, digest: str, root: str, paths: list[s
                         batch_size=batch_size)
 
 
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """A ``[ray://]HOST:PORT`` address must accept a TCP connection (``ray.init`` would retry for minutes);
+    ``auto`` and other forms are left to Ray."""
+    import socket
+
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise EngineError(f"cannot reach the Ray cluster at {address}: {e.strerror or e} (expected a Ray head node: "
+                          "ray://HOST:10001 for Ray Client, or HOST:6379 for its GCS)") from None
+
+
 @register_engine("ray")
 class RayEngine(Engine):
     """Encodes shards of ``shard_size`` images as Ray tasks, ``workers`` at a time.
@@ -76,6 +91,8 @@ class RayEngine(Engine):
         if ray.is_initialized():
             return False
         kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+        if self.address:
+            check_reachable(self.address)
         try:
             if self.address:
                 ray.init(address=self.address, **kw)
