@@ -139,6 +139,22 @@ def test_cli_index_with_ray_equals_local_index(cluster, archive_root, checkpoint
     assert a.meta == b.meta
 
 
+@pytest.mark.slow  # starts a second Ray cluster (~12 s of start-up alone)
+def test_cli_without_address_starts_and_stops_a_local_cluster(archive_root, checkpoint, local, tmp_path):
+    """`deephash index --engine ray` with no --address, in a process of its own: it starts a 2-worker
+    local cluster, encodes, stops it and exits 0; the index holds the local path's codes."""
+    from deephash.index import HashIndex
+
+    env = dict(os.environ, DEEPHASH_CACHE=str(tmp_path / "cache"))
+    p = subprocess.run([sys.executable, "-m", "deephash.cli.main", "index", str(archive_root), "--model", str(checkpoint),
+                        "--out", str(tmp_path / "own.dhi"), "--engine", "ray", "--workers", "2", "--shard-size", "40"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "(ray: 4 shards, 4 encoded, 0 reused" in p.stdout
+    idx = HashIndex.load(tmp_path / "own.dhi")
+    assert np.array_equal(idx.ids, local.ids) and np.array_equal(idx.codes, local.codes)
+
+
 KILLED_RUN = """
 import os, signal, sys
 from deephash.data import open_archive
