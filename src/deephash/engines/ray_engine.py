@@ -9,6 +9,7 @@ imported here only, when an engine is built: ``pip install "deephash[ray]"``.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -141,12 +142,14 @@ class RayEngine(Engine):
     def _run(self, ray, archive, checkpoint, model, shards, todo, store, stats, bar, progress, done_images) -> None:
         task = ray.remote(num_cpus=self.threads_per_worker, max_retries=self.max_retries)(_encode_shard_task)
         t0 = time.perf_counter()
-        blob = ray.put(Path(checkpoint).read_bytes())
+        data = Path(checkpoint).read_bytes()
+        digest = model.digest or hashlib.sha256(data).hexdigest()[:16]  # keys the workers' loaded-model cache
+        blob = ray.put(data)
         root = str(archive.root.resolve())
         pending = {}
         for i in todo:
             a, b = shards[i]
-            pending[task.remote(blob, model.digest or "", root, archive.paths[a:b], np.arange(a, b), self.batch_size,
+            pending[task.remote(blob, digest, root, archive.paths[a:b], np.arange(a, b), self.batch_size,
                                 self.threads_per_worker)] = i
         try:
             while pending:
