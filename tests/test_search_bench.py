@@ -62,6 +62,11 @@ def test_scaling_bench_writes_json_and_plots(tmp_path):
     assert (tmp_path / "scaling-search.png").stat().st_size > 10_000
     assert (tmp_path / "scaling-index.png").stat().st_size > 10_000
     assert "| 64 | 5,000 |" in scaling_bench.format_scaling_markdown(out)
+    # --resume keeps the measured rows and adds the new N
+    more = run_scaling_bench([1_000, 5_000], [64], k=10, nlist=16, nprobes=[1, 16], repeats=1, out_dir=tmp_path,
+                             resume=True, index_io=False, verbose=False)
+    assert [r["n"] for r in more["rows"]] == [1_000, 2_000, 5_000]
+    assert more["rows"][2] == data["rows"][1] and "index" not in more["rows"][0]
 
 
 def test_scaling_bench_skips_what_does_not_fit(tmp_path, monkeypatch):

@@ -111,9 +111,14 @@ def run_scaling_bench(
     seed: int = 0,
     index_io: bool = True,
     out_dir: str | os.PathLike | None = "bench/results/scaling",
+    resume: bool = False,
     verbose: bool = True,
 ) -> dict[str, Any]:
-    """Measure the cost curves, print a Markdown table, write ``scaling.json`` and the PNG plots to ``out_dir``."""
+    """Measure the cost curves, print a Markdown table, write ``scaling.json`` and the PNG plots to ``out_dir``.
+
+    With ``resume``, the rows an earlier run wrote to ``out_dir/scaling.json`` are kept (their (N, bits)
+    are not measured again) and the table and plots cover all of them: a large N can be added later.
+    """
     import faiss
 
     from deephash.index.faiss_indexes import create_ann_index, recall_at_k
@@ -137,10 +142,18 @@ def run_scaling_bench(
 
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
+    old: dict[str, Any] = {}
+    if resume and out_dir is not None and (Path(out_dir) / "scaling.json").is_file():
+        old = json.loads((Path(out_dir) / "scaling.json").read_text())
+        rows = list(old.get("rows", []))
+    done = {(r["n"], r["bits"]) for r in rows}
     tmp = Path(tempfile.mkdtemp(prefix="deephash-scaling-"))
     try:
         for b in bit_list:
             for n in sorted(ns):
+                if (n, b) in done:
+                    say(f"N={n:,} bits={b}: kept from the earlier run")
+                    continue
                 need, avail = _working_set(n, b, len(isa_list)), _mem_available()
                 if avail is not None and need > avail // 2:
                     reason = (f"needs about {need / 2**30:.1f} GiB at once (codes, {len(isa_list)} kernel layouts, FAISS flat "
@@ -155,8 +168,11 @@ def run_scaling_bench(
             f.unlink()
         tmp.rmdir()
 
+    rows.sort(key=lambda r: (r["bits"], r["n"]))
+    skipped += [x for x in old.get("skipped", []) if (x["n"], x["bits"]) not in {(r["n"], r["bits"]) for r in rows}
+                and (x["n"], x["bits"]) not in {(y["n"], y["bits"]) for y in skipped}]
     out: dict[str, Any] = {
-        "config": {"ns": list(ns), "bits": bit_list, "k": k, "isas": isa_list, "nlist": nlist, "nprobes": list(nprobes),
+        "config": {"ns": sorted({r["n"] for r in rows} | set(ns)), "bits": sorted({r["bits"] for r in rows} | set(bit_list)), "k": k, "isas": isa_list, "nlist": nlist, "nprobes": list(nprobes),
                    "repeats": repeats, "seed": seed, "codes": "clustered (100 centres, 8% flips)", "threads": 1},
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "faiss": faiss.__version__, "faiss_simd": _faiss_simd(),
                     "numpy": np.__version__, "mem_available_bytes": _mem_available()},
@@ -252,13 +268,13 @@ def format_scaling_markdown(out: dict[str, Any]) -> str:
              + " | ".join(f"{m} MB" for m in rows[0]["memory_mb"]) + " |"]
     lines.append("|" + "---:|" * (2 + len(qkeys) + len(rows[0]["recall"]) + len(rows[0]["memory_mb"])))
     for r in rows:
-        lines.append(f"| {r['bits']} | {r['n']:,} | " + " | ".join(f"{r['qps'][m]:,.1f}" for m in qkeys) + " | "
+        lines.append(f"| {r['bits']} | {r['n']:,} | " + " | ".join(f"{r['qps'].get(m, float('nan')):,.1f}" for m in qkeys) + " | "
                      + " | ".join(f"{v:.3f}" for v in r["recall"].values()) + " | "
                      + " | ".join(f"{v:,.1f}" for v in r["memory_mb"].values()) + " |")
-    if all("index" in r for r in rows):
+    if any("index" in r for r in rows):
         lines += ["", "| bits | N | file MB | save s | load s | first search s | peak MB save (extra) | peak MB load (extra) |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in rows:
+        for r in (r for r in rows if "index" in r):
             x = r["index"]
             lines.append(f"| {r['bits']} | {r['n']:,} | {x['file_mb']:,.1f} | {x['save_s']:.3f} | {x['load_s']:.3f} | "
                          f"{x['first_search_s']:.3f} | {x['save_peak_mb']:,.0f} ({x['save_peak_extra_mb']:,.0f}) | "
@@ -286,9 +302,9 @@ def plot_scaling(out: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
         rs = [r for r in rows if r["bits"] == b]
         ns = [r["n"] for r in rs]
         for i, m in enumerate(rs[0]["qps"]):
-            a1.plot(ns, [r["qps"][m] for r in rs], styles[b], marker="o", color=f"C{i}", label=f"{m}, {b} bits")
+            a1.plot(ns, [r["qps"].get(m, np.nan) for r in rs], styles[b], marker="o", color=f"C{i}", label=f"{m}, {b} bits")
         for i, m in enumerate(rs[0]["recall"]):
-            a2.plot(ns, [r["recall"][m] for r in rs], styles[b], marker="o", color=f"C{i + len(rs[0]['qps']) - len(rs[0]['recall'])}",
+            a2.plot(ns, [r["recall"].get(m, np.nan) for r in rs], styles[b], marker="o", color=f"C{i + len(rs[0]['qps']) - len(rs[0]['recall'])}",
                     label=f"{m}, {b} bits")
     a1.set(xscale="log", yscale="log", xlabel="codes N", ylabel="queries / s (1 thread, k=%d)" % out["config"]["k"],
            title="search speed vs N")
@@ -308,14 +324,16 @@ def plot_scaling(out: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
         rs = [r for r in rows if r["bits"] == b]
         ns = [r["n"] for r in rs]
         for i, m in enumerate(rs[0]["memory_mb"]):
-            a1.plot(ns, [r["memory_mb"][m] for r in rs], styles[b], marker="o", color=f"C{i}", label=f"{m}, {b} bits")
-        if all("index" in r for r in rs):
+            a1.plot(ns, [r["memory_mb"].get(m, np.nan) for r in rs], styles[b], marker="o", color=f"C{i}", label=f"{m}, {b} bits")
+        ri = [r for r in rs if "index" in r]
+        ni = [r["n"] for r in ri]
+        if ri:
             for i, m in enumerate(("save_s", "load_s", "first_search_s")):
-                a2.plot(ns, [r["index"][m] for r in rs], styles[b], marker="o", color=f"C{i}", label=f"{m[:-2]}, {b} bits")
+                a2.plot(ni, [r["index"][m] for r in ri], styles[b], marker="o", color=f"C{i}", label=f"{m[:-2]}, {b} bits")
             for i, m in enumerate(("save_peak_extra_mb", "load_peak_extra_mb")):
-                a3.plot(ns, [max(r["index"][m], 0.1) for r in rs], styles[b], marker="o", color=f"C{i}",
+                a3.plot(ni, [max(r["index"][m], 0.1) for r in ri], styles[b], marker="o", color=f"C{i}",
                         label=f"{m.replace('_extra_mb', '')}, {b} bits")
-            a3.plot(ns, [r["index"]["file_mb"] for r in rs], styles[b], color="grey", label=f"index file, {b} bits")
+            a3.plot(ni, [r["index"]["file_mb"] for r in ri], styles[b], color="grey", label=f"index file, {b} bits")
     a1.set(xscale="log", yscale="log", xlabel="codes N", ylabel="MB", title="index memory vs N")
     a2.set(xscale="log", yscale="log", xlabel="codes N", ylabel="seconds", title="HashIndex save / load vs N")
     a3.set(xscale="log", yscale="log", xlabel="codes N", ylabel="MB above the bare process",

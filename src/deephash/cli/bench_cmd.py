@@ -109,7 +109,8 @@ def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_siz
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(), default="bench/results/scaling", show_default=True,
               help="folder for scaling.json and the PNG plots")
-def bench_scaling(ns, bits, k, isas, nlist, nprobes, repeats, no_index_io, seed, out_dir):
+@click.option("--resume", is_flag=True, help="keep the (N, bits) rows an earlier run wrote to --out; measure only the others")
+def bench_scaling(ns, bits, k, isas, nlist, nprobes, repeats, no_index_io, seed, out_dir, resume):
     """Cost curves: exact and IVF search q/s, memory, index save/load time and peak memory vs N."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from deephash.bench.scaling_bench import run_scaling_bench
@@ -117,4 +118,4 @@ def bench_scaling(ns, bits, k, isas, nlist, nprobes, repeats, no_index_io, seed,
     run_scaling_bench(_int_list(ns, "--n"), _int_list(bits, "--bits"), k=k,
                       isas=[i for i in isas.split(",") if i] if isas else None, nlist=nlist,
                       nprobes=_int_list(nprobes, "--nprobe"), repeats=repeats, seed=seed, index_io=not no_index_io,
-                      out_dir=out_dir)
+                      out_dir=out_dir, resume=resume)
