@@ -201,3 +201,16 @@ def test_bad_layouts_are_refused(monkeypatch):
         ks._hamming.knn(np.zeros(32 * 8, np.uint8), 1, 64, np.zeros((1, 1), np.uint64), 1, isa="generic")
     with pytest.raises(ValueError, match="unknown instruction set sse9"):
         ks._hamming.knn(np.zeros(8, np.uint64), 1, 64, np.zeros((1, 1), np.uint64), 1, isa="sse9")
+
+
+def test_hash_index_reports_its_search_path(monkeypatch):
+    from deephash.index import HashIndex
+
+    idx = HashIndex(64)
+    idx.add(np.zeros((3, 8), np.uint8))
+    assert idx.search_path == f"{ks.supported_isas()[-1]}/{ks.layout_for(ks.supported_isas()[-1], 64)}"
+    monkeypatch.setenv(ks.ISA_ENV, "scalar")
+    idx = HashIndex(64)
+    idx.add(np.zeros((3, 8), np.uint8))
+    assert idx.search_path.endswith("/interleaved") and idx.search_path.split("/")[0] in ("popcnt", "generic")
+    assert HashIndex(64, searcher="numpy").search_path == "numpy"

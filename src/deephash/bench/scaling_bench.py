@@ -306,6 +306,11 @@ def plot_scaling(out: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
         for i, m in enumerate(rs[0]["recall"]):
             a2.plot(ns, [r["recall"].get(m, np.nan) for r in rs], styles[b], marker="o", color=f"C{i + len(rs[0]['qps']) - len(rs[0]['recall'])}",
                     label=f"{m}, {b} bits")
+    if rows:  # a 1/N guide through the first exact point: a pure scan follows it
+        r0 = min(rows, key=lambda r: r["n"])
+        m0 = next(iter(r0["qps"]))
+        xs = np.array(sorted({r["n"] for r in rows}), float)
+        a1.plot(xs, r0["qps"][m0] * r0["n"] / xs, color="grey", lw=0.8, ls=(0, (1, 3)), label="∝ 1/N")
     a1.set(xscale="log", yscale="log", xlabel="codes N", ylabel="queries / s (1 thread, k=%d)" % out["config"]["k"],
            title="search speed vs N")
     a1.grid(True, which="both", alpha=0.3)

@@ -497,6 +497,14 @@ class HashIndex:
                 self._searcher = s
             return self._searcher
 
+    @property
+    def search_path(self) -> str:
+        """The code path exact Hamming search runs on: ``"<isa>/<layout>"`` for deephash's C kernel
+        (e.g. ``"avx2/byte-sliced"``; ``DEEPHASH_ISA`` forces one), else the searcher's name."""
+        if self.code_kind != "hamming":
+            return "asymmetric"
+        return getattr(self._get_searcher(), "path", self.searcher_name)
+
     # ------------------------------------------------------------------ search
     def _require_hamming(self, what: str) -> None:
         if self.code_kind != "hamming":
