@@ -186,11 +186,14 @@ def run_search_bench(
 
             methods["faiss_flat"] = run_faiss
             runs: dict[str, list[float]] = {m: [] for m in methods}
+            cpu_runs: dict[str, list[float]] = {m: [] for m in methods}
             results: dict[str, Any] = {}
             for rep in range(repeats):
                 for m, fn in methods.items():
+                    c0 = time.process_time()
                     dt, r = _timed(fn)
                     runs[m].append(n_queries / dt)
+                    cpu_runs[m].append(n_queries / max(time.process_time() - c0, 1e-9))
                     if rep == 0:
                         results[m] = r
             Df = results["faiss_flat"][0].astype(np.int32)
@@ -221,6 +224,12 @@ def run_search_bench(
                                  "faiss_vs_ceiling": med["faiss_flat"] / med[best]}
                 # the same ratios taken inside each repeat (runs next to each other in time), then the median:
                 # steadier than the ratio of medians when other jobs load the machine
+                # queries per CPU-second of this process: on a machine shared with other jobs the time spent
+                # waiting for a core drops out (meaningful for 1 thread; with n threads it sums their CPU time)
+                cmed = {m: float(statistics.median(cpu_runs[m])) for m in (f"deephash/{isa}", best, "faiss_flat")}
+                row["qps_cpu"] = {"deephash": cmed[f"deephash/{isa}"], "ceiling": cmed[best], "faiss_flat": cmed["faiss_flat"]}
+                row["ratios_cpu"] = {"deephash_vs_faiss": cmed[f"deephash/{isa}"] / cmed["faiss_flat"],
+                                     "deephash_vs_ceiling": cmed[f"deephash/{isa}"] / cmed[best]}
                 dh = runs[f"deephash/{isa}"]
                 row["ratios_paired"] = {
                     "deephash_vs_faiss": float(statistics.median(a / b for a, b in zip(dh, runs["faiss_flat"]))),
@@ -243,6 +252,16 @@ def run_search_bench(
             f"{r['ratios']['deephash_vs_ceiling']:.2f} | {r['ratios']['deephash_vs_faiss']:.1f}x | "
             f"{r['ratios_paired']['deephash_vs_ceiling']:.2f} | {r['ratios_paired']['deephash_vs_faiss']:.1f}x |")
     say("(paired: the ratio inside each repeat, then the median over repeats)")
+    say("")
+    say("Per CPU-second of this process (time spent waiting for a core on a shared machine drops out; 1-thread rows):")
+    say("")
+    say("| bits | ISA (path) | ceiling q/cpu-s | deephash q/cpu-s | FAISS flat q/cpu-s | of ceiling | vs FAISS |")
+    say("|---:|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if r["threads"] == 1:
+            c = r["qps_cpu"]
+            say(f"| {r['bits']} | {r['isa']} ({r['path'].split('/')[1]}) | {c['ceiling']:,.0f} | {c['deephash']:,.0f} | "
+                f"{c['faiss_flat']:,.0f} | {r['ratios_cpu']['deephash_vs_ceiling']:.2f} | {r['ratios_cpu']['deephash_vs_faiss']:.1f}x |")
 
     out: dict[str, Any] = {
         "config": {"n": n, "bits": bit_list, "k": k, "n_queries": n_queries, "threads": thread_list, "isas": isa_list,
