@@ -25,6 +25,7 @@ def test_bench_writes_the_documented_json(tmp_path, monkeypatch):
         assert r["path"] == f"{r['isa']}/{ks.layout_for(r['isa'], r['bits'])}"
         # the ceiling is the fastest candidate pass of that instruction set
         assert r["qps"]["ceiling"] == max(r["ceiling_candidates"].values())
+        assert r["qps_cpu"]["ceiling"] == max(r["ceiling_candidates_cpu"].values())
         assert r["ceiling_method"].startswith(r["isa"] + "/")
         if r["isa"] == "avx2":
             assert set(r["ceiling_candidates"]) == {"avx2/interleaved", "avx2/byte-sliced"}
