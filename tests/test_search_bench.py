@@ -82,3 +82,23 @@ def test_scaling_bench_skips_what_does_not_fit(tmp_path, monkeypatch):
 def test_query_counts_shrink_with_n_in_whole_batches():
     assert [queries_for(n) for n in (10**5, 10**6, 10**7, 10**8)] == [992, 288, 64, 64]
     assert all(queries_for(n) % 32 == 0 for n in np.logspace(3, 9, 13).astype(int))
+
+
+def test_cli_bench_search_and_scaling(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from deephash.cli.main import cli
+
+    monkeypatch.delenv(ks.ISA_ENV, raising=False)
+    r = CliRunner().invoke(cli, ["bench", "search", "--n", "2000", "--bits", "64,128", "--threads", "1", "--queries", "8",
+                                 "--repeats", "1", "--sublinear", "", "--isa", "scalar", "--json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "s.json").read_text())["exact"]
+    assert [(x["bits"], x["isa"]) for x in rows] == [(64, ks.resolve_isa("scalar")), (128, ks.resolve_isa("scalar"))]
+    assert "| 64 | 1 | " in r.output
+    r = CliRunner().invoke(cli, ["bench", "scaling", "--n", "1500", "--bits", "64", "--nlist", "8", "--nprobe", "1,8",
+                                 "--repeats", "1", "--no-index-io", "--out", str(tmp_path / "sc")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "sc" / "scaling.json").read_text())["rows"][0]["recall"]["ivf/nprobe=8"] == 1.0
+    r = CliRunner().invoke(cli, ["bench", "search", "--bits", "64,x"])
+    assert r.exit_code != 0 and "--bits expects comma-separated integers; got '64,x'" in r.output
