@@ -172,6 +172,7 @@ class IndexBuild:
     index: Any  # an index backend (deephash.index.backend): HashIndex, MilvusIndex
     path: Path | str  # where it was written: the file, or the milvus:// URI
     skipped: Skipped
+    encoding: dict[str, Any] = field(default_factory=dict)  # the engine's stats (deephash.engines)
 
 
 def _model_ref(checkpoint: str | os.PathLike, out: str | os.PathLike) -> str:
@@ -184,34 +185,37 @@ def _model_ref(checkpoint: str | os.PathLike, out: str | os.PathLike) -> str:
 
 
 def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, *, store_features: bool = True,
-                progress: bool = True, **backend_options: Any) -> IndexBuild:
+                progress: bool = True, engine: str = "local", engine_options: dict[str, Any] | None = None,
+                **backend_options: Any) -> IndexBuild:
     """Encode every image of ``archive`` (an :class:`ImageArchive` or its path) with the checkpoint's
     backbone + hasher and write an index at ``out`` — a file, or ``milvus://HOST:PORT/COLLECTION``
     (:func:`deephash.index.backend.new_index`; ``backend_options`` are that backend's, e.g. ``token``,
-    ``index_type``) — that records the model (path and identity)."""
+    ``index_type``) — that records the model (path and identity).
+
+    ``engine`` names where the encoding runs (:mod:`deephash.engines`: ``local``, this process;
+    ``ray``, a Ray cluster), with ``engine_options`` (e.g. ``{"workers": 2, "address": ...}``);
+    every engine gives the same codes, ids and failed images."""
     from deephash.data import open_archive
-    from deephash.features import extract_features
-    from deephash.index.backend import new_index
+    from deephash.engines import create_engine
+    from deephash.index.backend import is_remote, new_index
     from deephash.model import HashModel
 
+    runner = create_engine(engine, **(engine_options or {}))  # a bad engine or option is refused before any work
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
     model = HashModel.load(checkpoint)
-    fs = extract_features(archive, model.backbone, progress=progress)
-    codes = model.hasher.encode(fs.features)
-    labels = archive.labels[fs.index] if archive.labelled else None  # a flat unlabelled folder: none
+    enc = runner.encode(archive, checkpoint, model, progress=progress)
+    labels = archive.labels[enc.ids] if archive.labelled else None  # a flat unlabelled folder: none
     index = new_index(out, model.hasher.n_bits, class_names=archive.class_names, code_kind=model.hasher.code_kind,
                       meta={"model": _model_ref(checkpoint, out), "model_identity": model.identity.to_dict(),
                             "method": model.hasher.name, "backbone": model.backbone.describe(),
                             "archive_root": str(archive.root.resolve()), "deephash_version": __version__},
-                      feature_dim=fs.features.shape[1] if store_features else None,
+                      feature_dim=enc.features.shape[1] if store_features else None,
                       labels=None if labels is None else ("multi" if labels.ndim == 2 else "single"), **backend_options)
-    index.add(codes, ids=fs.index, paths=[archive.paths[i] for i in fs.index], labels=labels,
-              features=fs.features if store_features else None)
+    index.add(enc.codes, ids=enc.ids, paths=[archive.paths[i] for i in enc.ids], labels=labels,
+              features=enc.features if store_features else None)
     index.finish()
-    from deephash.index.backend import is_remote
-
-    return IndexBuild(index, str(out) if is_remote(out) else Path(out), archive.skipped + fs.failed)
+    return IndexBuild(index, str(out) if is_remote(out) else Path(out), archive.skipped + enc.failed, enc.stats)
 
 
 @dataclass

@@ -193,13 +193,22 @@ def encode(checkpoint, images, out, batch_size):
 @click.option("--milvus-index", type=click.Choice(["auto", "flat", "ivf"]), default=None,
               help="milvus:// only: BIN_FLAT (exact), BIN_IVF_FLAT, or auto (flat below 10^6 codes)  [default: auto]")
 @click.option("--milvus-token", default=None, help="milvus:// only: the server's token (or $DEEPHASH_MILVUS_TOKEN); never printed")
-def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, milvus_index, milvus_token):
+@click.option("--engine", default="local", show_default=True, help="where images are encoded: local (this process) or ray")
+@click.option("--address", default=None, help="--engine ray: a running Ray cluster (ray://HOST:10001 or auto; default: start a local one)")
+@click.option("--workers", type=int, default=None, help="--engine ray: worker processes of the local cluster (default 2)")
+@click.option("--shard-size", type=int, default=None, help="--engine ray: images per shard, the unit that is resumed (default 1024)")
+def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, milvus_index, milvus_token, engine, address,
+              workers, shard_size):
     """Encode an archive with a trained model and write a searchable index (or update one)."""
     from deephash import api
 
     if prune and not update:
         raise click.UsageError("--prune only applies with --update")
     opts = backend_options(milvus_token)
+    given = {"address": address, "workers": workers, "shard_size": shard_size}
+    engine_options = {k: v for k, v in given.items() if v is not None}
+    if update and (engine != "local" or engine_options):
+        raise click.UsageError("--engine and its options apply to building an index, not to --update")
     a = _open(archive, split, labels)
     if update:
         r = api.update_index(a, checkpoint, out, prune=prune, **opts)
@@ -210,9 +219,13 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, 
         return
     if milvus_index is not None:
         opts["index_type"] = milvus_index
-    b = api.build_index(a, checkpoint, out, store_features=features, **opts)
+    b = api.build_index(a, checkpoint, out, store_features=features, engine=engine, engine_options=engine_options, **opts)
     _report_skipped(b.skipped)
-    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {b.index.location}")
+    how = ""
+    if b.encoding.get("shards"):
+        e = b.encoding
+        how = f" ({e['engine']}: {e['shards']} shards, {e['computed_shards']} encoded, {e['reused_shards']} reused from {e['run_dir']})"
+    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}{how}")
 
 
 def backend_options(milvus_token: str | None) -> dict:
