@@ -286,3 +286,18 @@ def test_ksh_codes_separate_classes_and_check_params(blobs):
         create_hasher("ksh", 16, n_anchors=1).fit(X, y)
     with pytest.raises(ConfigError, match="needs labels"):
         create_hasher("ksh", 16).fit(X)
+
+
+def test_methods_listing_names_the_implicit_family():
+    from click.testing import CliRunner
+
+    from deephash.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["methods", "--long"])
+    assert r.exit_code == 0, r.output
+    rows = {line.split()[0]: line for line in r.output.splitlines()}
+    for name, family in (("mihash", "implicit (mutual information)"), ("talr", "implicit (tie-aware ranking)"),
+                         ("adsh", "implicit (angular)"), ("ksh", "baseline (supervised, kernel)")):
+        assert rows[name].split()[1] == "supervised" and rows[name].endswith(family), rows[name]
+    plain = CliRunner().invoke(cli, ["methods"]).output.splitlines()
+    assert {"mihash", "talr", "adsh", "ksh"} <= set(plain)

@@ -89,12 +89,17 @@ def demo(data, bits, n_query, n_database, image_size, backbone, n_iters, loss_va
 
 # ----------------------------------------------------------------------------- listings
 @cli.command()
-def methods() -> None:
+@click.option("-l", "--long", "long_", is_flag=True, help="also print each method's survey family and whether it needs labels")
+def methods(long_: bool) -> None:
     """Print the registered hashing methods, one a line."""
-    from deephash.hashers import list_hashers
+    from deephash.hashers import HASHERS, list_hashers
 
     for n in list_hashers():
-        click.echo(n)
+        if long_:
+            cls = HASHERS.get(n)
+            click.echo(f"{n:<18s} {'supervised' if cls.supervised else 'unsupervised':<13s} {cls.family}")
+        else:
+            click.echo(n)
 
 
 @cli.command()
