@@ -5,7 +5,7 @@ user code call alike.
 
 Each takes plain arguments or a config dataclass and returns a dataclass; the CLI only parses
 arguments and prints what these return. Searching goes through :mod:`deephash.query` (one query
-path); encoding images through :meth:`deephash.model.HashModel.encode_images` (one batch path).
+path); encoding images through :mod:`deephash.encoding` (one streaming encoder).
 """
 from __future__ import annotations
 
@@ -120,23 +120,25 @@ def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def encode_batches(model, images: Sequence[Path | bytes], *, batch_size: int = 64, names: Sequence[str] | None = None,
-                   max_pixels: int | None = None):
-    """Yield ``(positions, codes, features, timings)`` per batch through ``model.encode_images``; a
-    batch with a bad image is redone one image at a time so that only the bad ones are skipped
-    (yielded as ``(position, None, None, reason)``)."""
-    for s in range(0, len(images), batch_size):
-        pos = list(range(s, min(s + batch_size, len(images))))
-        nm = None if names is None else [names[i] for i in pos]
-        try:
-            c, f, t = model.encode_images([images[i] for i in pos], names=nm, max_pixels=max_pixels)
-            yield pos, c, f, t
-        except DataError:
-            for j, i in enumerate(pos):
-                try:
-                    c, f, t = model.encode_images([images[i]], names=None if nm is None else [nm[j]], max_pixels=max_pixels)
-                    yield [i], c, f, t
-                except DataError as e:
-                    yield [i], None, None, str(e)
+                   max_pixels: int | None = None, workers: int | None = None):
+    """Yield ``(positions, codes, features, timings)`` per batch of the model's streaming encoder (decoding
+    in worker processes ahead of the backbone); a batch with a bad image is yielded one image at a
+    time, the bad ones as ``(position, None, None, reason)``, so only they are skipped."""
+    enc = model.encoder(batch_size=batch_size, max_pixels=max_pixels, workers=workers)
+    for b in enc.stream(images, names):
+        t = {k: b.timings[k] for k in ("decode", "backbone", "hash")}
+        if not b.failed:
+            yield list(range(b.start, b.stop)), b.codes, b.features, t
+            continue
+        share = {k: v / (b.stop - b.start) for k, v in t.items()}
+        row = {int(p): j for j, p in enumerate(b.positions)}
+        why = dict(b.failed)
+        for i in range(b.start, b.stop):
+            if i in row:
+                j = row[i]
+                yield [i], b.codes[j : j + 1], b.features[j : j + 1], share
+            else:
+                yield [i], None, None, why[i]
 
 
 @dataclass
