@@ -45,6 +45,7 @@ class TrainConfig:
     progress: bool = True
     n_iters: int | None = None  # deep methods: training iterations (default: the method's, stopped early)
     epochs: float | None = None  # deep methods: passes over the training images, instead of n_iters
+    int8: bool = False  # run the backbone as int8, calibrated on the archive (deephash.encoding.int8)
 
 
 @dataclass
@@ -91,6 +92,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     h = create_hasher(cfg.method, cfg.bits, seed=cfg.seed, **cfg.params)
     require_labels(h, a.labelled)  # before any feature is extracted
     bb = create_backbone(cfg.backbone, image_size=cfg.image_size)
+    if cfg.int8:
+        bb = _int8_for(bb, a)
     fs = extract_features(a, bb, progress=cfg.progress)
     length = training_length(h, len(fs), cfg.n_iters, cfg.epochs)
     if length is not None:
@@ -100,6 +103,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     h.fit(fs.features, y, **fit_kw) if h.supervised else h.fit(fs.features, **fit_kw)
     ck = h.save(cfg.out, backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
     return TrainResult(Path(ck), cfg.method, cfg.bits, len(fs), a.skipped + fs.failed, getattr(h, "history_", None))
+
+
+def _int8_for(backbone, archive):
+    """``backbone`` as int8, calibrated on images spread over ``archive`` (an ImageArchive or a list of files)."""
+    from deephash.encoding.int8 import int8_backbone
+
+    files = [archive.abspath(i) for i in range(len(archive))] if hasattr(archive, "abspath") else list(archive)
+    return int8_backbone(backbone, files)
 
 
 # ----------------------------------------------------------------------------- encode
@@ -148,12 +159,16 @@ class EncodeResult:
     skipped: Skipped
 
 
-def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, batch_size: int = 64) -> EncodeResult:
-    """Hash image files (or every image below folders) with a checkpoint alone, in batches."""
+def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, batch_size: int = 64,
+           int8: bool = False) -> EncodeResult:
+    """Hash image files (or every image below folders) with a checkpoint alone, in batches (``int8``:
+    the backbone quantised, calibrated on these images)."""
     from deephash.model import HashModel
 
     model = HashModel.load(checkpoint)
     files = collect_images(images)
+    if int8 and files:
+        model.backbone = _int8_for(model.backbone, files)
     good: list[Path] = []
     codes: list[np.ndarray] = []
     skipped: Skipped = []
@@ -177,9 +192,10 @@ class IndexBuild:
 
 
 def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, *, store_features: bool = True,
-                progress: bool = True) -> IndexBuild:
+                progress: bool = True, int8: bool = False) -> IndexBuild:
     """Encode every image of ``archive`` (an :class:`ImageArchive` or its path) with the checkpoint's
-    backbone + hasher and save an index that records the model (path and identity)."""
+    backbone + hasher and save an index that records the model (path and identity). ``int8``: the
+    backbone quantised, calibrated on the archive (recorded in the index's ``meta["backbone"]``)."""
     from deephash.data import open_archive
     from deephash.features import extract_features
     from deephash.index import HashIndex
@@ -188,6 +204,8 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
     model = HashModel.load(checkpoint)
+    if int8:
+        model.backbone = _int8_for(model.backbone, archive)
     fs = extract_features(archive, model.backbone, progress=progress)
     codes = model.hasher.encode(fs.features)
     out = Path(out)
@@ -256,6 +274,9 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
         if used != Path(checkpoint).resolve():
             raise ConfigError(f"{index_path} was built with {used}, not {Path(checkpoint).resolve()}: codes of another "
                               "model are not comparable; use that model, or rebuild the index with deephash index")
+    if (index.meta.get("backbone") or {}).get("int8"):
+        raise ConfigError(f"{index_path} was built with an int8 backbone, which an update cannot reproduce (its "
+                          "calibration images may have changed): rebuild it with deephash index --int8")
     root = index.meta.get("archive_root")
     if root and Path(root).resolve() != archive.root.resolve():
         raise ConfigError(f"{index_path} indexes the archive at {root}; got {archive.root.resolve()}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deephash.backbones._onnx_runtime import OrtRunner, export_pooled_onnx
+from deephash.backbones._onnx_runtime import OrtRunner, export_pooled_onnx, simplified_onnx
 from deephash.backbones.base import Backbone, register_backbone
 from deephash.config import Preprocessing
 from deephash.errors import BackboneUnavailableError, ConfigError
@@ -91,12 +91,16 @@ class EfficientNetLite(Backbone):
     def torch_module(self):
         return _Pooled.build(self.variant, self.weights_path)
 
+    def onnx_path(self) -> Path:
+        """The exported ONNX model (exported once, cached)."""
+        st = self.weights_path.stat()
+        key = f"{self.name}-{sha1_of(str(self.weights_path.name), st.st_size)[:10]}"
+        return simplified_onnx(export_pooled_onnx(self.torch_module(), key, self.preprocessing.size))
+
     def _get_runner(self):
         if self._runner is None:
             if self.runtime == "onnx":
-                st = self.weights_path.stat()
-                key = f"{self.name}-{sha1_of(str(self.weights_path.name), st.st_size)[:10]}"
-                self._runner = OrtRunner(export_pooled_onnx(self.torch_module(), key, self.preprocessing.size), self.n_threads)
+                self._runner = OrtRunner(self.onnx_path(), self.n_threads)
             else:
                 import torch
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deephash.backbones._onnx_runtime import OrtRunner, export_pooled_onnx
+from deephash.backbones._onnx_runtime import OrtRunner, export_pooled_onnx, simplified_onnx
 from deephash.backbones.base import Backbone, register_backbone
 from deephash.config import Preprocessing
 from deephash.errors import BackboneUnavailableError
@@ -98,11 +98,15 @@ class MobileNetV2(Backbone):
         m.load_state_dict(state, strict=True)
         return m
 
+    def onnx_path(self) -> Path:
+        """The exported ONNX model (exported once, cached)."""
+        st = self.weights_path.stat()
+        key = f"mobilenet-v2-{sha1_of(self.weights_path.name, st.st_size)[:10]}"
+        return simplified_onnx(export_pooled_onnx(self.torch_module(), key, self.preprocessing.size))
+
     def embed(self, images: np.ndarray) -> np.ndarray:
         if self._runner is None:
-            st = self.weights_path.stat()
-            key = f"mobilenet-v2-{sha1_of(self.weights_path.name, st.st_size)[:10]}"
-            self._runner = OrtRunner(export_pooled_onnx(self.torch_module(), key, self.preprocessing.size), self.n_threads)
+            self._runner = OrtRunner(self.onnx_path(), self.n_threads)
         return self._runner(self.normalize(images))
 
 

@@ -137,8 +137,9 @@ def _report_skipped(skipped) -> None:
 @click.option("--param", "params", multiple=True, help="method hyper-parameter KEY=VALUE (JSON value), repeatable")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
+@click.option("--int8", is_flag=True, help="int8 backbone (ONNX Runtime static quantisation, calibrated on 256 archive images; cached)")
 @click.option("--out", "out", type=click.Path(), required=True, help="checkpoint file to write (.pt)")
-def train(archive, method, bits, split, labels, backbone, image_size, n_iters, epochs, params, seed, quiet, out):
+def train(archive, method, bits, split, labels, backbone, image_size, n_iters, epochs, params, seed, quiet, out, int8):
     """Train a hashing method head-only on an archive's cached backbone features."""
     from deephash import api
     from deephash.cli.params import parse_params
@@ -147,7 +148,7 @@ def train(archive, method, bits, split, labels, backbone, image_size, n_iters, e
         raise click.UsageError("give --iters or --epochs, not both")
     r = api.train(api.TrainConfig(archive=archive, out=out, method=method, bits=bits, split=split, labels=labels,
                                   backbone=backbone, image_size=image_size, params=parse_params(params), seed=seed,
-                                  progress=show_progress(quiet), n_iters=n_iters, epochs=epochs))
+                                  progress=show_progress(quiet), n_iters=n_iters, epochs=epochs, int8=int8))
     _report_skipped(r.skipped)
     how = ""
     if r.history:
@@ -161,11 +162,12 @@ def train(archive, method, bits, split, labels, backbone, image_size, n_iters, e
 @click.argument("images", nargs=-1, required=True)
 @click.option("--out", type=click.Path(), default=None, help="write codes as .npy (uint8, n x bits/8) instead of printing hex")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="images encoded per backbone call")
-def encode(checkpoint, images, out, batch_size):
+@click.option("--int8", is_flag=True, help="int8 backbone (ONNX Runtime static quantisation, calibrated on 256 of the images; cached)")
+def encode(checkpoint, images, out, batch_size, int8):
     """Hash images (files or folders) with a trained checkpoint alone."""
     from deephash import api
 
-    r = api.encode(checkpoint, images, batch_size=batch_size)
+    r = api.encode(checkpoint, images, batch_size=batch_size, int8=int8)
     _report_skipped(r.skipped)
     if out:
         import numpy as np
@@ -189,12 +191,15 @@ def encode(checkpoint, images, out, batch_size):
 @click.option("--out", type=click.Path(), required=True, help="index file to write (.dhi)")
 @click.option("--update", is_flag=True, help="OUT exists: add the archive's images it does not hold yet (no retraining)")
 @click.option("--prune", is_flag=True, help="with --update: also remove the entries whose files left the archive")
-def index_cmd(archive, checkpoint, split, labels, features, out, update, prune):
+@click.option("--int8", is_flag=True, help="int8 backbone (ONNX Runtime static quantisation, calibrated on 256 archive images; cached)")
+def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, int8):
     """Encode an archive with a trained model and write a searchable index (or update one)."""
     from deephash import api
 
     if prune and not update:
         raise click.UsageError("--prune only applies with --update")
+    if int8 and update:
+        raise click.UsageError("--int8 applies to a new index (an update calibrates nothing anew)")
     a = _open(archive, split, labels)
     if update:
         r = api.update_index(a, checkpoint, out, prune=prune)
@@ -202,7 +207,7 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune):
         how = "rewrote the index file" if r.rewritten else f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
         click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}")
         return
-    b = api.build_index(a, checkpoint, out, store_features=features)
+    b = api.build_index(a, checkpoint, out, store_features=features, int8=int8)
     _report_skipped(b.skipped)
     click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}")
 
