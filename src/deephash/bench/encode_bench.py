@@ -237,7 +237,7 @@ def run_encode_bench(*, n_small: int = 3000, n_large: int = 60, repeats: int = 3
         rates = _rates(jobs, len(paths), repeats, say)
         result["sets"][set_name]["rates"] = rates
     if quality:
-        result["fidelity"] = fidelity(large, archive, bb, q8, n_per_class=100, n_query_per_class=20, seed=seed, say=say)
+        result["fidelity"] = fidelity(large, archive, bb, q8, n_per_class=40, n_query_per_class=10, seed=seed, say=say)
     say("")
     say(format_encode_table(result))
     if json_path:

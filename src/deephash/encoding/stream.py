@@ -73,15 +73,18 @@ def _worker_init() -> None:
 
 
 def _process_pool(workers: int):
+    """Decoder processes. Linux: forked (no re-import of the caller's ``__main__``, so a script without a
+    ``if __name__ == "__main__"`` guard works; the children only run PIL and numpy, never the parent's
+    ONNX Runtime threads). Elsewhere: spawned (the platform default, which needs that guard)."""
     import multiprocessing as mp
+    import sys
+    import warnings
     from concurrent.futures import ProcessPoolExecutor
 
-    # forkserver: workers do not inherit the ONNX Runtime / torch threads of this process (fork would)
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["deephash.encoding.decode"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "multi-threaded, use of fork()": see above
+        return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method), initializer=_worker_init)
 
 
 class StreamEncoder:
@@ -159,8 +162,12 @@ class StreamEncoder:
                 pending.append((b, [(cs, pool.submit(decode_chunk, *args(cs, ce))) for cs, ce in self._chunks(sources, *b)]))
 
         try:
-            for _ in range(self.prefetch + 1):
-                submit()
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # see _process_pool
+                for _ in range(self.prefetch + 1):
+                    submit()
             while pending:
                 (s, e), futs = pending.popleft()
                 with Timer() as t_wait:
