@@ -134,7 +134,7 @@ def _report_skipped(skipped) -> None:
               help="training iterations (deep methods; default: the method's, stopped early when validation stalls)")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="training length in passes over the training images (deep methods; instead of --iters)")
-@click.option("--param", "params", multiple=True, help="method hyper-parameter KEY=VALUE (JSON value), repeatable")
+@click.option("--param", "params", multiple=True, help="method hyper-parameter [METHOD.]KEY=VALUE (JSON value), repeatable")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
 @click.option("--int8", is_flag=True, help="int8 backbone (ONNX Runtime static quantisation, calibrated on 256 archive images; cached)")
@@ -147,7 +147,7 @@ def train(archive, method, bits, split, labels, backbone, image_size, n_iters, e
     if n_iters is not None and epochs is not None:
         raise click.UsageError("give --iters or --epochs, not both")
     r = api.train(api.TrainConfig(archive=archive, out=out, method=method, bits=bits, split=split, labels=labels,
-                                  backbone=backbone, image_size=image_size, params=parse_params(params), seed=seed,
+                                  backbone=backbone, image_size=image_size, params=parse_params(params, method), seed=seed,
                                   progress=show_progress(quiet), n_iters=n_iters, epochs=epochs, int8=int8))
     _report_skipped(r.skipped)
     how = ""
@@ -191,8 +191,13 @@ def encode(checkpoint, images, out, batch_size, int8):
 @click.option("--out", type=click.Path(), required=True, help="index file to write (.dhi)")
 @click.option("--update", is_flag=True, help="OUT exists: add the archive's images it does not hold yet (no retraining)")
 @click.option("--prune", is_flag=True, help="with --update: also remove the entries whose files left the archive")
+@click.option("--engine", default="local", show_default=True, help="where images are encoded: local (this process) or ray")
+@click.option("--address", default=None, help="--engine ray: a running Ray cluster (ray://HOST:10001 or auto; default: start a local one)")
+@click.option("--workers", type=int, default=None, help="--engine ray: worker processes of the local cluster (default 2)")
+@click.option("--shard-size", type=int, default=None, help="--engine ray: images per shard, the unit that is resumed (default 1024)")
 @click.option("--int8", is_flag=True, help="int8 backbone (ONNX Runtime static quantisation, calibrated on 256 archive images; cached)")
-def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, int8):
+def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, engine, address, workers, shard_size,
+              int8):
     """Encode an archive with a trained model and write a searchable index (or update one)."""
     from deephash import api
 
@@ -200,6 +205,10 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, 
         raise click.UsageError("--prune only applies with --update")
     if int8 and update:
         raise click.UsageError("--int8 applies to a new index (an update calibrates nothing anew)")
+    given = {"address": address, "workers": workers, "shard_size": shard_size}
+    engine_options = {k: v for k, v in given.items() if v is not None}
+    if update and (engine != "local" or engine_options):
+        raise click.UsageError("--engine and its options apply to building an index, not to --update")
     a = _open(archive, split, labels)
     if update:
         r = api.update_index(a, checkpoint, out, prune=prune)
@@ -207,9 +216,14 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, 
         how = "rewrote the index file" if r.rewritten else f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
         click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}")
         return
-    b = api.build_index(a, checkpoint, out, store_features=features, int8=int8)
+    b = api.build_index(a, checkpoint, out, store_features=features, engine=engine,
+                        engine_options=engine_options, int8=int8)
     _report_skipped(b.skipped)
-    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}")
+    how = ""
+    if b.encoding.get("shards"):
+        e = b.encoding
+        how = f" ({e['engine']}: {e['shards']} shards, {e['computed_shards']} encoded, {e['reused_shards']} reused from {e['run_dir']})"
+    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}{how}")
 
 
 @cli.command()
