@@ -24,6 +24,7 @@ def serve(index_path, host, port, api_key, read_key_required, max_upload_mb, max
     import uvicorn
 
     from deephash.service import create_app
+    from deephash.service.auth import install_log_redaction
 
     app = create_app(index_path, api_key=api_key, read_key_required=read_key_required,
                      max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels, max_k=max_k)
@@ -31,5 +32,6 @@ def serve(index_path, host, port, api_key, read_key_required, max_upload_mb, max
     click.echo(f"deephash serve: {len(st.index)} images, {st.index.n_bits} bits, model {st.model.hasher.name} on "
                f"{st.model.backbone.name}; writes {'enabled' if api_key else 'disabled (no --api-key)'}; "
                f"page at http://{host}:{port}/", err=True)
+    install_log_redaction()  # a key someone put in a URL never reaches the access log
     # one process: the index lives in memory and every write goes through it
     uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1)
