@@ -85,8 +85,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     from deephash.hashers import DeepHasher, create_hasher
     from deephash.hashers.base import require_labels
 
+    from deephash.utils import check_writable
+
     if cfg.n_iters is not None and cfg.epochs is not None:
         raise ConfigError("give n_iters (--iters) or epochs (--epochs), not both")
+    check_writable(cfg.out)  # before the features and the training, not after
     a = open_archive(cfg.archive, split=cfg.split, labels_file=cfg.labels)
     h = create_hasher(cfg.method, cfg.bits, seed=cfg.seed, **cfg.params)
     require_labels(h, a.labelled)  # before any feature is extracted
@@ -144,12 +147,27 @@ class EncodeResult:
     files: list[Path]  # one per row of codes
     codes: np.ndarray  # uint8 (n, K/8)
     skipped: Skipped
+    out: Path | None = None  # the .npy written (with ``out``)
+    files_out: Path | None = None  # the list of files beside it, row by row
 
 
-def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, batch_size: int = 64) -> EncodeResult:
-    """Hash image files (or every image below folders) with a checkpoint alone, in batches."""
+def files_list_path(out: str | os.PathLike) -> Path:
+    """Where the file of each row of ``codes.npy`` is listed: ``codes.files.json`` beside it."""
+    out = Path(out)
+    return out.with_name((out.name[:-4] if out.name.endswith(".npy") else out.name) + ".files.json")
+
+
+def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, batch_size: int = 64,
+           out: str | os.PathLike | None = None) -> EncodeResult:
+    """Hash image files (or every image below folders) with a checkpoint alone, in batches. With ``out``,
+    write the codes as ``.npy`` and, beside it (:func:`files_list_path`), the file each row belongs to
+    (JSON; names that are not UTF-8 are kept losslessly as ``\\udcXX`` escapes) and the files skipped."""
     from deephash.model import HashModel
+    from deephash.utils import atomic_path, atomic_write_json, check_writable
 
+    if out is not None:
+        check_writable(out)
+        check_writable(files_list_path(out))
     model = HashModel.load(checkpoint)
     files = collect_images(images)
     good: list[Path] = []
@@ -163,7 +181,14 @@ def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *
         codes.append(c)
     if not codes:
         raise DataError("no image could be encoded" + (f" ({skipped[0][1]})" if skipped else ""))
-    return EncodeResult(good, np.concatenate(codes), skipped)
+    res = EncodeResult(good, np.concatenate(codes), skipped)
+    if out is not None:
+        res.out, res.files_out = Path(out), files_list_path(out)
+        with atomic_path(out, suffix=".npy") as tmp:
+            np.save(tmp, res.codes)
+        atomic_write_json(res.files_out, {"codes": res.out.name, "bits": int(model.hasher.n_bits), "rows": len(good),
+                                          "files": [str(f) for f in good], "skipped": [list(s) for s in skipped]})
+    return res
 
 
 # ----------------------------------------------------------------------------- index
@@ -182,7 +207,9 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
     from deephash.features import extract_features
     from deephash.index import HashIndex
     from deephash.model import HashModel
+    from deephash.utils import check_writable
 
+    check_writable(out)  # before the archive is encoded, not after
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
     model = HashModel.load(checkpoint)

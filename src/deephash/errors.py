@@ -29,6 +29,11 @@ class IndexFormatError(DeepHashError):
     """An index or checkpoint file is corrupt, truncated or of an unknown format."""
 
 
+class OutputError(DeepHashError, OSError):
+    """An output file cannot be written (its folder is missing and cannot be made, is not writable, the
+    path is a folder, the disk is full); an OSError too, so callers that handle I/O failures still do."""
+
+
 class IndexChangedError(DeepHashError):
     """An index file or its journal changed on disk since this process loaded it (another writer)."""
 

@@ -159,22 +159,17 @@ def train(archive, method, bits, split, labels, backbone, image_size, n_iters, e
 @cli.command()
 @click.argument("checkpoint", type=click.Path())
 @click.argument("images", nargs=-1, required=True)
-@click.option("--out", type=click.Path(), default=None, help="write codes as .npy (uint8, n x bits/8) instead of printing hex")
+@click.option("--out", type=click.Path(), default=None,
+              help="write codes as .npy (uint8, n x bits/8) instead of printing hex, and OUT.files.json: the file of each row")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="images encoded per backbone call")
 def encode(checkpoint, images, out, batch_size):
     """Hash images (files or folders) with a trained checkpoint alone."""
     from deephash import api
 
-    r = api.encode(checkpoint, images, batch_size=batch_size)
+    r = api.encode(checkpoint, images, batch_size=batch_size, out=out)
     _report_skipped(r.skipped)
     if out:
-        import numpy as np
-
-        from deephash.utils import atomic_path
-
-        with atomic_path(out, suffix=".npy") as tmp:
-            np.save(tmp, r.codes)
-        click.echo(f"wrote {len(r.codes)} codes to {out}")
+        click.echo(f"wrote {len(r.codes)} codes to {out} and the file of each row to {r.files_out}")
     else:
         for f, c in zip(r.files, r.codes):
             click.echo(f"{c.tobytes().hex()}  {display_path(str(f))}")
@@ -195,6 +190,10 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune):
 
     if prune and not update:
         raise click.UsageError("--prune only applies with --update")
+    if not update:
+        from deephash.utils import check_writable
+
+        check_writable(out)  # before a .tar.gz is unpacked and encoded
     a = _open(archive, split, labels)
     if update:
         r = api.update_index(a, checkpoint, out, prune=prune)

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deephash.errors import BackboneUnavailableError, DeepHashError, IndexFormatError
+from deephash.errors import BackboneUnavailableError, DeepHashError, IndexFormatError, OutputError
 
 log = logging.getLogger("deephash.service")
 
@@ -58,6 +58,8 @@ def status_of(e: DeepHashError) -> int:
         return e.status
     if isinstance(e, (IndexFormatError, BackboneUnavailableError)):
         return 500
+    if isinstance(e, OutputError):  # the server's disk, not the request
+        return 503
     return 400
 
 
