@@ -55,6 +55,7 @@ class TrainResult:
     n_images: int
     skipped: Skipped
     history: dict[str, Any] | None = None  # deep methods: iterations run, early stop
+    ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
 def training_length(hasher: Any, n_train: int, n_iters: int | None, epochs: float | None) -> int | None:
@@ -102,21 +103,30 @@ def train(cfg: TrainConfig) -> TrainResult:
     fit_kw = {"progress": cfg.progress} if isinstance(h, DeepHasher) else {}
     h.fit(fs.features, y, **fit_kw) if h.supervised else h.fit(fs.features, **fit_kw)
     ck = h.save(cfg.out, backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
-    return TrainResult(Path(ck), cfg.method, cfg.bits, len(fs), a.skipped + fs.failed, getattr(h, "history_", None))
+    return TrainResult(Path(ck), cfg.method, cfg.bits, len(fs), a.skipped + fs.failed, getattr(h, "history_", None),
+                       a.ignored)
 
 
 # ----------------------------------------------------------------------------- encode
-def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given and every image file below the given folders (sorted); a missing one raises."""
+def collect_images(inputs: Sequence[str | os.PathLike], skipped: Skipped | None = None) -> list[Path]:
+    """Files as given and every image file below the given folders (sorted); a missing one raises.
+
+    Below a folder, files without an image suffix are ignored (not images); a folder or a pipe named
+    like an image (``x.jpg/``) is appended to ``skipped`` with the reason."""
     from deephash.data.images import IMAGE_SUFFIXES
 
     files: list[Path] = []
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
+            for f in sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES):
+                if f.is_file():
+                    files.append(f)
+                elif skipped is not None:
+                    skipped.append((str(f), "a folder named like an image file: skipped" if f.is_dir()
+                                    else "not a regular file (a pipe, socket or device): skipped"))
+        elif p.exists():
+            files.append(p)  # named by the user: decoding says what it is when it is no image
         else:
             raise DataError(f"{s}: no such file or folder")
     return files
@@ -169,10 +179,10 @@ def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *
         check_writable(out)
         check_writable(files_list_path(out))
     model = HashModel.load(checkpoint)
-    files = collect_images(images)
+    skipped: Skipped = []
+    files = collect_images(images, skipped)
     good: list[Path] = []
     codes: list[np.ndarray] = []
-    skipped: Skipped = []
     for pos, c, _, t in encode_batches(model, files, batch_size=batch_size):
         if c is None:
             skipped.append((str(files[pos[0]]), t))
@@ -197,6 +207,7 @@ class IndexBuild:
     index: Any  # HashIndex
     path: Path
     skipped: Skipped
+    ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
 def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, *, store_features: bool = True,
@@ -225,7 +236,7 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
              
               features=fs.features if store_features else None)
     index.save(out)
-    return IndexBuild(index, out, archive.skipped + fs.failed)
+    return IndexBuild(index, out, archive.skipped + fs.failed, list(archive.ignored))
 
 
 @dataclass
@@ -238,6 +249,7 @@ class IndexUpdate:
     total: int
     rewritten: bool  # True: the index file was rewritten; False: the changes went to its journal
     journal_bytes: int
+    ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
 def _index_labels(index, archive, rows: np.ndarray) -> np.ndarray | None:
@@ -311,7 +323,8 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
         rewrite = index.journal_outgrown(fold_ratio)
     if rewrite:
         index.save(index_path)
-    return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewrite, index.journal_bytes)
+    return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewrite, index.journal_bytes,
+                       list(archive.ignored))
 
 
 # ----------------------------------------------------------------------------- search
@@ -412,11 +425,11 @@ def search(index_path: str | os.PathLike, images: Sequence[str | os.PathLike | b
         out.append(SearchAnswer(name, h, answer_json(h, q, index.class_names, **params)))
 
     files: list[Path | bytes] = []
+    skipped: Skipped = []
     for im in images:
-        files += [im] if isinstance(im, bytes) else collect_images([im])
+        files += [im] if isinstance(im, bytes) else collect_images([im], skipped)
     find_self = self_id_finder(index)
     names = [("upload" if isinstance(f, bytes) else str(f)) for f in files]
-    skipped: Skipped = []
     for pos, c, f, t in encode_batches(m, files, batch_size=batch_size):
         if c is None:
             if len(files) == 1:

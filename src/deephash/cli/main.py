@@ -113,7 +113,14 @@ def _open(archive: str, split: str | None, labels: str | None):
     return open_archive(archive, split=split, labels_file=labels)
 
 
-def _report_skipped(skipped) -> None:
+def _report_skipped(skipped, ignored=()) -> None:
+    """Files that could not be used, each with its reason; files that are no images, counted by suffix."""
+    if ignored:
+        from collections import Counter
+
+        by = Counter(Path(p).suffix.lower() or "(no suffix)" for p in ignored)
+        click.echo(f"ignored {len(ignored)} file(s) that are not images: "
+                   + ", ".join(f"{s} {n}" for s, n in by.most_common()), err=True)
     if skipped:
         click.echo(f"skipped {len(skipped)} file(s):", err=True)
         for p, r in skipped[:20]:
@@ -148,7 +155,7 @@ def train(archive, method, bits, split, labels, backbone, image_size, n_iters, e
     r = api.train(api.TrainConfig(archive=archive, out=out, method=method, bits=bits, split=split, labels=labels,
                                   backbone=backbone, image_size=image_size, params=parse_params(params), seed=seed,
                                   progress=show_progress(quiet), n_iters=n_iters, epochs=epochs))
-    _report_skipped(r.skipped)
+    _report_skipped(r.skipped, r.ignored)
     how = ""
     if r.history:
         how = f", {r.history['iters']} iterations" + (" (stopped early: validation stopped improving)"
@@ -197,12 +204,12 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune):
     a = _open(archive, split, labels)
     if update:
         r = api.update_index(a, checkpoint, out, prune=prune)
-        _report_skipped(r.skipped)
+        _report_skipped(r.skipped, r.ignored)
         how = "rewrote the index file" if r.rewritten else f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
         click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}")
         return
     b = api.build_index(a, checkpoint, out, store_features=features)
-    _report_skipped(b.skipped)
+    _report_skipped(b.skipped, b.ignored)
     click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}")
 
 

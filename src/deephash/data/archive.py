@@ -46,6 +46,8 @@ class ImageArchive:
     class_names: list[str]
     splits: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: files that are no images by their suffix (notes.txt, labels.csv): ignored, not "bad images"
+    ignored: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -65,7 +67,7 @@ class ImageArchive:
     def subset(self, idx: Sequence[int] | np.ndarray) -> "ImageArchive":
         idx = np.asarray(idx, dtype=np.int64)
         return ImageArchive(self.root, [self.paths[i] for i in idx], self.labels[idx], self.class_names,
-                            [self.splits[i] for i in idx], list(self.skipped))
+                            [self.splits[i] for i in idx], list(self.skipped), list(self.ignored))
 
     def split_indices(self, name: str) -> np.ndarray:
         idx = np.flatnonzero(np.asarray(self.splits) == name)
@@ -78,8 +80,11 @@ class ImageArchive:
         """Changes whenever the file list (names, sizes, mtimes) changes: keys the feature cache."""
         stats = []
         for p in self.paths:
-            st = (self.root / p).stat()
-            stats.append((p, st.st_size, int(st.st_mtime)))
+            try:
+                st = (self.root / p).stat()
+                stats.append((p, st.st_size, int(st.st_mtime)))
+            except OSError:  # gone since the listing: reading it will report it
+                stats.append((p, -1, -1))
         return sha1_of(str(self.root.resolve()), stats)
 
 
@@ -236,13 +241,26 @@ def _from_image_folder(root: Path, split: str | None) -> ImageArchive:
         parts = [(d.name, d) for d in split_dirs]
     else:
         parts = [("", root)]
-    class_names = sorted({c.name for _, base in parts for c in base.iterdir() if _listable_dir(c, real_root, skipped, root)})
+    def is_class_dir(c: Path) -> bool:  # a folder named like an image file (x.jpg/) is no class
+        return _listable_dir(c, real_root, skipped, root) and not _is_image(c)
+
+    class_names = sorted({c.name for _, base in parts for c in base.iterdir() if is_class_dir(c)})
     if not class_names:
         return _flat_folder(root, parts, skipped)
     cidx = {c: i for i, c in enumerate(class_names)}
-    paths, labels, splits = [], [], []
+    paths, labels, splits, ignored = [], [], [], []
     for sname, base in parts:
-        for cdir in sorted(c for c in base.iterdir() if _listable_dir(c, real_root, skipped, root)):
+        for f in sorted(base.iterdir()):  # what lies beside the class folders belongs to no class
+            if f.name.startswith(".") or os.path.islink(f) and link_problem(f, real_root):
+                continue
+            rel = f.relative_to(root).as_posix()
+            if _is_image(f) and f.is_dir():
+                skipped.append((rel, "a folder named like an image file: skipped"))
+            elif _is_image(f):
+                skipped.append((rel, "an image beside the class folders, in none of them: skipped (its class is unknown)"))
+            elif f.is_file():
+                ignored.append(rel)
+        for cdir in sorted(c for c in base.iterdir() if is_class_dir(c)):
             for dirpath, dirnames, filenames in os.walk(cdir):  # does not descend into linked folders
                 dirnames.sort()
                 for dn in dirnames:
@@ -257,20 +275,20 @@ def _from_image_folder(root: Path, split: str | None) -> ImageArchive:
                         skipped.append((rel, why))
                         continue
                     if not _is_image(f):
-                        skipped.append((rel, f"not an image file (suffix {f.suffix or 'none'})"))
+                        ignored.append(rel)
                         continue
                     paths.append(rel)
                     labels.append(cidx[cdir.name])
                     splits.append(sname)
     if not paths:
         raise DataError(f"{root}: found class folders but no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return ImageArchive(root, paths, np.asarray(labels, np.int64), class_names, splits, skipped)
+    return ImageArchive(root, paths, np.asarray(labels, np.int64), class_names, splits, skipped, ignored)
 
 
 def _flat_folder(root: Path, parts: list[tuple[str, Path]], skipped: list[tuple[str, str]]) -> ImageArchive:
     """Images directly inside the folder (or its split folders), no class folders: an unlabelled archive."""
     real_root = Path(os.path.realpath(root))
-    paths, splits = [], []
+    paths, splits, ignored = [], [], []
     for sname, base in parts:
         for f in sorted(base.iterdir()):
             if f.name.startswith("."):
@@ -281,10 +299,13 @@ def _flat_folder(root: Path, parts: list[tuple[str, Path]], skipped: list[tuple[
                 if (rel, why) not in skipped:
                     skipped.append((rel, why))
                 continue
-            if not f.is_file():
-                continue
             if not _is_image(f):
-                skipped.append((rel, f"not an image file (suffix {f.suffix or 'none'})"))
+                if f.is_file():
+                    ignored.append(rel)
+                continue  # a folder (or a pipe) without an image suffix: not part of a flat archive
+            why = _not_regular(f)
+            if why is not None:
+                skipped.append((rel, "a folder named like an image file: skipped" if f.is_dir() else why))
                 continue
             paths.append(rel)
             splits.append(sname)
@@ -293,7 +314,7 @@ def _flat_folder(root: Path, parts: list[tuple[str, Path]], skipped: list[tuple[
             f"{root}: expected image files ({', '.join(sorted(IMAGE_SUFFIXES))}) or one sub-folder per class "
             "(e.g. root/train/cat/001.jpg or root/cat/001.jpg); found neither"
         )
-    return ImageArchive(root, paths, np.full(len(paths), UNLABELLED, np.int64), [], splits, skipped)
+    return ImageArchive(root, paths, np.full(len(paths), UNLABELLED, np.int64), [], splits, skipped, ignored)
 
 
 def _split_labels(value: str) -> list[str]:
@@ -368,8 +389,12 @@ def _from_label_file(root: Path, labels_file: Path, split: str | None = None) ->
         if why is not None:
             skipped.append((pth, why))
             continue
-        if not f.is_file():
+        if not f.exists():
             skipped.append((pth, "listed in the label file but missing on disk"))
+            continue
+        if not f.is_file():
+            skipped.append((pth, "listed in the label file but " + ("a folder" if f.is_dir() else "not a regular file")
+                            + ", not an image file: skipped"))
             continue
         if not _is_image(f):
             skipped.append((pth, f"not an image file (suffix {f.suffix or 'none'})"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import stat
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,27 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 MAX_PIXELS = 89_478_485
 
 
+def _open_file(p: Path, label: str):
+    """Open an image file for reading; a missing file, a folder, a pipe or an unreadable file is a
+    DataError that says so (not "corrupt image"). A pipe is never opened (it would block)."""
+    try:
+        st = p.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise DataError(f"{label}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{label}: cannot be read ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{label}: a folder, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{label}: not a regular file (a pipe, socket or device), not an image file")
+    if st.st_size == 0:
+        raise DataError(f"{label}: empty file (expected an image)")
+    try:
+        return open(p, "rb")
+    except OSError as e:
+        raise DataError(f"{label}: cannot be read ({e.strerror or e})") from None
+
+
 def decode_image(data: bytes | str | Path, *, name: str | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode bytes or a file into an RGB PIL image; raises :class:`DataError` on anything not a whole image."""
     label = name or (str(data) if not isinstance(data, bytes) else "upload")
@@ -24,11 +46,8 @@ def decode_image(data: bytes | str | Path, *, name: str | None = None, max_pixel
                 raise DataError(f"{label}: empty file (expected an image)")
             src = io.BytesIO(data)
         else:
-            p = Path(data)
-            if p.stat().st_size == 0:
-                raise DataError(f"{label}: empty file (expected an image)")
-            src = p
-        with warnings.catch_warnings():
+            src = _open_file(Path(data), label)
+        with src, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(src) as im:
                 w, h = im.size
@@ -42,8 +61,9 @@ def decode_image(data: bytes | str | Path, *, name: str | None = None, max_pixel
         raise DataError(f"{label}: not a readable image (not a format PIL can identify)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DataError(f"{label}: not a readable image ({type(e).__name__}: {e})") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{label}: corrupt or truncated image ({e})") from None
+    except Exception as e:  # a parser boundary: PIL's decoders raise many kinds on hostile bytes
+        why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise DataError(f"{label}: corrupt or truncated image ({why})") from None
 
 
 def load_rgb(path: str | Path, size: int) -> np.ndarray:
