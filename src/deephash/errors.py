@@ -34,6 +34,10 @@ class OutputError(DeepHashError, OSError):
     path is a folder, the disk is full); an OSError too, so callers that handle I/O failures still do."""
 
 
+class MissingDependencyError(DeepHashError, ImportError):
+    """An optional package is not installed; the message names the ``pip install`` that fixes it."""
+
+
 class IndexChangedError(DeepHashError):
     """An index file or its journal changed on disk since this process loaded it (another writer)."""
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from deephash.errors import ConfigError
 from deephash.index.codes import check_n_bits
+from deephash.optional import require
 from deephash.utils import atomic_write_json
 
 DEFAULT_SUBLINEAR: dict[str, list[dict[str, Any]]] = {
@@ -92,7 +93,7 @@ def run_search_bench(
     ``repeats``), the ratios between them, every run's raw numbers, and one row per sub-linear
     index setting (build seconds, memory MB, QPS, tie-aware recall@k against exact search).
     """
-    import faiss
+    faiss = require("faiss", "the search benchmark")
 
     from deephash.index.faiss_indexes import create_ann_index, recall_at_k
     from deephash.index.kernel_searcher import KernelSearcher, kernel_available, kernel_isa

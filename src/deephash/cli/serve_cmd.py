@@ -21,8 +21,9 @@ from deephash.service.config import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
               show_default=True)
 def serve(index_path, host, port, api_key, read_key_required, max_upload_mb, max_pixels, max_k, log_level):
     """Serve INDEX over HTTP: a web page at /, the API under /api, its description at /docs."""
-    import uvicorn
+    from deephash.optional import require
 
+    uvicorn = require("uvicorn", "deephash serve")
     from deephash.service import create_app
     from deephash.service.auth import install_log_redaction
 

@@ -28,19 +28,16 @@ from deephash.index.codes import check_codes, check_n_bits
 INDEX_TYPES = ("BIN_FLAT", "BIN_IVF_FLAT")
 CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
 MAX_TOPK = 16384  # Milvus's limit on k (quota.limits.topK)
-_INSTALL_HINT = "pip install 'deephash[milvus]' (see docs/scale-out.md)"
 
 
 def _pymilvus() -> Any:
-    try:
-        import warnings
+    import warnings
 
-        with warnings.catch_warnings():  # pymilvus 2.3 imports pkg_resources, which warns on import
-            warnings.simplefilter("ignore")
-            import pymilvus
-    except ImportError as e:
-        raise BackendUnavailableError(f"MilvusIndex needs the optional package pymilvus ({e}); {_INSTALL_HINT}") from None
-    return pymilvus
+    from deephash.optional import require
+
+    with warnings.catch_warnings():  # pymilvus 2.3 imports pkg_resources, which warns on import
+        warnings.simplefilter("ignore")
+        return require("pymilvus", "MilvusIndex (see docs/scale-out.md)", error=BackendUnavailableError)
 
 
 class MilvusIndex:

@@ -14,6 +14,10 @@ __all__ = ["create_app", "ServiceConfig"]
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
+        from deephash.optional import require
+
+        for m in ("fastapi", "multipart"):  # the service's extra: one line saying how to install it
+            require(m, "the deephash service")
         from deephash.service.app import create_app
 
         return create_app
