@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from deephash.service.config import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
+from deephash.data.images import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
+from deephash.service.config import DEFAULT_MAX_UPLOAD_BYTES
 
 
 @click.command()
@@ -14,8 +15,9 @@ from deephash.service.config import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
               help="key for adding/removing images (at least 8 characters); without one, writes are disabled")
 @click.option("--read-key-required", is_flag=True, help="searches, thumbnails and stats need the key too")
 @click.option("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_BYTES / 2**20, show_default=True)
-@click.option("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, show_default=True,
-              help="uploads declaring more pixels are refused (image bombs)")
+@click.option("--max-pixels", type=click.IntRange(1, 2**31), default=None,
+              help=f"images declaring more pixels are refused before decoding (image bombs); default: ${MAX_PIXELS_ENV} "
+                   f"or {DEFAULT_MAX_PIXELS:,}, the limit of every deephash command")
 @click.option("--max-k", type=int, default=1000, show_default=True)
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
 import warnings
 from pathlib import Path
@@ -9,11 +10,30 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from deephash.errors import DataError
+from deephash.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-#: Images declaring more pixels than this are refused (decompression bombs).
-MAX_PIXELS = 89_478_485
+#: Images declaring more pixels than this are refused before they are decoded (decompression bombs):
+#: the one limit of the command line, the Python API and the service. 40 MP decodes to at most
+#: ~160 MB (4 bytes a pixel), plus one RGB copy (~120 MB). ``DEEPHASH_MAX_PIXELS`` overrides it;
+#: ``deephash serve --max-pixels`` overrides it for the service.
+DEFAULT_MAX_PIXELS = 40_000_000
+MAX_PIXELS_ENV = "DEEPHASH_MAX_PIXELS"
+MAX_PIXELS_CEILING = 2**31
+
+
+def max_pixels_limit() -> int:
+    """The pixel limit in force: ``$DEEPHASH_MAX_PIXELS`` when set, else :data:`DEFAULT_MAX_PIXELS`."""
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        v = int(raw.replace("_", ""))
+    except ValueError:
+        v = 0
+    if not 1 <= v <= MAX_PIXELS_CEILING:
+        raise ConfigError(f"{MAX_PIXELS_ENV} must be a whole number of pixels between 1 and 2^31; got {raw!r}")
+    return v
 
 
 def _open_file(p: Path, label: str):
@@ -37,9 +57,15 @@ def _open_file(p: Path, label: str):
         raise DataError(f"{label}: cannot be read ({e.strerror or e})") from None
 
 
-def decode_image(data: bytes | str | Path, *, name: str | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode bytes or a file into an RGB PIL image; raises :class:`DataError` on anything not a whole image."""
+def decode_image(data: bytes | str | Path, *, name: str | None = None, max_pixels: int | None = None) -> Image.Image:
+    """Decode bytes or a file into an RGB PIL image; raises :class:`DataError` on anything not a whole image.
+
+    An image declaring more than ``max_pixels`` (default: :func:`max_pixels_limit`) is refused from
+    its header, before any pixel is decoded."""
     label = name or (str(data) if not isinstance(data, bytes) else "upload")
+    limit = max_pixels_limit() if max_pixels is None else int(max_pixels)
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit  # PIL's own bomb check must not undercut the configured limit
     try:
         if isinstance(data, bytes):
             if not data:
@@ -51,16 +77,17 @@ def decode_image(data: bytes | str | Path, *, name: str | None = None, max_pixel
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(src) as im:
                 w, h = im.size
-                if w * h > max_pixels:
-                    raise DataError(f"{label}: image declares {w}x{h} pixels, more than the limit of {max_pixels}")
+                if w * h > limit:
+                    raise DataError(f"{label}: image declares {w}x{h} pixels, more than the limit of {limit} "
+                                    f"(${MAX_PIXELS_ENV} raises it)")
                 im.load()  # forces a full decode: truncated files fail here
                 return im.convert("RGB")
     except DataError:
         raise
     except UnidentifiedImageError:
         raise DataError(f"{label}: not a readable image (not a format PIL can identify)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"{label}: not a readable image ({type(e).__name__}: {e})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{label}: image declares more pixels than the limit of {limit} (${MAX_PIXELS_ENV} raises it)") from None
     except Exception as e:  # a parser boundary: PIL's decoders raise many kinds on hostile bytes
         why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise DataError(f"{label}: corrupt or truncated image ({why})") from None
