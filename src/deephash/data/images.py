@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import warnings
 from pathlib import Path
@@ -86,8 +87,10 @@ def decode_image(data: bytes | str | Path, *, name: str | None = None, max_pixel
         raise
     except UnidentifiedImageError:
         raise DataError(f"{label}: not a readable image (not a format PIL can identify)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DataError(f"{label}: image declares more pixels than the limit of {limit} (${MAX_PIXELS_ENV} raises it)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:  # PIL's check, inside open()
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        n = f"{int(m.group(1))} pixels" if m else "more pixels"
+        raise DataError(f"{label}: image declares {n}, more than the limit of {limit} (${MAX_PIXELS_ENV} raises it)") from None
     except Exception as e:  # a parser boundary: PIL's decoders raise many kinds on hostile bytes
         why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise DataError(f"{label}: corrupt or truncated image ({why})") from None
