@@ -180,6 +180,20 @@ def _check_header(header: Any, path: Path, body_bytes: int) -> list[dict[str, An
     return header["arrays"]
 
 
+def header_token(header: dict[str, Any]) -> str:
+    """The digest of a header without its token (what :meth:`HashIndex.save` writes as the token)."""
+    body = {k: v for k, v in header.items() if k != "token"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+
+
+def _check_token(header: dict[str, Any], path: Path) -> None:
+    """The header's token is a digest of the rest of it: a changed byte in the header (a class name,
+    the model's identity, a size) is corruption, refused, not a silently different index."""
+    if header.get("token") and header_token(header) != header["token"]:
+        raise IndexFormatError(f"{path}: index header is corrupt: it does not match the digest written with it "
+                               "(restore the file from a copy or rebuild it with deephash index)")
+
+
 def _check_arrays(header: dict[str, Any], arrays: dict[str, np.ndarray], paths: list[str], path: Path) -> None:
     """The arrays against each other and the header: one path per row, unique ids >= 0 below
     next_id, labels within the class names."""
@@ -656,7 +670,7 @@ class HashIndex:
             }
             # the token a journal names: a digest of the header (sizes and CRC32 of every array), so
             # equal content saves to equal bytes, and a changed index gets another token
-            header["token"] = hashlib.sha256(json.dumps(header, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+            header["token"] = header_token(header)
             hbytes = json.dumps(header).encode("utf-8")
             path = Path(path)
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -680,6 +694,7 @@ class HashIndex:
             size = os.fstat(fh.fileno()).st_size
             header = _read_head(fh, path, size)
             _check_header(header, path, size - fh.tell() - len(_TRAILER))
+            _check_token(header, path)
             expected = fh.tell() + sum(s["nbytes"] for s in header["arrays"]) + len(_TRAILER)
             if size != expected:
                 raise IndexFormatError(f"{path}: index file is truncated or padded: expected {expected} bytes, found {size}")
