@@ -147,7 +147,7 @@ def _check_header(header: Any, path: Path, body_bytes: int) -> list[dict[str, An
             raise bad(f"array {name!r} is described twice")
         seen.add(name)
         dtypes, ndims = _ARRAY_SPECS[name]
-        if s.get("dtype") not in dtypes:
+        if not isinstance(s.get("dtype"), str) or s["dtype"] not in dtypes:
             raise bad(f"array {name!r} must have dtype {' or '.join(sorted(dtypes))}; found {s.get('dtype')!r:.40}")
         shape = s.get("shape")
         if not isinstance(shape, list) or len(shape) not in ndims or not all(_is_int(d) and d >= 0 for d in shape):
