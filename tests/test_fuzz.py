@@ -68,7 +68,8 @@ def refused_cleanly(r) -> bool:
     assert "Traceback" not in r.output, r.output
     if r.exit_code == 0:
         return False
-    assert r.exit_code == 2 and r.exception is None or isinstance(r.exception, SystemExit), (r.exit_code, r.output)
+    assert r.exit_code == 2, (r.exit_code, r.output)
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
     errs = [ln for ln in r.output.splitlines() if ln.startswith("error: ")]
     assert len(errs) == 1, r.output
     return True
