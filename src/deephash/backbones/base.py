@@ -16,23 +16,6 @@ def register_backbone(name: str):
     return BACKBONES.register(name)
 
 
-def create_backbone(name: str, **kwargs: Any) -> "Backbone":
-    """``create_backbone("efficientnet-lite0", image_size=128)``; ``onnx:/path.onnx`` loads any ONNX file."""
-    if name.startswith("onnx:"):
-        from deephash.backbones.onnx_file import OnnxFileBackbone
-
-        return OnnxFileBackbone(name[len("onnx:"):], **kwargs)
-    if name.startswith("torchvision:"):
-        from deephash.backbones.torchvision_models import TorchvisionBackbone
-
-        return TorchvisionBackbone(name[len("torchvision:"):], **kwargs)
-    return BACKBONES.create(name, **kwargs)
-
-
-def list_backbones(pattern: str = "*") -> list[str]:
-    return BACKBONES.names(pattern) + ["onnx:<path>", "torchvision:<name>"]
-
-
 class Backbone:
     """A frozen feature extractor: ``embed(uint8 NHWC) -> float32 (n, dim)``."""
 

@@ -33,6 +33,33 @@ def bench_search(n, bits, k, n_queries, threads, random_codes, repeats, sublinea
                      sublinear=subs)
 
 
+@bench.command("startup")
+@click.option("--repeats", type=int, default=7, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_startup(repeats, json_path):
+    """CLI start-up: --help, an argument error and `methods` in fresh processes, against bare python and import torch."""
+    import tempfile
+    from pathlib import Path
+
+    from deephash.bench.startup_bench import run_startup_bench
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_startup_bench(Path(tmp), repeats=repeats, json_path=json_path, say=click.echo)
+
+
+@bench.command("query-latency")
+@click.argument("index_path", type=click.Path())
+@click.option("--queries", multiple=True, type=click.Path(), help="query images or folders (default: images of the indexed archive)")
+@click.option("--images", "n_images", type=int, default=100, show_default=True, help="queries timed (after one warm-up)")
+@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_query_latency(index_path, queries, n_images, k, json_path):
+    """One query image end to end (decode, backbone, hash, search, re-rank) through the jobs API."""
+    from deephash.bench.query_latency_bench import run_query_latency_bench
+
+    run_query_latency_bench(index_path, queries=queries, n_images=n_images, k=k, json_path=json_path, say=click.echo)
+
+
 @bench.command("methods")
 @click.option("--dataset", default="cifar10", show_default=True, help="'cifar10' or the path of an archive with train/test splits")
 @click.option("--bits", default="16,32,48,64", show_default=True)
@@ -41,7 +68,7 @@ def bench_search(n, bits, k, n_queries, threads, random_codes, repeats, sublinea
 @click.option("--n-query", type=int, default=None, help="subsample the protocol's queries (equal per class)")
 @click.option("--backbone", default="efficientnet-lite0", show_default=True)
 @click.option("--image-size", type=int, default=128, show_default=True)
-@click.option("--param", "params", multiple=True, help="METHOD.KEY=VALUE constructor override, e.g. mhcln.n_iters=3000")
+@click.option("--param", "params", multiple=True, help="method hyper-parameter METHOD.KEY=VALUE (KEY=VALUE with one --methods), e.g. mhcln.n_iters=3000")
 @click.option("--resume", is_flag=True, help="keep the rows an earlier run already wrote to --json")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(), default=None)
@@ -56,14 +83,9 @@ def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_siz
     from deephash.errors import ConfigError
     from deephash.features import extract_features
 
-    from deephash.cli.params import parse_params
+    from deephash.cli.params import method_params
 
-    overrides: dict = {}
-    for key, val in parse_params(params).items():
-        if "." not in key:
-            raise ConfigError(f"--param expects METHOD.KEY=VALUE; got {key!r}")
-        m, k = key.split(".", 1)
-        overrides.setdefault(m, {})[k] = val
+    overrides = method_params(params, methods.split(",") if methods else None)
     archive = load_cifar10() if dataset == "cifar10" else open_archive(dataset)
     fs = extract_features(archive, create_backbone(backbone, image_size=image_size))
     labels = archive.labels[fs.index]

@@ -141,7 +141,7 @@ def _report_skipped(skipped, ignored=()) -> None:
               help="training iterations (deep methods; default: the method's, stopped early when validation stalls)")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="training length in passes over the training images (deep methods; instead of --iters)")
-@click.option("--param", "params", multiple=True, help="method hyper-parameter KEY=VALUE (JSON value), repeatable")
+@click.option("--param", "params", multiple=True, help="method hyper-parameter [METHOD.]KEY=VALUE (JSON value), repeatable")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
 @click.option("--out", "out", type=click.Path(), required=True, help="checkpoint file to write (.pt)")
@@ -153,7 +153,7 @@ def train(archive, method, bits, split, labels, backbone, image_size, n_iters, e
     if n_iters is not None and epochs is not None:
         raise click.UsageError("give --iters or --epochs, not both")
     r = api.train(api.TrainConfig(archive=archive, out=out, method=method, bits=bits, split=split, labels=labels,
-                                  backbone=backbone, image_size=image_size, params=parse_params(params), seed=seed,
+                                  backbone=backbone, image_size=image_size, params=parse_params(params, method), seed=seed,
                                   progress=show_progress(quiet), n_iters=n_iters, epochs=epochs))
     _report_skipped(r.skipped, r.ignored)
     how = ""
