@@ -38,7 +38,7 @@ from deephash.index import journal as J
 from robust_fixtures import draw_image, synth_archive, synth_ckpt  # noqa: F401  (session fixtures)
 from service_helpers import KEY, bomb_png
 
-FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -353,7 +353,7 @@ _NAME = st.binary(min_size=1, max_size=120).filter(
     lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..") and not b.startswith(b"."))
 
 
-@settings(max_examples=15, deadline=None, derandomize=True, database=None,
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(names=st.lists(_NAME, min_size=1, max_size=4, unique=True))
 def test_fuzz_file_names_survive_listing_saving_and_display(tmp_path_factory, names):
