@@ -100,3 +100,33 @@ def test_encode_out_writes_the_file_of_each_row(synth_archive, synth_ckpt, tmp_p
     ref = api.encode(synth_ckpt, [meta["files"][0], meta["files"][-1]])
     assert np.array_equal(ref.codes, codes[[0, -1]])
     assert bad_name in [os.fsencode(f) for f in meta["files"]]  # a name that is not UTF-8 survives the JSON losslessly
+
+
+def test_a_bad_file_with_a_hostile_name_is_reported_on_one_line(synth_archive, synth_ckpt, tmp_path):
+    """A name holding a newline and bytes that are not UTF-8: its skip line and its error line are each
+    one printable line, and the file's name is not repeated."""
+    root = tmp_path / "arch"
+    shutil.copytree(synth_archive, root)
+    bad = os.path.join(os.fsencode(root / "red"), b"evil\nname \xff.jpg")
+    with open(bad, "wb") as fh:
+        fh.write(b"not an image")
+    r = CliRunner().invoke(cli, ["index", str(root), "--model", str(synth_ckpt), "--out", str(tmp_path / "i.dhi")])
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if "evil" in ln]
+    assert lines == ["  red/evil\\nname \\xff.jpg: not a readable image (not a format PIL can identify)"]
+    r = CliRunner().invoke(cli, ["search", str(tmp_path / "i.dhi"), os.fsdecode(bad)])
+    assert r.exit_code == 2
+    err = [ln for ln in r.output.splitlines() if ln.startswith("error: ")]
+    assert len(err) == 1 and "evil\\nname \\xff.jpg: not a readable image" in err[0]
+    err[0].encode("utf-8")
+
+
+def test_an_empty_folder_named_like_an_image_inside_a_class_is_reported(synth_archive, tmp_path):
+    root = tmp_path / "arch"
+    shutil.copytree(synth_archive, root)
+    (root / "red" / "empty.jpg").mkdir()
+    (root / "red" / "full.jpg").mkdir()
+    draw_image(root / "red" / "full.jpg" / "inner.png", seed=1)
+    a = open_archive(root)
+    assert dict(a.skipped) == {"red/empty.jpg": "a folder named like an image file: skipped"}
+    assert "red/full.jpg/inner.png" in a.paths  # the images below it are the class's

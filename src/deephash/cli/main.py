@@ -19,8 +19,8 @@ class DeepHashGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except DeepHashError as e:
-            click.echo(f"error: {e}", err=True)
+        except DeepHashError as e:  # one line, printable: names in messages may hold newlines or non-UTF-8 bytes
+            click.echo(f"error: {display_path(str(e))}", err=True)
             sys.exit(2)
 
 
@@ -124,7 +124,10 @@ def _report_skipped(skipped, ignored=()) -> None:
     if skipped:
         click.echo(f"skipped {len(skipped)} file(s):", err=True)
         for p, r in skipped[:20]:
-            click.echo(f"  {display_path(p)}: {r}", err=True)
+            head, sep, rest = r.partition(": ")
+            if sep and (head == p or head.endswith("/" + p)):  # the reason repeats the file's name
+                r = rest
+            click.echo(f"  {display_path(p)}: {display_path(r)}", err=True)
         if len(skipped) > 20:
             click.echo(f"  ... and {len(skipped) - 20} more", err=True)
 

@@ -264,7 +264,10 @@ def _from_image_folder(root: Path, split: str | None) -> ImageArchive:
             for dirpath, dirnames, filenames in os.walk(cdir):  # does not descend into linked folders
                 dirnames.sort()
                 for dn in dirnames:
-                    _listable_dir(Path(dirpath) / dn, real_root, skipped, root)  # reports a linked folder
+                    d = Path(dirpath) / dn
+                    if _listable_dir(d, real_root, skipped, root) and _is_image(d) and not any(
+                            _is_image(f) for f in d.rglob("*")):  # x.jpg/ holding no image: say so
+                        skipped.append((d.relative_to(root).as_posix(), "a folder named like an image file: skipped"))
                 for fn in sorted(filenames):
                     if fn.startswith("."):
                         continue
