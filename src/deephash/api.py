@@ -207,36 +207,42 @@ class IndexBuild:
     index: Any  # HashIndex
     path: Path
     skipped: Skipped
+    encoding: dict[str, Any] = field(default_factory=dict)  # the engine's stats (deephash.engines)
     ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
 def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, *, store_features: bool = True,
-                progress: bool = True) -> IndexBuild:
+                progress: bool = True, engine: str = "local", engine_options: dict[str, Any] | None = None) -> IndexBuild:
     """Encode every image of ``archive`` (an :class:`ImageArchive` or its path) with the checkpoint's
-    backbone + hasher and save an index that records the model (path and identity)."""
+    backbone + hasher and save an index that records the model (path and identity).
+
+    ``engine`` names where the encoding runs (:mod:`deephash.engines`: ``local``, this process;
+    ``ray``, a Ray cluster), with ``engine_options`` (e.g. ``{"workers": 2, "address": ...}``);
+    every engine gives the same codes, ids and failed images."""
     from deephash.data import open_archive
-    from deephash.features import extract_features
+    from deephash.engines import create_engine
     from deephash.index import HashIndex
     from deephash.model import HashModel
     from deephash.utils import check_writable
 
     check_writable(out)  # before the archive is encoded, not after
+    runner = create_engine(engine, **(engine_options or {}))  # a bad engine or option is refused before any work
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
     model = HashModel.load(checkpoint)
-    fs = extract_features(archive, model.backbone, progress=progress)
-    codes = model.hasher.encode(fs.features)
+    enc = runner.encode(archive, checkpoint, model, progress=progress)
+    codes = enc.codes
     out = Path(out)
     rel_model = os.path.relpath(Path(checkpoint).resolve(), out.resolve().parent)
     index = HashIndex(model.hasher.n_bits, class_names=archive.class_names, code_kind=model.hasher.code_kind,
                       meta={"model": rel_model, "model_identity": model.identity.to_dict(), "method": model.hasher.name,
                             "backbone": model.backbone.describe(), "archive_root": str(archive.root.resolve()),
                             "deephash_version": __version__})
-    index.add(codes, ids=fs.index, paths=[archive.paths[i] for i in fs.index], labels=archive.labels[fs.index] if archive.labelled else None,  # a flat unlabelled folder: none
+    index.add(codes, ids=enc.ids, paths=[archive.paths[i] for i in enc.ids], labels=archive.labels[enc.ids] if archive.labelled else None,  # a flat unlabelled folder: none
              
-              features=fs.features if store_features else None)
+              features=enc.features if store_features else None)
     index.save(out)
-    return IndexBuild(index, out, archive.skipped + fs.failed, list(archive.ignored))
+    return IndexBuild(index, out, archive.skipped + enc.failed, enc.stats, list(archive.ignored))
 
 
 @dataclass

@@ -52,3 +52,11 @@ class BackendError(DeepHashError):
 
 class BackendUnavailableError(BackendError):
     """A search backend cannot be used here: its optional package is not installed or its server does not answer."""
+
+
+class EngineError(DeepHashError):
+    """An encoding engine (a Ray cluster) failed, or cannot be reached."""
+
+
+class EngineUnavailableError(EngineError):
+    """An encoding engine cannot be used here: its optional package is not installed."""

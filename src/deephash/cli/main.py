@@ -194,12 +194,20 @@ def encode(checkpoint, images, out, batch_size):
 @click.option("--out", type=click.Path(), required=True, help="index file to write (.dhi)")
 @click.option("--update", is_flag=True, help="OUT exists: add the archive's images it does not hold yet (no retraining)")
 @click.option("--prune", is_flag=True, help="with --update: also remove the entries whose files left the archive")
-def index_cmd(archive, checkpoint, split, labels, features, out, update, prune):
+@click.option("--engine", default="local", show_default=True, help="where images are encoded: local (this process) or ray")
+@click.option("--address", default=None, help="--engine ray: a running Ray cluster (ray://HOST:10001 or auto; default: start a local one)")
+@click.option("--workers", type=int, default=None, help="--engine ray: worker processes of the local cluster (default 2)")
+@click.option("--shard-size", type=int, default=None, help="--engine ray: images per shard, the unit that is resumed (default 1024)")
+def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, engine, address, workers, shard_size):
     """Encode an archive with a trained model and write a searchable index (or update one)."""
     from deephash import api
 
     if prune and not update:
         raise click.UsageError("--prune only applies with --update")
+    given = {"address": address, "workers": workers, "shard_size": shard_size}
+    engine_options = {k: v for k, v in given.items() if v is not None}
+    if update and (engine != "local" or engine_options):
+        raise click.UsageError("--engine and its options apply to building an index, not to --update")
     if not update:
         from deephash.utils import check_writable
 
@@ -211,9 +219,14 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune):
         how = "rewrote the index file" if r.rewritten else f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
         click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}")
         return
-    b = api.build_index(a, checkpoint, out, store_features=features)
+    b = api.build_index(a, checkpoint, out, store_features=features, engine=engine,
+                        engine_options=engine_options)
     _report_skipped(b.skipped, b.ignored)
-    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}")
+    how = ""
+    if b.encoding.get("shards"):
+        e = b.encoding
+        how = f" ({e['engine']}: {e['shards']} shards, {e['computed_shards']} encoded, {e['reused_shards']} reused from {e['run_dir']})"
+    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}{how}")
 
 
 @cli.command()
