@@ -14,7 +14,6 @@ import pytest
 from deephash.errors import BackendUnavailableError, ConfigError, DataError
 from deephash.index import HashIndex, hamming_matrix, pack_bits, unpack_bits
 from deephash.index.milvus_index import MilvusIndex
-from milvus_fixtures import milvus_server  # noqa: F401  (the session fixture)
 
 _names = itertools.count()
 

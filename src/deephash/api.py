@@ -204,45 +204,58 @@ def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *
 # ----------------------------------------------------------------------------- index
 @dataclass
 class IndexBuild:
-    index: Any  # HashIndex
-    path: Path
+    index: Any  # an index backend (deephash.index.backend): HashIndex, MilvusIndex
+    path: Path | str  # where it was written: the file, or the milvus:// URI
     skipped: Skipped
     encoding: dict[str, Any] = field(default_factory=dict)  # the engine's stats (deephash.engines)
     ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
+def _model_ref(checkpoint: str | os.PathLike, out: str | os.PathLike) -> str:
+    """How an index names its model: relative to a local index file's folder (the pair moves together),
+    absolute for a server index."""
+    from deephash.index.backend import is_remote
+
+    full = Path(checkpoint).resolve()
+    return str(full) if is_remote(out) else os.path.relpath(full, Path(out).resolve().parent)
+
+
 def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, *, store_features: bool = True,
-                progress: bool = True, engine: str = "local", engine_options: dict[str, Any] | None = None) -> IndexBuild:
+                progress: bool = True, engine: str = "local", engine_options: dict[str, Any] | None = None,
+                **backend_options: Any) -> IndexBuild:
     """Encode every image of ``archive`` (an :class:`ImageArchive` or its path) with the checkpoint's
-    backbone + hasher and save an index that records the model (path and identity).
+    backbone + hasher and write an index at ``out`` — a file, or ``milvus://HOST:PORT/COLLECTION``
+    (:func:`deephash.index.backend.new_index`; ``backend_options`` are that backend's, e.g. ``token``,
+    ``index_type``) — that records the model (path and identity).
 
     ``engine`` names where the encoding runs (:mod:`deephash.engines`: ``local``, this process;
     ``ray``, a Ray cluster), with ``engine_options`` (e.g. ``{"workers": 2, "address": ...}``);
     every engine gives the same codes, ids and failed images."""
     from deephash.data import open_archive
     from deephash.engines import create_engine
-    from deephash.index import HashIndex
+    from deephash.index.backend import is_remote, new_index
     from deephash.model import HashModel
     from deephash.utils import check_writable
 
-    check_writable(out)  # before the archive is encoded, not after
+    if not is_remote(out):
+        check_writable(out)  # before the archive is encoded, not after
     runner = create_engine(engine, **(engine_options or {}))  # a bad engine or option is refused before any work
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
     model = HashModel.load(checkpoint)
     enc = runner.encode(archive, checkpoint, model, progress=progress)
-    codes = enc.codes
-    out = Path(out)
-    rel_model = os.path.relpath(Path(checkpoint).resolve(), out.resolve().parent)
-    index = HashIndex(model.hasher.n_bits, class_names=archive.class_names, code_kind=model.hasher.code_kind,
-                      meta={"model": rel_model, "model_identity": model.identity.to_dict(), "method": model.hasher.name,
-                            "backbone": model.backbone.describe(), "archive_root": str(archive.root.resolve()),
-                            "deephash_version": __version__})
-    index.add(codes, ids=enc.ids, paths=[archive.paths[i] for i in enc.ids], labels=archive.labels[enc.ids] if archive.labelled else None,  # a flat unlabelled folder: none
-             
+    labels = archive.labels[enc.ids] if archive.labelled else None  # a flat unlabelled folder: none
+    index = new_index(out, model.hasher.n_bits, class_names=archive.class_names, code_kind=model.hasher.code_kind,
+                      meta={"model": _model_ref(checkpoint, out), "model_identity": model.identity.to_dict(),
+                            "method": model.hasher.name, "backbone": model.backbone.describe(),
+                            "archive_root": str(archive.root.resolve()), "deephash_version": __version__},
+                      feature_dim=enc.features.shape[1] if store_features else None,
+                      labels=None if labels is None else ("multi" if labels.ndim == 2 else "single"), **backend_options)
+    index.add(enc.codes, ids=enc.ids, paths=[archive.paths[i] for i in enc.ids], labels=labels,
               features=enc.features if store_features else None)
-    index.save(out)
-    return IndexBuild(index, out, archive.skipped + enc.failed, enc.stats, list(archive.ignored))
+    index.finish()
+    return IndexBuild(index, str(out) if is_remote(out) else Path(out), archive.skipped + enc.failed, enc.stats,
+                      list(archive.ignored))
 
 
 @dataclass
@@ -260,51 +273,47 @@ class IndexUpdate:
 
 def _index_labels(index, archive, rows: np.ndarray) -> np.ndarray | None:
     """``archive.labels[rows]`` in the index's class numbering; new class names are appended to it."""
-    if index.labels is None:
+    if not index.has_labels:
         return None
     if archive.labels.ndim == 2:
         if list(archive.class_names) != list(index.class_names):
             raise ConfigError(f"this multi-label archive's classes ({', '.join(archive.class_names)}) differ from the "
                               f"index's ({', '.join(index.class_names)}); rebuild the index with deephash index")
         return archive.labels[rows]
-    out = np.empty(len(rows), np.int64)
-    for j, lab in enumerate(archive.labels[rows]):
-        name = archive.class_names[int(lab)]
-        if name not in index.class_names:
-            index.class_names.append(name)
-        out[j] = index.class_names.index(name)
-    return out
+    index.add_class_names([archive.class_names[int(lab)] for lab in archive.labels[rows]])
+    names = index.class_names
+    return np.asarray([names.index(archive.class_names[int(lab)]) for lab in archive.labels[rows]], np.int64)
 
 
 def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.PathLike, *, prune: bool = False,
-                 progress: bool = True, fold_ratio: float = 0.25) -> IndexUpdate:
-    """Bring a saved index up to date with its archive without retraining: encode and add the
-    images it does not hold yet (matched by path), and with ``prune`` remove the entries whose
-    files are gone. Changes are appended to the index's journal; the file is rewritten (the
+                 progress: bool = True, fold_ratio: float = 0.25, **backend_options: Any) -> IndexUpdate:
+    """Bring an index (a file or ``milvus://...``) up to date with its archive without retraining:
+    encode and add the images it does not hold yet (matched by path), and with ``prune`` remove the
+    entries whose files are gone. A local file gets the changes in its journal, and is rewritten (the
     journal folded in) when the journal passes ``fold_ratio`` of it or new class names appeared."""
     from deephash.data import open_archive
     from deephash.features import extract_features
-    from deephash.index import HashIndex
+    from deephash.index.backend import open_index
     from deephash.model import HashModel, model_path_of, require_same_model
 
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
-    index_path = Path(index_path)
-    index = HashIndex.load(index_path)
+    index = open_index(index_path, **backend_options)
+    where = index.location
     model = HashModel.load(checkpoint)
     if index.meta.get("model_identity"):
-        require_same_model(index.meta, model, index_path)
+        require_same_model(index.meta, model, where)
     else:  # an index from before identities were recorded: the model must be the file it names
         used = model_path_of(index.meta, index_path).resolve()
         if used != Path(checkpoint).resolve():
-            raise ConfigError(f"{index_path} was built with {used}, not {Path(checkpoint).resolve()}: codes of another "
+            raise ConfigError(f"{where} was built with {used}, not {Path(checkpoint).resolve()}: codes of another "
                               "model are not comparable; use that model, or rebuild the index with deephash index")
     root = index.meta.get("archive_root")
     if root and Path(root).resolve() != archive.root.resolve():
-        raise ConfigError(f"{index_path} indexes the archive at {root}; got {archive.root.resolve()}")
-    have = set(index.paths)
+        raise ConfigError(f"{where} indexes the archive at {root}; got {archive.root.resolve()}")
+    have_ids, have_paths = index.id_paths()
+    have = set(have_paths)
     new_rows = np.array([i for i, p in enumerate(archive.paths) if p not in have], np.int64)
-    n_classes = len(index.class_names)
     added = np.zeros(0, np.int64)
     failed: Skipped = []
     if len(new_rows):
@@ -317,34 +326,28 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
     gone: list[int] = []
     if prune:
         present = set(archive.paths)
-        gone = [int(i) for i, p in zip(index.ids, index.paths) if not p.startswith(UPLOAD_PREFIX) and p not in present]
+        gone = [int(i) for i, p in zip(have_ids, have_paths) if not p.startswith(UPLOAD_PREFIX) and p not in present]
         if gone:
             index.remove(gone)
-    rewrite = len(index.class_names) != n_classes  # the class names live in the file's header
-    if not rewrite:
-        if len(added):
-            index.log_added(added)
-        if gone:
-            index.log_removed(gone)
-        rewrite = index.journal_outgrown(fold_ratio)
-    if rewrite:
-        index.save(index_path)
-    return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewrite, index.journal_bytes,
-                       list(archive.ignored))
+    rewritten = index.persist(added, gone, fold_ratio=fold_ratio)
+    return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewritten,
+                       getattr(index, "journal_bytes", 0), list(archive.ignored))
 
 
 # ----------------------------------------------------------------------------- search
-def open_for_search(index_path: str | os.PathLike, model: str | os.PathLike | None = None):
-    """Load an index and the model to query it with (the one it names unless ``model`` is given);
-    a model other than the one the index was built with is refused. Returns ``(index, model)``."""
-    from deephash.index import HashIndex
+def open_for_search(index_path: str | os.PathLike, model: str | os.PathLike | None = None, **backend_options: Any):
+    """Open an index (a file or ``milvus://...``: :func:`deephash.index.backend.open_index`) and the model
+    to query it with (the one it names unless ``model`` is given); a model other than the one the index
+    was built with is refused. Returns ``(index, model)``."""
+    from deephash.index.backend import open_index
     from deephash.model import HashModel, model_path_of, require_same_model
 
-    index = HashIndex.load(index_path)
+    index = open_index(index_path, **backend_options)
+    where = index.location
     m = HashModel.load(model if model is not None else model_path_of(index.meta, index_path))
-    require_same_model(index.meta, m, index_path)
+    require_same_model(index.meta, m, where)
     if m.hasher.n_bits != index.n_bits or m.hasher.code_kind != index.code_kind:
-        raise ConfigError(f"the model makes {m.hasher.n_bits}-bit {m.hasher.code_kind!r} codes but {index_path} holds "
+        raise ConfigError(f"the model makes {m.hasher.n_bits}-bit {m.hasher.code_kind!r} codes but {where} holds "
                           f"{index.n_bits}-bit {index.code_kind!r} codes: pass the model the index was built with (--model)")
     return index, m
 
@@ -355,16 +358,13 @@ def self_id_finder(index):
     if not root:
         return lambda p: None
     root = Path(root).resolve()
-    by_path: dict[str, int] | None = None
 
     def find(p: Path) -> int | None:
-        nonlocal by_path
         full = Path(p).resolve()
         if not full.is_relative_to(root):
             return None
-        if by_path is None:
-            by_path = {q: int(i) for q, i in zip(index.paths, index.ids)}
-        return by_path.get(full.relative_to(root).as_posix())
+        rel = full.relative_to(root).as_posix()
+        return index.ids_of_paths([rel]).get(rel)
 
     return find
 
@@ -411,8 +411,9 @@ class SearchResults:
 def search(index_path: str | os.PathLike, images: Sequence[str | os.PathLike | bytes] = (), *, ids: Sequence[int] = (),
            k: int = 10, radius: int | None = None, label: str | None = None, rerank: bool = False,
            exclude_self: bool = False, model: str | os.PathLike | None = None, batch_size: int = 64,
-           loaded=None) -> SearchResults:
-    """Search image files (folders expand to their images) and/or indexed image ids in a saved index.
+           loaded=None, **backend_options: Any) -> SearchResults:
+    """Search image files (folders expand to their images) and/or indexed image ids in an index (a file
+    or ``milvus://HOST:PORT/COLLECTION``).
 
     One process answers them all: the index and model are loaded once, images are encoded in
     batches. ``k`` is capped at the index size (``json["k_capped_at"]`` says so). ``loaded`` is an
@@ -421,7 +422,7 @@ def search(index_path: str | os.PathLike, images: Sequence[str | os.PathLike | b
 
     if not images and not ids:
         raise ConfigError("nothing to search: give query images or ids")
-    index, m = loaded if loaded is not None else open_for_search(index_path, model)
+    index, m = loaded if loaded is not None else open_for_search(index_path, model, **backend_options)
     snap = index.snapshot()
     params = {"k": k, "radius": radius, "rerank": bool(rerank), "label": label, "exclude_self": bool(exclude_self)}
     out: list[SearchAnswer] = []

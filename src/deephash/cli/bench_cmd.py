@@ -72,6 +72,39 @@ def bench_query_latency(index_path, queries, n_images, k, json_path):
     run_query_latency_bench(index_path, queries=queries, n_images=n_images, k=k, json_path=json_path, say=click.echo)
 
 
+@bench.command("scale")
+@click.option("--n", type=int, default=1_000_000, show_default=True, help="database codes (the issue's 10^7 needs ~10x this machine's time)")
+@click.option("--bits", type=int, default=64, show_default=True)
+@click.option("--k", type=int, default=100, show_default=True)
+@click.option("--queries", "n_queries", type=int, default=200, show_default=True)
+@click.option("--milvus", "milvus_uri", default=None, help="milvus://HOST:PORT/COLLECTION to measure Milvus too (the collection is dropped)")
+@click.option("--metrics-url", default=None, help="the Milvus server's /metrics, for its query-node memory")
+@click.option("--nprobe", default="1,4,16", show_default=True, help="IVF nprobe sweep (FAISS and Milvus)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_scale(n, bits, k, n_queries, milvus_uri, metrics_url, nprobe, seed, json_path):
+    """(a) local exact index vs FAISS IVF vs Milvus BIN_FLAT / BIN_IVF_FLAT: insert, memory, q/s, recall@k."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from deephash.bench.scale_bench import run_scale_bench
+
+    run_scale_bench(n, bits=bits, k=k, n_queries=n_queries, milvus_uri=milvus_uri, metrics_url=metrics_url,
+                    nprobes=[int(p) for p in nprobe.split(",") if p], seed=seed, json_path=json_path, say=click.echo)
+
+
+@bench.command("milvus-layout")
+@click.argument("uri")
+@click.option("--n", type=int, default=20_000, show_default=True, help="images")
+@click.option("--bits", type=int, default=64, show_default=True)
+@click.option("--dim", type=int, default=1280, show_default=True, help="float feature dim (EfficientNet-Lite0: 1280)")
+@click.option("--metrics-url", default=None, help="the server's /metrics (e.g. http://127.0.0.1:9091/metrics) for bytes per image")
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_milvus_layout(uri, n, bits, dim, metrics_url, json_path):
+    """Bytes per image and query time of deephash's layout in Milvus (URI: milvus://HOST:PORT/COLLECTION, dropped after)."""
+    from deephash.bench.milvus_layout_bench import run_milvus_layout_bench
+
+    run_milvus_layout_bench(uri, n=n, bits=bits, dim=dim, metrics_url=metrics_url, json_path=json_path, say=click.echo)
+
+
 @bench.command("methods")
 @click.option("--dataset", default="cifar10", show_default=True, help="'cifar10' or the path of an archive with train/test splits")
 @click.option("--bits", default="16,32,48,64", show_default=True)

@@ -191,36 +191,46 @@ def encode(checkpoint, images, out, batch_size):
 @click.option("--split", default=None)
 @click.option("--labels", type=click.Path(), default=None)
 @click.option("--features/--no-features", default=True, show_default=True, help="store float16 features for re-ranking")
-@click.option("--out", type=click.Path(), required=True, help="index file to write (.dhi)")
+@click.option("--out", type=click.Path(), required=True,
+              help="index to write: a file (.dhi) or milvus://HOST:PORT/COLLECTION")
 @click.option("--update", is_flag=True, help="OUT exists: add the archive's images it does not hold yet (no retraining)")
 @click.option("--prune", is_flag=True, help="with --update: also remove the entries whose files left the archive")
+@click.option("--milvus-index", type=click.Choice(["auto", "flat", "ivf"]), default=None,
+              help="milvus:// only: BIN_FLAT (exact), BIN_IVF_FLAT, or auto (flat below 10^6 codes)  [default: auto]")
+@click.option("--milvus-token", default=None, help="milvus:// only: the server's token (or $DEEPHASH_MILVUS_TOKEN); never printed")
 @click.option("--engine", default="local", show_default=True, help="where images are encoded: local (this process) or ray")
 @click.option("--address", default=None, help="--engine ray: a running Ray cluster (ray://HOST:10001 or auto; default: start a local one)")
 @click.option("--workers", type=int, default=None, help="--engine ray: worker processes of the local cluster (default 2)")
 @click.option("--shard-size", type=int, default=None, help="--engine ray: images per shard, the unit that is resumed (default 1024)")
-def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, engine, address, workers, shard_size):
+def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, milvus_index, milvus_token, engine, address,
+              workers, shard_size):
     """Encode an archive with a trained model and write a searchable index (or update one)."""
     from deephash import api
 
     if prune and not update:
         raise click.UsageError("--prune only applies with --update")
+    opts = backend_options(milvus_token)
     given = {"address": address, "workers": workers, "shard_size": shard_size}
     engine_options = {k: v for k, v in given.items() if v is not None}
     if update and (engine != "local" or engine_options):
         raise click.UsageError("--engine and its options apply to building an index, not to --update")
-    if not update:
+    from deephash.index.backend import is_remote
+
+    if not update and not is_remote(out):
         from deephash.utils import check_writable
 
         check_writable(out)  # before a .tar.gz is unpacked and encoded
     a = _open(archive, split, labels)
     if update:
-        r = api.update_index(a, checkpoint, out, prune=prune)
+        r = api.update_index(a, checkpoint, out, prune=prune, **opts)
         _report_skipped(r.skipped, r.ignored)
-        how = "rewrote the index file" if r.rewritten else f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
+        how = "rewrote the index file" if r.rewritten else (f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
+                                                             if r.journal_bytes else "written to the server")
         click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}")
         return
-    b = api.build_index(a, checkpoint, out, store_features=features, engine=engine,
-                        engine_options=engine_options)
+    if milvus_index is not None:
+        opts["index_type"] = milvus_index
+    b = api.build_index(a, checkpoint, out, store_features=features, engine=engine, engine_options=engine_options, **opts)
     _report_skipped(b.skipped, b.ignored)
     how = ""
     if b.encoding.get("shards"):
@@ -229,8 +239,13 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, 
     click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}{how}")
 
 
+def backend_options(milvus_token: str | None) -> dict:
+    """Options for a server index, only those given (a local file takes none)."""
+    return {} if milvus_token is None else {"token": milvus_token}
+
+
 @cli.command()
-@click.argument("index_path", type=click.Path())
+@click.argument("index_path", type=click.Path(), metavar="INDEX")
 @click.argument("images", nargs=-1)
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="neighbours per query (capped at the index size)")
 @click.option("--radius", type=int, default=None, help="only neighbours within this Hamming distance")
@@ -240,15 +255,17 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, 
 @click.option("--id", "ids", type=int, multiple=True, help="an indexed image's id as the query (repeatable)")
 @click.option("--model", type=click.Path(), default=None, help="checkpoint to encode queries with (default: the one the index names)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON (one object per line for several queries)")
-def search(index_path, images, k, radius, label, rerank, exclude_self, ids, model, as_json):
-    """Print the k nearest neighbours of each query IMAGE (files or folders) in the index."""
+@click.option("--milvus-token", default=None, help="milvus:// only: the server's token (or $DEEPHASH_MILVUS_TOKEN); never printed")
+def search(index_path, images, k, radius, label, rerank, exclude_self, ids, model, as_json, milvus_token):
+    """Print the k nearest neighbours of each query IMAGE (files or folders) in INDEX (a file or
+    milvus://HOST:PORT/COLLECTION)."""
     from deephash import api
     from deephash.query import format_table, format_timings
 
     if not images and not ids:
         raise click.UsageError("give at least one query image (file or folder) or --id")
     res = api.search(index_path, images, ids=ids, k=k, radius=radius, label=label, rerank=rerank,
-                     exclude_self=exclude_self, model=model)
+                     exclude_self=exclude_self, model=model, **backend_options(milvus_token))
     _report_skipped(res.skipped)
     many = len(res) > 1
     for a in res:
