@@ -56,6 +56,7 @@ class TrainResult:
     n_images: int
     skipped: Skipped
     history: dict[str, Any] | None = None  # deep methods: iterations run, early stop
+    ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
 def training_length(hasher: Any, n_train: int, n_iters: int | None, epochs: float | None) -> int | None:
@@ -86,8 +87,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     from deephash.hashers import DeepHasher, create_hasher
     from deephash.hashers.base import require_labels
 
+    from deephash.utils import check_writable
+
     if cfg.n_iters is not None and cfg.epochs is not None:
         raise ConfigError("give n_iters (--iters) or epochs (--epochs), not both")
+    check_writable(cfg.out)  # before the features and the training, not after
     a = open_archive(cfg.archive, split=cfg.split, labels_file=cfg.labels)
     h = create_hasher(cfg.method, cfg.bits, seed=cfg.seed, **cfg.params)
     require_labels(h, a.labelled)  # before any feature is extracted
@@ -102,7 +106,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     fit_kw = {"progress": cfg.progress} if isinstance(h, DeepHasher) else {}
     h.fit(fs.features, y, **fit_kw) if h.supervised else h.fit(fs.features, **fit_kw)
     ck = h.save(cfg.out, backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
-    return TrainResult(Path(ck), cfg.method, cfg.bits, len(fs), a.skipped + fs.failed, getattr(h, "history_", None))
+    return TrainResult(Path(ck), cfg.method, cfg.bits, len(fs), a.skipped + fs.failed, getattr(h, "history_", None),
+                       a.ignored)
 
 
 def _int8_for(backbone, archive):
@@ -114,17 +119,25 @@ def _int8_for(backbone, archive):
 
 
 # ----------------------------------------------------------------------------- encode
-def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given and every image file below the given folders (sorted); a missing one raises."""
+def collect_images(inputs: Sequence[str | os.PathLike], skipped: Skipped | None = None) -> list[Path]:
+    """Files as given and every image file below the given folders (sorted); a missing one raises.
+
+    Below a folder, files without an image suffix are ignored (not images); a folder or a pipe named
+    like an image (``x.jpg/``) is appended to ``skipped`` with the reason."""
     from deephash.data.images import IMAGE_SUFFIXES
 
     files: list[Path] = []
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
+            for f in sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES):
+                if f.is_file():
+                    files.append(f)
+                elif skipped is not None:
+                    skipped.append((str(f), "a folder named like an image file: skipped" if f.is_dir()
+                                    else "not a regular file (a pipe, socket or device): skipped"))
+        elif p.exists():
+            files.append(p)  # named by the user: decoding says what it is when it is no image
         else:
             raise DataError(f"{s}: no such file or folder")
     return files
@@ -157,21 +170,34 @@ class EncodeResult:
     files: list[Path]  # one per row of codes
     codes: np.ndarray  # uint8 (n, K/8)
     skipped: Skipped
+    out: Path | None = None  # the .npy written (with ``out``)
+    files_out: Path | None = None  # the list of files beside it, row by row
+
+
+def files_list_path(out: str | os.PathLike) -> Path:
+    """Where the file of each row of ``codes.npy`` is listed: ``codes.files.json`` beside it."""
+    out = Path(out)
+    return out.with_name((out.name[:-4] if out.name.endswith(".npy") else out.name) + ".files.json")
 
 
 def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, batch_size: int = 64,
-           int8: bool = False) -> EncodeResult:
-    """Hash image files (or every image below folders) with a checkpoint alone, in batches (``int8``:
-    the backbone quantised, calibrated on these images)."""
+           out: str | os.PathLike | None = None, int8: bool = False) -> EncodeResult:
+    """Hash image files (or every image below folders) with a checkpoint alone, in batches. With ``out``,
+    write the codes as ``.npy`` and, beside it (:func:`files_list_path`), the file each row belongs to
+    (JSON; names that are not UTF-8 are kept losslessly as ``\\udcXX`` escapes) and the files skipped. ``int8``: the backbone quantised, calibrated on these images."""
     from deephash.model import HashModel
+    from deephash.utils import atomic_path, atomic_write_json, check_writable
 
+    if out is not None:
+        check_writable(out)
+        check_writable(files_list_path(out))
     model = HashModel.load(checkpoint)
-    files = collect_images(images)
+    skipped: Skipped = []
+    files = collect_images(images, skipped)
     if int8 and files:
         model.backbone = _int8_for(model.backbone, files)
     good: list[Path] = []
     codes: list[np.ndarray] = []
-    skipped: Skipped = []
     for pos, c, _, t in encode_batches(model, files, batch_size=batch_size):
         if c is None:
             skipped.append((str(files[pos[0]]), t))
@@ -180,7 +206,14 @@ def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *
         codes.append(c)
     if not codes:
         raise DataError("no image could be encoded" + (f" ({skipped[0][1]})" if skipped else ""))
-    return EncodeResult(good, np.concatenate(codes), skipped)
+    res = EncodeResult(good, np.concatenate(codes), skipped)
+    if out is not None:
+        res.out, res.files_out = Path(out), files_list_path(out)
+        with atomic_path(out, suffix=".npy") as tmp:
+            np.save(tmp, res.codes)
+        atomic_write_json(res.files_out, {"codes": res.out.name, "bits": int(model.hasher.n_bits), "rows": len(good),
+                                          "files": [str(f) for f in good], "skipped": [list(s) for s in skipped]})
+    return res
 
 
 # ----------------------------------------------------------------------------- index
@@ -190,6 +223,7 @@ class IndexBuild:
     path: Path | str  # where it was written: the file, or the milvus:// URI
     skipped: Skipped
     encoding: dict[str, Any] = field(default_factory=dict)  # the engine's stats (deephash.engines)
+    ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
 def _model_ref(checkpoint: str | os.PathLike, out: str | os.PathLike) -> str:
@@ -217,7 +251,10 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
     from deephash.engines import create_engine
     from deephash.index.backend import is_remote, new_index
     from deephash.model import HashModel
+    from deephash.utils import check_writable
 
+    if not is_remote(out):
+        check_writable(out)  # before the archive is encoded, not after
     runner = create_engine(engine, **(engine_options or {}))  # a bad engine or option is refused before any work
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
@@ -237,7 +274,8 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
     index.add(enc.codes, ids=enc.ids, paths=[archive.paths[i] for i in enc.ids], labels=labels,
               features=enc.features if store_features else None)
     index.finish()
-    return IndexBuild(index, str(out) if is_remote(out) else Path(out), archive.skipped + enc.failed, enc.stats)
+    return IndexBuild(index, str(out) if is_remote(out) else Path(out), archive.skipped + enc.failed, enc.stats,
+                      list(archive.ignored))
 
 
 @dataclass
@@ -250,6 +288,7 @@ class IndexUpdate:
     total: int
     rewritten: bool  # True: the index file was rewritten; False: the changes went to its journal
     journal_bytes: int
+    ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
 def _index_labels(index, archive, rows: np.ndarray) -> np.ndarray | None:
@@ -315,7 +354,7 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
             index.remove(gone)
     rewritten = index.persist(added, gone, fold_ratio=fold_ratio)
     return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewritten,
-                       getattr(index, "journal_bytes", 0))
+                       getattr(index, "journal_bytes", 0), list(archive.ignored))
 
 
 # ----------------------------------------------------------------------------- search
@@ -416,11 +455,11 @@ def search(index_path: str | os.PathLike, images: Sequence[str | os.PathLike | b
         out.append(SearchAnswer(name, h, answer_json(h, q, index.class_names, **params)))
 
     files: list[Path | bytes] = []
+    skipped: Skipped = []
     for im in images:
-        files += [im] if isinstance(im, bytes) else collect_images([im])
+        files += [im] if isinstance(im, bytes) else collect_images([im], skipped)
     find_self = self_id_finder(index)
     names = [("upload" if isinstance(f, bytes) else str(f)) for f in files]
-    skipped: Skipped = []
     for pos, c, f, t in encode_batches(m, files, batch_size=batch_size):
         if c is None:
             if len(files) == 1:

@@ -14,7 +14,6 @@ from deephash.backbones.base import Backbone
 from deephash.config import HasherConfig
 from deephash.errors import ConfigError
 from deephash.hashers.base import Hasher, load_hasher
-from deephash.utils import Timer
 
 
 @dataclass(frozen=True)

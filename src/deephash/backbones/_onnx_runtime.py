@@ -11,10 +11,9 @@ from deephash.utils import atomic_path, cache_dir
 
 
 def ort_session(onnx_path: str | os.PathLike, n_threads: int | None = None):
-    try:
-        import onnxruntime as ort
-    except ImportError:  # pragma: no cover
-        raise BackboneUnavailableError("onnxruntime is not installed: pip install onnxruntime") from None
+    from deephash.optional import require
+
+    ort = require("onnxruntime", "running a backbone", error=BackboneUnavailableError)
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(n_threads or os.environ.get("DEEPHASH_THREADS", 0) or os.cpu_count() or 1)
     so.inter_op_num_threads = 1

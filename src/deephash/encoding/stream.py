@@ -26,7 +26,6 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from deephash.data.images import MAX_PIXELS
 from deephash.encoding.decode import DecodedChunk, DecodeSpec, decode_chunk, source_bytes
 from deephash.errors import ConfigError, DataError
 from deephash.utils import Timer
@@ -105,7 +104,7 @@ class StreamEncoder:
         self.batch_size = int(batch_size)
         self.workers = workers
         self.prefetch = max(0, int(prefetch))
-        self.spec = DecodeSpec(decode_size_of(backbone), bool(draft), int(max_pixels or MAX_PIXELS))
+        self.spec = DecodeSpec(decode_size_of(backbone), bool(draft), None if max_pixels is None else int(max_pixels))
 
     # -- the stages -------------------------------------------------------------------------------
     def _chunks(self, sources: Sequence, start: int, stop: int) -> list[tuple[int, int]]:
