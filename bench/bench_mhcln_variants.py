@@ -19,7 +19,7 @@ from deephash.eval.metrics import mean_average_precision, relevance_matrix, tie_
 from deephash.features import extract_features
 from deephash.hashers import create_hasher
 from deephash.index import hamming_matrix
-from deephash.pipeline import per_class_sample
+from deephash.data.sampling import per_class_sample
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
 Protocol 1k/5k/54k (1,000 queries 100/class, 5,000 training 500/class from all 60,000; the
 other 54,000 the database), mAP@all, plus mAP@1000 of plain Hamming vs DLBHC coarse-to-fine.
-Usage: python bench/headonly_seeds.py FEATURES.npz [--iters 2000] [--out runs/headonly.json]
-(FEATURES.npz: ``features`` (60000, D), ``labels``; e.g. written from deephash's feature cache).
+Usage: python bench/headonly_seeds.py [--image-size 128] [--iters 2000] [--out runs/headonly.json]
+(features: EfficientNet-Lite0 on all 60,000 CIFAR-10 images, from deephash's resumable feature cache).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("features")
+    ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--bits", type=int, default=64)
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--methods", default="dlbhc,spp-pmt,deep-ranking")
@@ -29,11 +29,16 @@ def main() -> None:
 
     from deephash.eval.protocols import get_protocol
 
-    z = np.load(a.features)
-    X, y = z["features"].astype(np.float32), z["labels"]
+    from deephash.backbones import create_backbone
+    from deephash.data import load_cifar10
+    from deephash.features import extract_features
+
+    archive = load_cifar10()
+    fs = extract_features(archive, create_backbone("efficientnet-lite0", image_size=a.image_size))
+    X, y = fs.features.astype(np.float32), archive.labels[fs.index]
     sp = get_protocol("cifar10-54k").split(y, seed=a.seed)
     q, tr, db = sp.query_idx, sp.train_idx, sp.db_idx
-    res = {"protocol": "cifar10-54k", "bits": a.bits, "features": a.features, "iters": a.iters, "methods": {}}
+    res = {"protocol": "cifar10-54k", "bits": a.bits, "features": f"efficientnet-lite0@{a.image_size}px", "iters": a.iters, "methods": {}}
     for name in a.methods.split(","):
         h = create_hasher(name, a.bits, seed=a.seed, n_iters=a.iters, eval_every=max(1, a.iters // 4))
         t0 = time.perf_counter()

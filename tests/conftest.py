@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from synthetic import make_archive
+from milvus_fixtures import milvus_server  # noqa: F401  (session-wide: one Milvus server for every test module)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -63,3 +63,82 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory):
         return
     reasons.append("no milvus-lite either (pymilvus 2.5 + milvus-lite 2.5.1)")
     _give_up("; ".join(reasons))
+
+
+class TcpRelay:
+    """A real TCP relay on 127.0.0.1 in front of the Milvus server: stopping it makes Milvus unreachable
+    for whoever connects through it (the connections it carries are cut), starting it again on the same
+    port brings Milvus back. No protocol is imitated: bytes are copied as they come."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+
+        self.target_port = target_port
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._server = None
+        self._conns: list = []
+
+    def start(self) -> "TcpRelay":
+        import socket
+        import threading
+
+        self._server = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR: restartable at once
+        threading.Thread(target=self._accept, args=(self._server,), daemon=True).start()
+        return self
+
+    def _accept(self, server) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b) -> None:
+        import socket
+
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        import socket
+
+        if self._server is not None:
+            try:
+                self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept() blocked in the other thread
+            except OSError:
+                pass
+            self._server.close()
+            self._server = None
+        for s in self._conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        self._conns = []

@@ -35,7 +35,8 @@ def isas():
 
 
 @pytest.fixture(params=["generic", "popcnt", "avx2", "avx512"])
-def isa(request):
+def isa(request, monkeypatch):
+    monkeypatch.delenv(ks.ISA_ENV, raising=False)  # searchers follow set_isa, not the caller's DEEPHASH_ISA
     if request.param not in isas():
         pytest.skip(f"{request.param} is not supported on this CPU")
     ks._hamming.set_isa(request.param)

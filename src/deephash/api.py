@@ -5,7 +5,7 @@ user code call alike.
 
 Each takes plain arguments or a config dataclass and returns a dataclass; the CLI only parses
 arguments and prints what these return. Searching goes through :mod:`deephash.query` (one query
-path); encoding images through :meth:`deephash.model.HashModel.encode_images` (one batch path).
+path); encoding images through :mod:`deephash.encoding` (one streaming encoder).
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ class TrainConfig:
     progress: bool = True
     n_iters: int | None = None  # deep methods: training iterations (default: the method's, stopped early)
     epochs: float | None = None  # deep methods: passes over the training images, instead of n_iters
+    int8: bool = False  # run the backbone as int8, calibrated on the archive (deephash.encoding.int8)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TrainResult:
     n_images: int
     skipped: Skipped
     history: dict[str, Any] | None = None  # deep methods: iterations run, early stop
+    ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
 def training_length(hasher: Any, n_train: int, n_iters: int | None, epochs: float | None) -> int | None:
@@ -85,12 +87,17 @@ def train(cfg: TrainConfig) -> TrainResult:
     from deephash.hashers import DeepHasher, create_hasher
     from deephash.hashers.base import require_labels
 
+    from deephash.utils import check_writable
+
     if cfg.n_iters is not None and cfg.epochs is not None:
         raise ConfigError("give n_iters (--iters) or epochs (--epochs), not both")
+    check_writable(cfg.out)  # before the features and the training, not after
     a = open_archive(cfg.archive, split=cfg.split, labels_file=cfg.labels)
     h = create_hasher(cfg.method, cfg.bits, seed=cfg.seed, **cfg.params)
     require_labels(h, a.labelled)  # before any feature is extracted
     bb = create_backbone(cfg.backbone, image_size=cfg.image_size)
+    if cfg.int8:
+        bb = _int8_for(bb, a)
     fs = extract_features(a, bb, progress=cfg.progress)
     length = training_length(h, len(fs), cfg.n_iters, cfg.epochs)
     if length is not None:
@@ -99,44 +106,63 @@ def train(cfg: TrainConfig) -> TrainResult:
     fit_kw = {"progress": cfg.progress} if isinstance(h, DeepHasher) else {}
     h.fit(fs.features, y, **fit_kw) if h.supervised else h.fit(fs.features, **fit_kw)
     ck = h.save(cfg.out, backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
-    return TrainResult(Path(ck), cfg.method, cfg.bits, len(fs), a.skipped + fs.failed, getattr(h, "history_", None))
+    return TrainResult(Path(ck), cfg.method, cfg.bits, len(fs), a.skipped + fs.failed, getattr(h, "history_", None),
+                       a.ignored)
+
+
+def _int8_for(backbone, archive):
+    """``backbone`` as int8, calibrated on images spread over ``archive`` (an ImageArchive or a list of files)."""
+    from deephash.encoding.int8 import int8_backbone
+
+    files = [archive.abspath(i) for i in range(len(archive))] if hasattr(archive, "abspath") else list(archive)
+    return int8_backbone(backbone, files)
 
 
 # ----------------------------------------------------------------------------- encode
-def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given and every image file below the given folders (sorted); a missing one raises."""
+def collect_images(inputs: Sequence[str | os.PathLike], skipped: Skipped | None = None) -> list[Path]:
+    """Files as given and every image file below the given folders (sorted); a missing one raises.
+
+    Below a folder, files without an image suffix are ignored (not images); a folder or a pipe named
+    like an image (``x.jpg/``) is appended to ``skipped`` with the reason."""
     from deephash.data.images import IMAGE_SUFFIXES
 
     files: list[Path] = []
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
+            for f in sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES):
+                if f.is_file():
+                    files.append(f)
+                elif skipped is not None:
+                    skipped.append((str(f), "a folder named like an image file: skipped" if f.is_dir()
+                                    else "not a regular file (a pipe, socket or device): skipped"))
+        elif p.exists():
+            files.append(p)  # named by the user: decoding says what it is when it is no image
         else:
             raise DataError(f"{s}: no such file or folder")
     return files
 
 
 def encode_batches(model, images: Sequence[Path | bytes], *, batch_size: int = 64, names: Sequence[str] | None = None,
-                   max_pixels: int | None = None):
-    """Yield ``(positions, codes, features, timings)`` per batch through ``model.encode_images``; a
-    batch with a bad image is redone one image at a time so that only the bad ones are skipped
-    (yielded as ``(position, None, None, reason)``)."""
-    for s in range(0, len(images), batch_size):
-        pos = list(range(s, min(s + batch_size, len(images))))
-        nm = None if names is None else [names[i] for i in pos]
-        try:
-            c, f, t = model.encode_images([images[i] for i in pos], names=nm, max_pixels=max_pixels)
-            yield pos, c, f, t
-        except DataError:
-            for j, i in enumerate(pos):
-                try:
-                    c, f, t = model.encode_images([images[i]], names=None if nm is None else [nm[j]], max_pixels=max_pixels)
-                    yield [i], c, f, t
-                except DataError as e:
-                    yield [i], None, None, str(e)
+                   max_pixels: int | None = None, workers: int | None = None):
+    """Yield ``(positions, codes, features, timings)`` per batch of the model's streaming encoder (decoding
+    in worker processes ahead of the backbone); a batch with a bad image is yielded one image at a
+    time, the bad ones as ``(position, None, None, reason)``, so only they are skipped."""
+    enc = model.encoder(batch_size=batch_size, max_pixels=max_pixels, workers=workers)
+    for b in enc.stream(images, names):
+        t = {k: b.timings[k] for k in ("decode", "backbone", "hash")}
+        if not b.failed:
+            yield list(range(b.start, b.stop)), b.codes, b.features, t
+            continue
+        share = {k: v / (b.stop - b.start) for k, v in t.items()}
+        row = {int(p): j for j, p in enumerate(b.positions)}
+        why = dict(b.failed)
+        for i in range(b.start, b.stop):
+            if i in row:
+                j = row[i]
+                yield [i], b.codes[j : j + 1], b.features[j : j + 1], share
+            else:
+                yield [i], None, None, why[i]
 
 
 @dataclass
@@ -144,17 +170,34 @@ class EncodeResult:
     files: list[Path]  # one per row of codes
     codes: np.ndarray  # uint8 (n, K/8)
     skipped: Skipped
+    out: Path | None = None  # the .npy written (with ``out``)
+    files_out: Path | None = None  # the list of files beside it, row by row
 
 
-def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, batch_size: int = 64) -> EncodeResult:
-    """Hash image files (or every image below folders) with a checkpoint alone, in batches."""
+def files_list_path(out: str | os.PathLike) -> Path:
+    """Where the file of each row of ``codes.npy`` is listed: ``codes.files.json`` beside it."""
+    out = Path(out)
+    return out.with_name((out.name[:-4] if out.name.endswith(".npy") else out.name) + ".files.json")
+
+
+def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, batch_size: int = 64,
+           out: str | os.PathLike | None = None, int8: bool = False) -> EncodeResult:
+    """Hash image files (or every image below folders) with a checkpoint alone, in batches. With ``out``,
+    write the codes as ``.npy`` and, beside it (:func:`files_list_path`), the file each row belongs to
+    (JSON; names that are not UTF-8 are kept losslessly as ``\\udcXX`` escapes) and the files skipped. ``int8``: the backbone quantised, calibrated on these images."""
     from deephash.model import HashModel
+    from deephash.utils import atomic_path, atomic_write_json, check_writable
 
+    if out is not None:
+        check_writable(out)
+        check_writable(files_list_path(out))
     model = HashModel.load(checkpoint)
-    files = collect_images(images)
+    skipped: Skipped = []
+    files = collect_images(images, skipped)
+    if int8 and files:
+        model.backbone = _int8_for(model.backbone, files)
     good: list[Path] = []
     codes: list[np.ndarray] = []
-    skipped: Skipped = []
     for pos, c, _, t in encode_batches(model, files, batch_size=batch_size):
         if c is None:
             skipped.append((str(files[pos[0]]), t))
@@ -163,42 +206,76 @@ def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *
         codes.append(c)
     if not codes:
         raise DataError("no image could be encoded" + (f" ({skipped[0][1]})" if skipped else ""))
-    return EncodeResult(good, np.concatenate(codes), skipped)
+    res = EncodeResult(good, np.concatenate(codes), skipped)
+    if out is not None:
+        res.out, res.files_out = Path(out), files_list_path(out)
+        with atomic_path(out, suffix=".npy") as tmp:
+            np.save(tmp, res.codes)
+        atomic_write_json(res.files_out, {"codes": res.out.name, "bits": int(model.hasher.n_bits), "rows": len(good),
+                                          "files": [str(f) for f in good], "skipped": [list(s) for s in skipped]})
+    return res
 
 
 # ----------------------------------------------------------------------------- index
 @dataclass
 class IndexBuild:
-    index: Any  # HashIndex
-    path: Path
+    index: Any  # an index backend (deephash.index.backend): HashIndex, MilvusIndex
+    path: Path | str  # where it was written: the file, or the milvus:// URI
     skipped: Skipped
+    encoding: dict[str, Any] = field(default_factory=dict)  # the engine's stats (deephash.engines)
+    ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
+
+
+def _model_ref(checkpoint: str | os.PathLike, out: str | os.PathLike) -> str:
+    """How an index names its model: relative to a local index file's folder (the pair moves together),
+    absolute for a server index."""
+    from deephash.index.backend import is_remote
+
+    full = Path(checkpoint).resolve()
+    return str(full) if is_remote(out) else os.path.relpath(full, Path(out).resolve().parent)
 
 
 def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, *, store_features: bool = True,
-                progress: bool = True) -> IndexBuild:
+                progress: bool = True, engine: str = "local", engine_options: dict[str, Any] | None = None,
+                int8: bool = False, **backend_options: Any) -> IndexBuild:
     """Encode every image of ``archive`` (an :class:`ImageArchive` or its path) with the checkpoint's
-    backbone + hasher and save an index that records the model (path and identity)."""
-    from deephash.data import open_archive
-    from deephash.features import extract_features
-    from deephash.index import HashIndex
-    from deephash.model import HashModel
+    backbone + hasher and write an index at ``out`` — a file, or ``milvus://HOST:PORT/COLLECTION``
+    (:func:`deephash.index.backend.new_index`; ``backend_options`` are that backend's, e.g. ``token``,
+    ``index_type``) — that records the model (path and identity).
 
+    ``engine`` names where the encoding runs (:mod:`deephash.engines`: ``local``, this process;
+    ``ray``, a Ray cluster), with ``engine_options`` (e.g. ``{"workers": 2, "address": ...}``);
+    every engine gives the same codes, ids and failed images. ``int8`` (local engine): the backbone
+    quantised, calibrated on the archive (recorded in the index's ``meta["backbone"]``)."""
+    from deephash.data import open_archive
+    from deephash.engines import create_engine
+    from deephash.index.backend import is_remote, new_index
+    from deephash.model import HashModel
+    from deephash.utils import check_writable
+
+    if not is_remote(out):
+        check_writable(out)  # before the archive is encoded, not after
+    runner = create_engine(engine, **(engine_options or {}))  # a bad engine or option is refused before any work
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
     model = HashModel.load(checkpoint)
-    fs = extract_features(archive, model.backbone, progress=progress)
-    codes = model.hasher.encode(fs.features)
-    out = Path(out)
-    rel_model = os.path.relpath(Path(checkpoint).resolve(), out.resolve().parent)
-    index = HashIndex(model.hasher.n_bits, class_names=archive.class_names, code_kind=model.hasher.code_kind,
-                      meta={"model": rel_model, "model_identity": model.identity.to_dict(), "method": model.hasher.name,
-                            "backbone": model.backbone.describe(), "archive_root": str(archive.root.resolve()),
-                            "deephash_version": __version__})
-    index.add(codes, ids=fs.index, paths=[archive.paths[i] for i in fs.index], labels=archive.labels[fs.index] if archive.labelled else None,  # a flat unlabelled folder: none
-             
-              features=fs.features if store_features else None)
-    index.save(out)
-    return IndexBuild(index, out, archive.skipped + fs.failed)
+    if int8:
+        if engine != "local":
+            raise ConfigError(f"int8 inference runs with the local engine only; got engine {engine!r}")
+        model.backbone = _int8_for(model.backbone, archive)
+    enc = runner.encode(archive, checkpoint, model, progress=progress)
+    labels = archive.labels[enc.ids] if archive.labelled else None  # a flat unlabelled folder: none
+    index = new_index(out, model.hasher.n_bits, class_names=archive.class_names, code_kind=model.hasher.code_kind,
+                      meta={"model": _model_ref(checkpoint, out), "model_identity": model.identity.to_dict(),
+                            "method": model.hasher.name, "backbone": model.backbone.describe(),
+                            "archive_root": str(archive.root.resolve()), "deephash_version": __version__},
+                      feature_dim=enc.features.shape[1] if store_features else None,
+                      labels=None if labels is None else ("multi" if labels.ndim == 2 else "single"), **backend_options)
+    index.add(enc.codes, ids=enc.ids, paths=[archive.paths[i] for i in enc.ids], labels=labels,
+              features=enc.features if store_features else None)
+    index.finish()
+    return IndexBuild(index, str(out) if is_remote(out) else Path(out), archive.skipped + enc.failed, enc.stats,
+                      list(archive.ignored))
 
 
 @dataclass
@@ -211,55 +288,55 @@ class IndexUpdate:
     total: int
     rewritten: bool  # True: the index file was rewritten; False: the changes went to its journal
     journal_bytes: int
+    ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
 def _index_labels(index, archive, rows: np.ndarray) -> np.ndarray | None:
     """``archive.labels[rows]`` in the index's class numbering; new class names are appended to it."""
-    if index.labels is None:
+    if not index.has_labels:
         return None
     if archive.labels.ndim == 2:
         if list(archive.class_names) != list(index.class_names):
             raise ConfigError(f"this multi-label archive's classes ({', '.join(archive.class_names)}) differ from the "
                               f"index's ({', '.join(index.class_names)}); rebuild the index with deephash index")
         return archive.labels[rows]
-    out = np.empty(len(rows), np.int64)
-    for j, lab in enumerate(archive.labels[rows]):
-        name = archive.class_names[int(lab)]
-        if name not in index.class_names:
-            index.class_names.append(name)
-        out[j] = index.class_names.index(name)
-    return out
+    index.add_class_names([archive.class_names[int(lab)] for lab in archive.labels[rows]])
+    names = index.class_names
+    return np.asarray([names.index(archive.class_names[int(lab)]) for lab in archive.labels[rows]], np.int64)
 
 
 def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.PathLike, *, prune: bool = False,
-                 progress: bool = True, fold_ratio: float = 0.25) -> IndexUpdate:
-    """Bring a saved index up to date with its archive without retraining: encode and add the
-    images it does not hold yet (matched by path), and with ``prune`` remove the entries whose
-    files are gone. Changes are appended to the index's journal; the file is rewritten (the
+                 progress: bool = True, fold_ratio: float = 0.25, **backend_options: Any) -> IndexUpdate:
+    """Bring an index (a file or ``milvus://...``) up to date with its archive without retraining:
+    encode and add the images it does not hold yet (matched by path), and with ``prune`` remove the
+    entries whose files are gone. A local file gets the changes in its journal, and is rewritten (the
     journal folded in) when the journal passes ``fold_ratio`` of it or new class names appeared."""
     from deephash.data import open_archive
     from deephash.features import extract_features
-    from deephash.index import HashIndex
+    from deephash.index.backend import open_index
     from deephash.model import HashModel, model_path_of, require_same_model
 
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
-    index_path = Path(index_path)
-    index = HashIndex.load(index_path)
+    index = open_index(index_path, **backend_options)
+    where = index.location
     model = HashModel.load(checkpoint)
     if index.meta.get("model_identity"):
-        require_same_model(index.meta, model, index_path)
+        require_same_model(index.meta, model, where)
     else:  # an index from before identities were recorded: the model must be the file it names
         used = model_path_of(index.meta, index_path).resolve()
         if used != Path(checkpoint).resolve():
-            raise ConfigError(f"{index_path} was built with {used}, not {Path(checkpoint).resolve()}: codes of another "
+            raise ConfigError(f"{where} was built with {used}, not {Path(checkpoint).resolve()}: codes of another "
                               "model are not comparable; use that model, or rebuild the index with deephash index")
+    if (index.meta.get("backbone") or {}).get("int8"):
+        raise ConfigError(f"{where} was built with an int8 backbone, which an update cannot reproduce (its "
+                          "calibration images may have changed): rebuild it with deephash index --int8")
     root = index.meta.get("archive_root")
     if root and Path(root).resolve() != archive.root.resolve():
-        raise ConfigError(f"{index_path} indexes the archive at {root}; got {archive.root.resolve()}")
-    have = set(index.paths)
+        raise ConfigError(f"{where} indexes the archive at {root}; got {archive.root.resolve()}")
+    have_ids, have_paths = index.id_paths()
+    have = set(have_paths)
     new_rows = np.array([i for i, p in enumerate(archive.paths) if p not in have], np.int64)
-    n_classes = len(index.class_names)
     added = np.zeros(0, np.int64)
     failed: Skipped = []
     if len(new_rows):
@@ -272,33 +349,28 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
     gone: list[int] = []
     if prune:
         present = set(archive.paths)
-        gone = [int(i) for i, p in zip(index.ids, index.paths) if not p.startswith(UPLOAD_PREFIX) and p not in present]
+        gone = [int(i) for i, p in zip(have_ids, have_paths) if not p.startswith(UPLOAD_PREFIX) and p not in present]
         if gone:
             index.remove(gone)
-    rewrite = len(index.class_names) != n_classes  # the class names live in the file's header
-    if not rewrite:
-        if len(added):
-            index.log_added(added)
-        if gone:
-            index.log_removed(gone)
-        rewrite = index.journal_outgrown(fold_ratio)
-    if rewrite:
-        index.save(index_path)
-    return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewrite, index.journal_bytes)
+    rewritten = index.persist(added, gone, fold_ratio=fold_ratio)
+    return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewritten,
+                       getattr(index, "journal_bytes", 0), list(archive.ignored))
 
 
 # ----------------------------------------------------------------------------- search
-def open_for_search(index_path: str | os.PathLike, model: str | os.PathLike | None = None):
-    """Load an index and the model to query it with (the one it names unless ``model`` is given);
-    a model other than the one the index was built with is refused. Returns ``(index, model)``."""
-    from deephash.index import HashIndex
+def open_for_search(index_path: str | os.PathLike, model: str | os.PathLike | None = None, **backend_options: Any):
+    """Open an index (a file or ``milvus://...``: :func:`deephash.index.backend.open_index`) and the model
+    to query it with (the one it names unless ``model`` is given); a model other than the one the index
+    was built with is refused. Returns ``(index, model)``."""
+    from deephash.index.backend import open_index
     from deephash.model import HashModel, model_path_of, require_same_model
 
-    index = HashIndex.load(index_path)
+    index = open_index(index_path, **backend_options)
+    where = index.location
     m = HashModel.load(model if model is not None else model_path_of(index.meta, index_path))
-    require_same_model(index.meta, m, index_path)
+    require_same_model(index.meta, m, where)
     if m.hasher.n_bits != index.n_bits or m.hasher.code_kind != index.code_kind:
-        raise ConfigError(f"the model makes {m.hasher.n_bits}-bit {m.hasher.code_kind!r} codes but {index_path} holds "
+        raise ConfigError(f"the model makes {m.hasher.n_bits}-bit {m.hasher.code_kind!r} codes but {where} holds "
                           f"{index.n_bits}-bit {index.code_kind!r} codes: pass the model the index was built with (--model)")
     return index, m
 
@@ -309,16 +381,13 @@ def self_id_finder(index):
     if not root:
         return lambda p: None
     root = Path(root).resolve()
-    by_path: dict[str, int] | None = None
 
     def find(p: Path) -> int | None:
-        nonlocal by_path
         full = Path(p).resolve()
         if not full.is_relative_to(root):
             return None
-        if by_path is None:
-            by_path = {q: int(i) for q, i in zip(index.paths, index.ids)}
-        return by_path.get(full.relative_to(root).as_posix())
+        rel = full.relative_to(root).as_posix()
+        return index.ids_of_paths([rel]).get(rel)
 
     return find
 
@@ -365,8 +434,9 @@ class SearchResults:
 def search(index_path: str | os.PathLike, images: Sequence[str | os.PathLike | bytes] = (), *, ids: Sequence[int] = (),
            k: int = 10, radius: int | None = None, label: str | None = None, rerank: bool = False,
            exclude_self: bool = False, model: str | os.PathLike | None = None, batch_size: int = 64,
-           loaded=None) -> SearchResults:
-    """Search image files (folders expand to their images) and/or indexed image ids in a saved index.
+           loaded=None, **backend_options: Any) -> SearchResults:
+    """Search image files (folders expand to their images) and/or indexed image ids in an index (a file
+    or ``milvus://HOST:PORT/COLLECTION``).
 
     One process answers them all: the index and model are loaded once, images are encoded in
     batches. ``k`` is capped at the index size (``json["k_capped_at"]`` says so). ``loaded`` is an
@@ -375,7 +445,7 @@ def search(index_path: str | os.PathLike, images: Sequence[str | os.PathLike | b
 
     if not images and not ids:
         raise ConfigError("nothing to search: give query images or ids")
-    index, m = loaded if loaded is not None else open_for_search(index_path, model)
+    index, m = loaded if loaded is not None else open_for_search(index_path, model, **backend_options)
     snap = index.snapshot()
     params = {"k": k, "radius": radius, "rerank": bool(rerank), "label": label, "exclude_self": bool(exclude_self)}
     out: list[SearchAnswer] = []
@@ -385,11 +455,11 @@ def search(index_path: str | os.PathLike, images: Sequence[str | os.PathLike | b
         out.append(SearchAnswer(name, h, answer_json(h, q, index.class_names, **params)))
 
     files: list[Path | bytes] = []
+    skipped: Skipped = []
     for im in images:
-        files += [im] if isinstance(im, bytes) else collect_images([im])
+        files += [im] if isinstance(im, bytes) else collect_images([im], skipped)
     find_self = self_id_finder(index)
     names = [("upload" if isinstance(f, bytes) else str(f)) for f in files]
-    skipped: Skipped = []
     for pos, c, f, t in encode_batches(m, files, batch_size=batch_size):
         if c is None:
             if len(files) == 1:

@@ -1,7 +1,7 @@
 """Typed configurations saved with every artifact (features, checkpoints, indexes, reports)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from deephash.errors import ConfigError
@@ -26,15 +26,6 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
         return cls(int(d["size"]), tuple(d["mean"]), tuple(d["std"]), d.get("resize", "bilinear"))
-
-
-def dataclass_from_dict(cls: type, d: dict[str, Any]) -> Any:
-    """Build a dataclass from a dict, naming unknown keys in the error."""
-    names = {f.name for f in fields(cls)}
-    unknown = set(d) - names
-    if unknown:
-        raise ConfigError(f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}")
-    return cls(**d)
 
 
 @dataclass

@@ -29,6 +29,15 @@ class IndexFormatError(DeepHashError):
     """An index or checkpoint file is corrupt, truncated or of an unknown format."""
 
 
+class OutputError(DeepHashError, OSError):
+    """An output file cannot be written (its folder is missing and cannot be made, is not writable, the
+    path is a folder, the disk is full); an OSError too, so callers that handle I/O failures still do."""
+
+
+class MissingDependencyError(DeepHashError, ImportError):
+    """An optional package is not installed; the message names the ``pip install`` that fixes it."""
+
+
 class IndexChangedError(DeepHashError):
     """An index file or its journal changed on disk since this process loaded it (another writer)."""
 
@@ -43,3 +52,11 @@ class BackendError(DeepHashError):
 
 class BackendUnavailableError(BackendError):
     """A search backend cannot be used here: its optional package is not installed or its server does not answer."""
+
+
+class EngineError(DeepHashError):
+    """An encoding engine (a Ray cluster) failed, or cannot be reached."""
+
+
+class EngineUnavailableError(EngineError):
+    """An encoding engine cannot be used here: its optional package is not installed."""

@@ -18,10 +18,39 @@ def name_from_bytes(raw: bytes) -> str:
     return os.fsdecode(raw)
 
 
+def names_from_nul_bytes(raw: bytes) -> list[str]:
+    """Many file names stored as NUL-separated bytes -> their ``str`` forms (:func:`name_from_bytes` of each).
+
+    On a UTF-8 file system (``os.fsdecode`` is UTF-8 with ``surrogateescape``) the whole buffer is decoded
+    at once: a NUL is never part of a multi-byte sequence, so this equals decoding name by name, without a
+    Python call and a bytes object per name (at 10^7 names: seconds and hundreds of MB).
+    """
+    import sys
+
+    if sys.getfilesystemencoding().lower().replace("-", "") == "utf8" and sys.getfilesystemencodeerrors() == "surrogateescape":
+        return raw.decode("utf-8", "surrogateescape").split("\0")
+    return [name_from_bytes(b) for b in raw.split(b"\0")]
+
+
+def names_to_nul_bytes(names: list[str]) -> bytes:
+    """Inverse of :func:`names_from_nul_bytes`: the names' bytes (:func:`name_bytes` of each) joined by NUL."""
+    import sys
+
+    if sys.getfilesystemencoding().lower().replace("-", "") == "utf8" and sys.getfilesystemencodeerrors() == "surrogateescape":
+        return "\0".join(names).encode("utf-8", "surrogateescape")
+    return b"\0".join(name_bytes(p) for p in names)
+
+
 def display_path(name: str) -> str:
     """A printable, valid-UTF-8 form of a file name: bytes that are not UTF-8 as ``\\xNN``, control
     characters (newline, tab, ...) escaped; every other character as it is."""
-    text = name_bytes(name).decode("utf-8", "backslashreplace") if _has_surrogates(name) else name
+    if _has_surrogates(name):
+        try:
+            text = name_bytes(name).decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a lone surrogate no file-name byte decodes to (e.g. from JSON)
+            text = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    else:
+        text = name
     return text.translate(_CONTROL)
 
 

@@ -21,7 +21,10 @@ How a query is answered (Hamming codes):
    else a hit at Hamming distance 0 whose stored features equal the query's.
 5. ``k`` is capped at the number of candidates the index holds (:attr:`Hits.k_capped_at` says so).
 
-Quantisation indexes (PQ / DPQ codes) are ranked by the model's asymmetric distance from the
+The index is read through the view of :mod:`deephash.index.backend` (``nearest``, ``within``,
+``features_of``, ...), so the same code answers on a local file and on Milvus.
+
+Quantisation indexes (PQ / DPQ codes; local files only) are ranked by the model's asymmetric distance from the
 query's float features (:func:`asymmetric_topk`, the one implementation); ties by id. Radius and
 re-rank are Hamming notions and refused there.
 
@@ -85,19 +88,15 @@ class Query:
     def of_id(cls, index, image_id: int) -> "Query":
         """The indexed image ``image_id`` as a query (its stored code and features)."""
         snap = _snapshot(index)
-        rows = np.flatnonzero(snap.ids == int(image_id))
-        if not len(rows):
-            from deephash.errors import DataError
-
-            raise DataError(f"unknown image id {image_id}; the index holds {len(snap)} images")
-        r = int(rows[0])
-        feat = None if snap.features is None else snap.features[r : r + 1].astype(np.float32)
-        return cls(snap.codes[r : r + 1].copy(), feat, self_id=int(image_id), name=f"id {image_id}")
+        key = np.asarray([snap.key_of(int(image_id))], np.int64)  # unknown ids raise DataError
+        feat = snap.features_of(key) if snap.has_features else None
+        return cls(snap.codes_of(key), feat, self_id=int(image_id), name=f"id {image_id}")
 
 
 @dataclass
 class Hits:
-    """The answer to one query, best first. ``rows`` index the snapshot the query ran on."""
+    """The answer to one query, best first. ``rows`` are the keys of the hits in the view the query
+    ran on (``snapshot``): rows of a local snapshot, ids in Milvus."""
 
     ids: np.ndarray
     rows: np.ndarray
@@ -117,7 +116,8 @@ class Hits:
 
 
 def _snapshot(index):
-    return index if hasattr(index, "topk_rows") else index.snapshot()
+    """The view a query reads: ``index.snapshot()``, or ``index`` when it is a view already."""
+    return index if hasattr(index, "nearest") else index.snapshot()
 
 
 def _check_k(k: Any) -> int:
@@ -145,8 +145,8 @@ def class_index_of(class_names: Sequence[str], label: str | int) -> int:
     raise ConfigError(f"label: unknown class {label!r}; this index knows {', '.join(class_names)}")
 
 
-def _feature_distances(snap, rows: np.ndarray, feature: np.ndarray) -> np.ndarray:
-    diff = snap.features[rows].astype(np.float32) - feature.reshape(1, -1)
+def _feature_distances(snap, keys: np.ndarray, feature: np.ndarray) -> np.ndarray:
+    diff = snap.features_of(keys) - feature.reshape(1, -1)
     return np.sqrt(np.einsum("ij,ij->i", diff, diff))
 
 
@@ -163,8 +163,9 @@ def asymmetric_topk(distances: np.ndarray, ids: np.ndarray, k: int) -> np.ndarra
 
 def search(index, query: Query, k: int, radius: int | None = None, label: str | int | None = None,
            rerank: Rerank | bool | None = None, exclude_self: bool = False, *, class_names: Sequence[str] | None = None) -> Hits:
-    """Answer one query (see the module docstring for the rules). ``index`` is a :class:`HashIndex`
-    or a snapshot of one; ``label`` a class name (or index) of that index."""
+    """Answer one query (see the module docstring for the rules). ``index`` is any backend of
+    :mod:`deephash.index.backend` (a :class:`HashIndex`, a :class:`MilvusIndex`) or a view of one
+    (its ``snapshot()``); ``label`` a class name (or index) of that index."""
     k = _check_k(k)
     snap = _snapshot(index)
     code_kind = snap.code_kind
@@ -179,38 +180,34 @@ def search(index, query: Query, k: int, radius: int | None = None, label: str | 
         raise ConfigError(f"search takes one query; got {code.shape[0]} codes (use search_many)")
     if radius is not None and not (isinstance(radius, (int, np.integer)) and 0 <= radius <= n_bits):
         raise ConfigError(f"radius must be between 0 and {n_bits} (the code length); got {radius!r}")
-    use_feats = snap.features is not None and query.feature is not None
-    if use_feats and query.feature.shape[1] != snap.features.shape[1]:
-        raise ConfigError(f"query features have dim {query.feature.shape[1]}; the index stores dim {snap.features.shape[1]}")
+    use_feats = snap.has_features and query.feature is not None
+    if use_feats and query.feature.shape[1] != snap.feature_dim:
+        raise ConfigError(f"query features have dim {query.feature.shape[1]}; the index stores dim {snap.feature_dim}")
     if rr is not None and not use_feats:
         raise ConfigError("re-ranking needs float features: this index stores none (build it with --features)"
-                          if snap.features is None else "re-ranking needs the query's float features")
-    n_cand = len(snap)
+                          if not snap.has_features else "re-ranking needs the query's float features")
+    cls = None
+    if label is not None:
+        if not snap.has_labels:
+            raise ConfigError("this index stores no labels, so results cannot be filtered by label")
+        cls = class_index_of(names, label)
     self_id = query.self_id if exclude_self else None
     with Timer() as t:
-        if label is not None:  # exact Hamming distances over the class's rows
-            rows = label_rows(snap.labels, class_index_of(names, label))
-            d = hamming_matrix(code, snap.codes[rows])[0].astype(np.int32) if len(rows) else np.zeros(0, np.int32)
-            n_cand = len(rows)
-            if radius is not None:
-                keep = d <= radius
-                rows, d = rows[keep], d[keep]
-            o = np.lexsort((rows, d))
-            rows, d = rows[o], d[o]
-        elif radius is not None:
-            d, rows = snap.radius_rows(code, radius)
+        n_cand = snap.count(cls)
+        if radius is not None:
+            d, keys = snap.within(code, int(radius), cls)
         elif rr is not None:
-            d, rows = snap.topk_rows(code, rr.max_pool + (self_id is not None))
+            d, keys = snap.nearest(code, rr.max_pool + (self_id is not None), cls)
         else:
-            want = min(k + (1 if exclude_self else 0), len(snap))
-            d, rows = snap.topk_rows(code, want)
+            want = min(k + (1 if exclude_self else 0), n_cand)
+            d, keys = snap.nearest(code, want, cls) if want else (np.zeros(0, np.int32), np.zeros(0, np.int64))
             if len(d) == want and want:  # the tie at the k-th place may hold more: take all of it
-                d, rows = snap.radius_rows(code, int(d[-1]))
+                d, keys = snap.within(code, int(d[-1]), cls)
+        ids = snap.ids_of(keys)
         if self_id is not None:
-            keep = snap.ids[rows] != self_id
-            rows, d = rows[keep], d[keep]
-            n_cand -= int(np.any(snap.ids[label_rows(snap.labels, class_index_of(names, label))] == self_id)
-                          if label is not None else np.any(snap.ids == self_id))
+            keep = ids != self_id
+            keys, d, ids = keys[keep], d[keep], ids[keep]
+            n_cand -= int(snap.has_id(self_id, cls))
     timings["search"] = t.seconds
     k_capped_at = n_cand if k > n_cand else None
     k = min(k, max(n_cand, 0))
@@ -218,13 +215,12 @@ def search(index, query: Query, k: int, radius: int | None = None, label: str | 
     pool_size = pool_radius = None
     if rr is None:
         with Timer() as t:
-            ids = snap.ids[rows]
             kk = k + (1 if exclude_self and self_id is None else 0)  # room for dropping the query image itself
             if len(d) > kk and kk > 0:  # only the ties at the k-th distance can still move
                 cut = d <= d[kk - 1]
-                rows, d, ids = rows[cut], d[cut], ids[cut]
+                keys, d, ids = keys[cut], d[cut], ids[cut]
             if use_feats:
-                fd = _feature_distances(snap, rows, query.feature)
+                fd = _feature_distances(snap, keys, query.feature)
                 o = np.lexsort((ids, fd, d))
             else:
                 o = np.lexsort((ids, d))
@@ -238,16 +234,15 @@ def search(index, query: Query, k: int, radius: int | None = None, label: str | 
             need = min(rr.min_pool, len(d))
             while rad < cap and int((d <= rad).sum()) < need:
                 rad += 1
-            sel = np.flatnonzero(d <= rad)[: rr.max_pool]  # d is ordered by (distance, row)
-            rows, d = rows[sel], d[sel]
-            ids = snap.ids[rows]
-            fd = _feature_distances(snap, rows, query.feature)
+            sel = np.flatnonzero(d <= rad)[: rr.max_pool]  # d is ordered by (distance, key)
+            keys, d, ids = keys[sel], d[sel], ids[sel]
+            fd = _feature_distances(snap, keys, query.feature)
             o = np.lexsort((ids, d, fd))
             o = _drop_identical_self(o, d, fd, query, exclude_self and self_id is None)[:k]
             pool_size, pool_radius = int(len(sel)), int(rad)
         timings["rerank"] = t.seconds
         ranked_by = "feature distance (re-rank of a Hamming pool)"
-    return Hits(ids[o], rows[o], d[o], None, None if fd is None else fd[o], ranked_by, int(k if k_capped_at is None else k_capped_at),
+    return Hits(ids[o], keys[o], d[o], None, None if fd is None else fd[o], ranked_by, int(k if k_capped_at is None else k_capped_at),
                 k_capped_at, timings, pool_size, pool_radius, snap)
 
 
@@ -302,28 +297,20 @@ def label_name(class_names: Sequence[str], label: Any) -> Any:
     return class_names[label] if label < len(class_names) else label
 
 
-def _label_of_row(labels: np.ndarray | None, row: int) -> Any:
-    if labels is None:
-        return None
-    if labels.ndim == 1:
-        return int(labels[row])
-    return [int(j) for j in np.flatnonzero(labels[row])]
-
-
 def hit_json(hits: Hits, class_names: Sequence[str]) -> list[dict[str, Any]]:
     """The hits as JSON objects: rank, id, hamming, distance, feature_distance, label, path and the
     service's URLs of the image (the same keys everywhere; null where a value does not apply)."""
-    snap = hits.snapshot
+    paths, labels = hits.snapshot.records_of(hits.rows) if len(hits) else ([], [])
     out = []
-    for i, (id_, row) in enumerate(zip(hits.ids, hits.rows)):
-        id_, row = int(id_), int(row)
+    for i, id_ in enumerate(hits.ids):
+        id_ = int(id_)
         out.append({
             "rank": i + 1, "id": id_,
             "hamming": None if hits.hamming is None else int(hits.hamming[i]),
             "distance": None if hits.distance is None else float(hits.distance[i]),
             "feature_distance": None if hits.feature_distance is None else round(float(hits.feature_distance[i]), 6),
-            "label": label_name(class_names, _label_of_row(snap.labels, row)),
-            "path": display_path(snap.paths[row]),
+            "label": label_name(class_names, labels[i]),
+            "path": display_path(paths[i]),
             "thumb_url": f"/api/images/{id_}/thumb", "original_url": f"/api/images/{id_}/original",
         })
     return out

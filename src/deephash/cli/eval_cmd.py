@@ -6,11 +6,15 @@ import click
 
 @click.command()
 def protocols() -> None:
-    """Print the evaluation protocols, one a line."""
-    from deephash.eval import list_protocols
+    """Print the evaluation protocols, one a line: name, what it is, its mAP cutoff."""
+    from deephash.eval import get_protocol, list_protocols
 
-    for name in list_protocols():
-        click.echo(name)
+    names = list_protocols()
+    width = max(map(len, names))
+    for name in names:
+        p = get_protocol(name)
+        k = "all" if p.topk is None else f"{p.topk:,}"
+        click.echo(f"{name:<{width}}  {p.description} (mAP@{k})")
 
 
 def _ints(s: str) -> list[int]:

@@ -23,7 +23,7 @@ import click
 @click.option("--patience", type=int, default=100, show_default=True, help="epochs without validation gain before stopping")
 @click.option("--no-augment", is_flag=True, help="no random crop / flip")
 @click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1...")
-@click.option("--param", "params", multiple=True, help="method hyper-parameter KEY=VALUE (JSON value), repeatable")
+@click.option("--param", "params", multiple=True, help="method hyper-parameter [METHOD.]KEY=VALUE (JSON value), repeatable")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", "resume", type=click.Path(), default=None, help="training-state file: resumed when it exists")
 @click.option("--out", type=click.Path(), required=True, help="checkpoint to write (.pt); `deephash encode` reads it alone")
@@ -36,7 +36,7 @@ def finetune(archive, method, bits, split, labels, backbone, image_size, epochs,
 
     from deephash.cli.params import parse_params
 
-    kw = parse_params(params)
+    kw = parse_params(params, method)
     a = open_archive(archive, split=split, labels_file=labels)
     h = fine_tune(method, a, bits=bits, backbone=backbone, image_size=image_size, epochs=epochs, batch_size=batch_size,
                   lr=lr, backbone_lr_mult=backbone_lr_mult, val_fraction=val_fraction, patience=patience,

@@ -19,8 +19,8 @@ class DeepHashGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except DeepHashError as e:
-            click.echo(f"error: {e}", err=True)
+        except DeepHashError as e:  # one line, printable: names in messages may hold newlines or non-UTF-8 bytes
+            click.echo(f"error: {display_path(str(e))}", err=True)
             sys.exit(2)
 
 
@@ -118,11 +118,21 @@ def _open(archive: str, split: str | None, labels: str | None):
     return open_archive(archive, split=split, labels_file=labels)
 
 
-def _report_skipped(skipped) -> None:
+def _report_skipped(skipped, ignored=()) -> None:
+    """Files that could not be used, each with its reason; files that are no images, counted by suffix."""
+    if ignored:
+        from collections import Counter
+
+        by = Counter(Path(p).suffix.lower() or "(no suffix)" for p in ignored)
+        click.echo(f"ignored {len(ignored)} file(s) that are not images: "
+                   + ", ".join(f"{s} {n}" for s, n in by.most_common()), err=True)
     if skipped:
         click.echo(f"skipped {len(skipped)} file(s):", err=True)
         for p, r in skipped[:20]:
-            click.echo(f"  {display_path(p)}: {r}", err=True)
+            head, sep, rest = r.partition(": ")
+            if sep and (head == p or head.endswith("/" + p)):  # the reason repeats the file's name
+                r = rest
+            click.echo(f"  {display_path(p)}: {display_path(r)}", err=True)
         if len(skipped) > 20:
             click.echo(f"  ... and {len(skipped) - 20} more", err=True)
 
@@ -139,11 +149,12 @@ def _report_skipped(skipped) -> None:
               help="training iterations (deep methods; default: the method's, stopped early when validation stalls)")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="training length in passes over the training images (deep methods; instead of --iters)")
-@click.option("--param", "params", multiple=True, help="method hyper-parameter KEY=VALUE (JSON value), repeatable")
+@click.option("--param", "params", multiple=True, help="method hyper-parameter [METHOD.]KEY=VALUE (JSON value), repeatable")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
+@click.option("--int8", is_flag=True, help="int8 backbone (ONNX Runtime static quantisation, calibrated on 256 archive images; cached)")
 @click.option("--out", "out", type=click.Path(), required=True, help="checkpoint file to write (.pt)")
-def train(archive, method, bits, split, labels, backbone, image_size, n_iters, epochs, params, seed, quiet, out):
+def train(archive, method, bits, split, labels, backbone, image_size, n_iters, epochs, params, seed, quiet, out, int8):
     """Train a hashing method head-only on an archive's cached backbone features."""
     from deephash import api
     from deephash.cli.params import parse_params
@@ -151,9 +162,9 @@ def train(archive, method, bits, split, labels, backbone, image_size, n_iters, e
     if n_iters is not None and epochs is not None:
         raise click.UsageError("give --iters or --epochs, not both")
     r = api.train(api.TrainConfig(archive=archive, out=out, method=method, bits=bits, split=split, labels=labels,
-                                  backbone=backbone, image_size=image_size, params=parse_params(params), seed=seed,
-                                  progress=show_progress(quiet), n_iters=n_iters, epochs=epochs))
-    _report_skipped(r.skipped)
+                                  backbone=backbone, image_size=image_size, params=parse_params(params, method), seed=seed,
+                                  progress=show_progress(quiet), n_iters=n_iters, epochs=epochs, int8=int8))
+    _report_skipped(r.skipped, r.ignored)
     how = ""
     if r.history:
         how = f", {r.history['iters']} iterations" + (" (stopped early: validation stopped improving)"
@@ -164,22 +175,18 @@ def train(archive, method, bits, split, labels, backbone, image_size, n_iters, e
 @cli.command()
 @click.argument("checkpoint", type=click.Path())
 @click.argument("images", nargs=-1, required=True)
-@click.option("--out", type=click.Path(), default=None, help="write codes as .npy (uint8, n x bits/8) instead of printing hex")
+@click.option("--out", type=click.Path(), default=None,
+              help="write codes as .npy (uint8, n x bits/8) instead of printing hex, and OUT.files.json: the file of each row")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="images encoded per backbone call")
-def encode(checkpoint, images, out, batch_size):
+@click.option("--int8", is_flag=True, help="int8 backbone (ONNX Runtime static quantisation, calibrated on 256 of the images; cached)")
+def encode(checkpoint, images, out, batch_size, int8):
     """Hash images (files or folders) with a trained checkpoint alone."""
     from deephash import api
 
-    r = api.encode(checkpoint, images, batch_size=batch_size)
+    r = api.encode(checkpoint, images, batch_size=batch_size, out=out, int8=int8)
     _report_skipped(r.skipped)
     if out:
-        import numpy as np
-
-        from deephash.utils import atomic_path
-
-        with atomic_path(out, suffix=".npy") as tmp:
-            np.save(tmp, r.codes)
-        click.echo(f"wrote {len(r.codes)} codes to {out}")
+        click.echo(f"wrote {len(r.codes)} codes to {out} and the file of each row to {r.files_out}")
     else:
         for f, c in zip(r.files, r.codes):
             click.echo(f"{c.tobytes().hex()}  {display_path(str(f))}")
@@ -191,29 +198,65 @@ def encode(checkpoint, images, out, batch_size):
 @click.option("--split", default=None)
 @click.option("--labels", type=click.Path(), default=None)
 @click.option("--features/--no-features", default=True, show_default=True, help="store float16 features for re-ranking")
-@click.option("--out", type=click.Path(), required=True, help="index file to write (.dhi)")
+@click.option("--out", type=click.Path(), required=True,
+              help="index to write: a file (.dhi) or milvus://HOST:PORT/COLLECTION")
 @click.option("--update", is_flag=True, help="OUT exists: add the archive's images it does not hold yet (no retraining)")
 @click.option("--prune", is_flag=True, help="with --update: also remove the entries whose files left the archive")
-def index_cmd(archive, checkpoint, split, labels, features, out, update, prune):
+@click.option("--milvus-index", type=click.Choice(["auto", "flat", "ivf"]), default=None,
+              help="milvus:// only: BIN_FLAT (exact), BIN_IVF_FLAT, or auto (flat below 10^6 codes)  [default: auto]")
+@click.option("--milvus-token", default=None, help="milvus:// only: the server's token (or $DEEPHASH_MILVUS_TOKEN); never printed")
+@click.option("--engine", default="local", show_default=True, help="where images are encoded: local (this process) or ray")
+@click.option("--address", default=None, help="--engine ray: a running Ray cluster (ray://HOST:10001 or auto; default: start a local one)")
+@click.option("--workers", type=int, default=None, help="--engine ray: worker processes of the local cluster (default 2)")
+@click.option("--shard-size", type=int, default=None, help="--engine ray: images per shard, the unit that is resumed (default 1024)")
+@click.option("--int8", is_flag=True, help="int8 backbone (ONNX Runtime static quantisation, calibrated on 256 archive images; cached)")
+def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, milvus_index, milvus_token, engine, address,
+              workers, shard_size, int8):
     """Encode an archive with a trained model and write a searchable index (or update one)."""
     from deephash import api
 
     if prune and not update:
         raise click.UsageError("--prune only applies with --update")
+    if int8 and update:
+        raise click.UsageError("--int8 applies to a new index (an update calibrates nothing anew)")
+    opts = backend_options(milvus_token)
+    given = {"address": address, "workers": workers, "shard_size": shard_size}
+    engine_options = {k: v for k, v in given.items() if v is not None}
+    if update and (engine != "local" or engine_options):
+        raise click.UsageError("--engine and its options apply to building an index, not to --update")
+    from deephash.index.backend import is_remote
+
+    if not update and not is_remote(out):
+        from deephash.utils import check_writable
+
+        check_writable(out)  # before a .tar.gz is unpacked and encoded
     a = _open(archive, split, labels)
     if update:
-        r = api.update_index(a, checkpoint, out, prune=prune)
-        _report_skipped(r.skipped)
-        how = "rewrote the index file" if r.rewritten else f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
+        r = api.update_index(a, checkpoint, out, prune=prune, **opts)
+        _report_skipped(r.skipped, r.ignored)
+        how = "rewrote the index file" if r.rewritten else (f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
+                                                             if r.journal_bytes else "written to the server")
         click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}")
         return
-    b = api.build_index(a, checkpoint, out, store_features=features)
-    _report_skipped(b.skipped)
-    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}")
+    if milvus_index is not None:
+        opts["index_type"] = milvus_index
+    b = api.build_index(a, checkpoint, out, store_features=features, engine=engine, engine_options=engine_options,
+                        int8=int8, **opts)
+    _report_skipped(b.skipped, b.ignored)
+    how = ""
+    if b.encoding.get("shards"):
+        e = b.encoding
+        how = f" ({e['engine']}: {e['shards']} shards, {e['computed_shards']} encoded, {e['reused_shards']} reused from {e['run_dir']})"
+    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}{how}")
+
+
+def backend_options(milvus_token: str | None) -> dict:
+    """Options for a server index, only those given (a local file takes none)."""
+    return {} if milvus_token is None else {"token": milvus_token}
 
 
 @cli.command()
-@click.argument("index_path", type=click.Path())
+@click.argument("index_path", type=click.Path(), metavar="INDEX")
 @click.argument("images", nargs=-1)
 @click.option("-k", type=click.IntRange(min=1), default=10, show_default=True, help="neighbours per query (capped at the index size)")
 @click.option("--radius", type=int, default=None, help="only neighbours within this Hamming distance")
@@ -223,15 +266,17 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune):
 @click.option("--id", "ids", type=int, multiple=True, help="an indexed image's id as the query (repeatable)")
 @click.option("--model", type=click.Path(), default=None, help="checkpoint to encode queries with (default: the one the index names)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON (one object per line for several queries)")
-def search(index_path, images, k, radius, label, rerank, exclude_self, ids, model, as_json):
-    """Print the k nearest neighbours of each query IMAGE (files or folders) in the index."""
+@click.option("--milvus-token", default=None, help="milvus:// only: the server's token (or $DEEPHASH_MILVUS_TOKEN); never printed")
+def search(index_path, images, k, radius, label, rerank, exclude_self, ids, model, as_json, milvus_token):
+    """Print the k nearest neighbours of each query IMAGE (files or folders) in INDEX (a file or
+    milvus://HOST:PORT/COLLECTION)."""
     from deephash import api
     from deephash.query import format_table, format_timings
 
     if not images and not ids:
         raise click.UsageError("give at least one query image (file or folder) or --id")
     res = api.search(index_path, images, ids=ids, k=k, radius=radius, label=label, rerank=rerank,
-                     exclude_self=exclude_self, model=model)
+                     exclude_self=exclude_self, model=model, **backend_options(milvus_token))
     _report_skipped(res.skipped)
     many = len(res) > 1
     for a in res:

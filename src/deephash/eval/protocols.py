@@ -88,18 +88,30 @@ class Protocol:
 
     # ------------------------------------------------------------------ words
 
-    def describe(self) -> str:
-        """The protocol in words, as reports print it."""
+    def describe(self, drawn: dict[str, int] | None = None) -> str:
+        """The protocol in words, as reports print it.
+
+        ``drawn`` (the sizes of a split actually drawn: ``query``, ``train``, ``database`` and
+        ``total``, the archive's image count) fills the counts in the rules, so a report on another
+        archive states its own numbers, not CIFAR-10's; without it the protocol's nominal counts
+        (``params['nominal']``) are shown."""
         k = "all" if self.topk is None else f"{self.topk:,}"
+        if drawn is not None and self.topk is not None and self.topk >= drawn.get("database", self.topk + 1):
+            k += f" (at least this database's {drawn['database']:,} images: mAP@all here)"
+        sizes = _Counts(drawn if drawn is not None else self.params.get("nominal", {}))
         lines = [
             f"{self.name} (version {self.version}): {self.description}",
-            f"- queries: {self.params.get('query_rule', '')}",
-            f"- training: {self.params.get('train_rule', '')}",
-            f"- database: {self.params.get('database_rule', '')}",
+            f"- queries: {self.params.get('query_rule', '').format_map(sizes)}",
+            f"- training: {self.params.get('train_rule', '').format_map(sizes)}",
+            f"- database: {self.params.get('database_rule', '').format_map(sizes)}",
             f"- mAP@{k}; AP divides by the relevant items found in the top K; a query with none scores 0 and counts",
             f"- relevance: {_RELEVANCE_WORDS[self.relevance]}",
             f"- ties: {self.tie_rule}",
         ]
+        if drawn is not None:
+            lines.append(f"- drawn from this archive: {drawn.get('query', 0):,} queries, {drawn.get('train', 0):,} "
+                         f"training images, {drawn.get('database', 0):,} database images"
+                         + (f", of {drawn['total']:,} images" if "total" in drawn else ""))
         if self.leave_one_out:
             lines.append("- leave-one-out: each query is removed from its own database")
         if self.reduction is not None:
@@ -264,6 +276,18 @@ class Split:
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+class _Counts(dict):
+    """Sizes for a rule's ``{query:,}``-style fields; a size not known shows as 'the' number."""
+
+    def __missing__(self, key: str) -> "_Unknown":
+        return _Unknown()
+
+
+class _Unknown:
+    def __format__(self, spec: str) -> str:
+        return "N"
 
 
 def _check_labels(labels: Any, relevance: str) -> np.ndarray:
@@ -457,10 +481,11 @@ def _cifar10_54k() -> Protocol:
         params={
             "query_per_class": 100,
             "train_per_class": 500,
-            "query_rule": "100 per class (1,000), drawn at random from the pooled 60,000 train+test images "
+            "nominal": {"query": 1000, "train": 5000, "database": 54000, "total": 60000},
+            "query_rule": "100 per class ({query:,}), drawn at random from the pooled {total:,} train+test images "
             "(the source split is ignored, as in DPSH and HashNet)",
-            "train_rule": "500 per class (5,000) from the same pool, disjoint from the queries",
-            "database_rule": "the remaining 54,000 images; training images are NOT in the database",
+            "train_rule": "500 per class ({train:,}) from the same pool, disjoint from the queries",
+            "database_rule": "the remaining {database:,} images; training images are NOT in the database",
         },
     )
 
@@ -478,9 +503,10 @@ def _cifar10_59k() -> Protocol:
         params={
             "query_per_class": 100,
             "train_per_class": 500,
-            "query_rule": "100 per class (1,000), drawn at random from the pooled 60,000 train+test images",
-            "train_rule": "500 per class (5,000) from the same pool, disjoint from the queries",
-            "database_rule": "all 59,000 non-query images, the 5,000 training images included",
+            "nominal": {"query": 1000, "train": 5000, "database": 59000, "total": 60000},
+            "query_rule": "100 per class ({query:,}), drawn at random from the pooled {total:,} train+test images",
+            "train_rule": "500 per class ({train:,}) from the same pool, disjoint from the queries",
+            "database_rule": "all {database:,} non-query images, the {train:,} training images included",
         },
     )
 
@@ -498,9 +524,10 @@ def _cifar10_50k() -> Protocol:
         params={
             "query_source": "test",
             "train_source": "train",
-            "query_rule": "the 10,000 official test images",
-            "train_rule": "the 50,000 official training images",
-            "database_rule": "the same 50,000 training images",
+            "nominal": {"query": 10000, "train": 50000, "database": 50000, "total": 60000},
+            "query_rule": "the {query:,} images of the source split 'test' (CIFAR-10's official test set)",
+            "train_rule": "the {train:,} images of the source split 'train' (CIFAR-10's official training set)",
+            "database_rule": "the same {database:,} training images",
         },
     )
 
@@ -518,8 +545,9 @@ def _nuswide_21(topk: int | None = 5000) -> Protocol:
         params={
             "query_per_class": 100,
             "train_per_class": 500,
-            "query_rule": "100 per concept (2,100): for each concept in turn, images holding it not drawn yet",
-            "train_rule": "500 per concept (10,500), drawn the same way after the queries",
+            "nominal": {"query": 2100, "train": 10500},
+            "query_rule": "100 per concept ({query:,}): for each concept in turn, images holding it not drawn yet",
+            "train_rule": "500 per concept ({train:,}), drawn the same way after the queries",
             "database_rule": "all remaining images; training images are NOT in the database",
         },
     )
@@ -538,9 +566,33 @@ def _coco_hashnet(topk: int | None = 5000) -> Protocol:
         params={
             "n_query": 5000,
             "n_train": 10000,
-            "query_rule": "5,000 images drawn at random from the whole pool",
-            "train_rule": "10,000 images drawn at random from the rest",
+            "nominal": {"query": 5000, "train": 10000},
+            "query_rule": "{query:,} images drawn at random from the whole pool",
+            "train_rule": "{train:,} images drawn at random from the rest",
             "database_rule": "every non-query image, the training images included",
+        },
+    )
+
+
+@PROTOCOLS.register("source-split")
+def _source_split(topk: int | None = None, database: str = "train") -> Protocol:
+    if database not in ("train", "rest+train"):
+        raise ConfigError(f"source-split database must be 'train' or 'rest+train'; got {database!r}")
+    return Protocol(
+        name="source-split",
+        version=1,
+        description="the archive's own train/test split (split folders, or the label file's split column)",
+        kind="source-split",
+        topk=topk,
+        relevance="any",
+        database=database,
+        params={
+            "query_source": "test",
+            "train_source": "train",
+            "query_rule": "the {query:,} images of the split 'test'",
+            "train_rule": "the {train:,} images of the split 'train'",
+            "database_rule": "the same {database:,} training images" if database == "train"
+            else "all {database:,} non-query images, the training images included",
         },
     )
 

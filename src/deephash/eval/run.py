@@ -109,27 +109,41 @@ def evaluate_archive(
                         "index_bytes": int(dcodes.nbytes)})
         say(f"  {name} {n_bits} bits: mAP {r['map']:.4f} (tie-aware {r['tie_aware_map']:.4f})")
 
-    for ck in checkpoints:
-        model = HashModel.load(ck)
-        run_one(f"{model.hasher.name} ({Path(ck).name})", model.hasher.n_bits, model.hasher, model.backbone, None,
-                Path(ck).stat().st_size)
+    models = [(ck, HashModel.load(ck)) for ck in checkpoints]
+    # one line per method in the mAP-vs-bits plot: a checkpoint is named by its method, and by its file
+    # only where two checkpoints share method and bit length
+    seen: dict[tuple[str, int], int] = {}
+    for _, m in models:
+        seen[(m.hasher.name, m.hasher.n_bits)] = seen.get((m.hasher.name, m.hasher.n_bits), 0) + 1
+    for ck, model in models:
+        h = model.hasher
+        name = h.name if seen[(h.name, h.n_bits)] == 1 and h.name not in methods else f"{h.name} ({Path(ck).name})"
+        run_one(name, h.n_bits, h, model.backbone, None, Path(ck).stat().st_size)
     if methods:
         bb = create_backbone(backbone, image_size=image_size)
         fs, row = features_for(bb)
         trow = row[split.train_idx]
         trow = trow[trow >= 0]
         Xt, yt = fs.features[trow], archive.labels[fs.index[trow]]
+        from deephash.hashers import DeepHasher
+
         for name in methods:
             for k in bits:
                 h = create_hasher(name, int(k), seed=seed)
+                say(f"training {name} at {int(k)} bits on {len(Xt):,} images ...")
+                fit_kw = {"progress": progress} if isinstance(h, DeepHasher) else {}
                 with Timer() as t_tr:
-                    h.fit(Xt, yt) if h.supervised else h.fit(Xt)
+                    h.fit(Xt, yt, **fit_kw) if h.supervised else h.fit(Xt, **fit_kw)
                 ck = h.save(out / "models" / f"{name}-{k}.pt", backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
                 run_one(name, int(k), h, bb, t_tr.seconds, ck.stat().st_size)
-    config = {"protocol": protocol.to_dict(), "protocol_description": protocol.describe(), "seed": seed,
+    drawn = {**split.sizes(), "total": len(archive)}
+    evaluated_bits = sorted({int(r["bits"]) for r in results if r["bits"] is not None})
+    config = {"protocol": {**protocol.to_dict(), "words": protocol.describe(drawn)}, "seed": seed,
               "split": {**split.sizes(), "file": str(split_file or out / "split.json")},
               "database_order": "as in the split" if loo else f"seeded random permutation (seed {seed + 2})",
               "archive": str(archive.root), "checkpoints": list(checkpoints), "methods": list(methods),
-              "bits": list(bits), "backbone": backbone, "image_size": image_size}
+              "bits": evaluated_bits, "backbone": backbone, "image_size": image_size}
+    if methods:
+        config["method_bits"] = list(bits)
     files = write_report(results, out, config)
     return {"results": results, "files": {k: str(v) for k, v in files.items()}, "config": config}

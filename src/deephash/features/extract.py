@@ -1,4 +1,4 @@
-"""Batch feature extraction: reader (decode + resize, threaded) -> mapper (backbone) -> writer (cache).
+"""Batch feature extraction: the streaming encoder (:mod:`deephash.encoding`) -> writer (a resumable cache).
 
 The cache is keyed by the backbone, its preprocessing and the archive's exact file list
 (names, sizes, mtimes). Progress is checkpointed every ``CHUNK`` images, so an interrupted
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +16,7 @@ import numpy as np
 
 from deephash.backbones.base import Backbone
 from deephash.data.archive import ImageArchive
-from deephash.data.images import load_rgb
+from deephash.encoding import DecodeSpec, StreamEncoder, decode_size_of
 from deephash.errors import DataError
 from deephash.utils import atomic_path, atomic_write_json, cache_dir, sha1_of
 
@@ -38,31 +37,15 @@ class FeatureSet:
         return len(self.index)
 
 
-def read_batch(paths: Sequence[Path], size: int, pool: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Decode and resize images; returns (uint8 NHWC of the good ones, ok mask, reasons for the bad ones)."""
-
-    def one(p: Path):
-        try:
-            return load_rgb(p, size), None
-        except DataError as e:
-            return None, (str(p), str(e))
-        except OSError as e:
-            return None, (str(p), f"{p}: cannot read ({e})")
-
-    results = list(pool.map(one, paths)) if pool else [one(p) for p in paths]
-    ok = np.array([r[0] is not None for r in results], bool)
-    imgs = [r[0] for r in results if r[0] is not None]
-    arr = np.stack(imgs) if imgs else np.zeros((0, size, size, 3), np.uint8)
-    return arr, ok, [r[1] for r in results if r[1] is not None]
-
-
 def embed_images(backbone: Backbone, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Features of already decoded ``uint8 NHWC`` images, ``batch_size`` per backbone call."""
     out = [backbone.embed(images[s : s + batch_size]) for s in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, backbone.dim), np.float32)
 
 
-def feature_cache_key(archive: ImageArchive, backbone: Backbone) -> str:
-    return sha1_of(backbone.describe(), archive.fingerprint())
+def feature_cache_key(archive: ImageArchive, backbone: Backbone, draft: bool = True) -> str:
+    """Keyed by the backbone (weights, preprocessing, int8 calibration), the archive's files and how they decode."""
+    return sha1_of(backbone.describe(), archive.fingerprint(), DecodeSpec(decode_size_of(backbone), draft).cache_tag())
 
 
 _TODO, _OK, _FAILED = 0, 1, 2
@@ -76,14 +59,16 @@ def extract_features(
     batch_size: int = 64,
     use_cache: bool = True,
     progress: bool = True,
-    n_readers: int = 2,
+    workers: int | None = None,
+    draft: bool = True,
 ) -> FeatureSet:
     """Features for ``archive`` images at ``positions`` (default: all), cached per image and resumable.
 
     The cache for (backbone, archive) is a float32 memory-mapped matrix with one row per archive
     image plus a state vector (to do / done / failed) that is replaced atomically every
     ``CHUNK`` images: an interrupted run loses at most the images since the last checkpoint,
-    and any subset of the archive reuses what earlier calls computed.
+    and any subset of the archive reuses what earlier calls computed. ``workers`` decoder processes
+    (default: one per core) and ``draft`` JPEG decoding: see :class:`deephash.encoding.StreamEncoder`.
     """
     import time
 
@@ -92,7 +77,7 @@ def extract_features(
     positions = np.arange(len(archive)) if positions is None else np.asarray(positions, np.int64)
     if len(positions) and (positions.min() < 0 or positions.max() >= len(archive)):
         raise DataError(f"positions must lie in [0, {len(archive)}); got {positions.min()}..{positions.max()}")
-    folder = cache_dir() / "features" / feature_cache_key(archive, backbone)
+    folder = cache_dir() / "features" / feature_cache_key(archive, backbone, draft)
     folder.mkdir(parents=True, exist_ok=True)
     n, dim = len(archive), backbone.dim
     state_path, fail_path, feat_path = folder / "state.npy", folder / "failed.json", folder / "features.f32"
@@ -103,7 +88,7 @@ def extract_features(
         failed = {}
         with open(feat_path, "wb") as fh:
             fh.truncate(n * dim * 4)
-    atomic_write_json(folder / "meta.json", {"backbone": backbone.describe(), "n": n, "dim": dim,
+    atomic_write_json(folder / "meta.json", {"backbone": backbone.describe(), "n": n, "dim": dim, "draft": draft,
                                              "root": str(archive.root), "layout": "float32 row-major (n, dim)"})
     feats = np.memmap(feat_path, dtype=np.float32, mode="r+", shape=(n, dim))
 
@@ -115,28 +100,27 @@ def extract_features(
 
     todo = positions[state[positions] == _TODO]
     todo = np.unique(todo)
-    size = backbone.preprocessing.size
+    size = decode_size_of(backbone)
     t0 = time.perf_counter()
     bar = tqdm(total=len(positions), initial=len(positions) - len(todo), unit="img",
                desc=f"features {backbone.name}@{size}px", disable=not progress or not len(todo), file=sys.stderr,
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 10.0)
     since = 0
+    encoder = StreamEncoder(backbone, batch_size=batch_size, workers=workers, draft=draft)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, n_readers)) as pool:
-            for s in range(0, len(todo), batch_size):
-                pos = todo[s : s + batch_size]
-                imgs, ok, reasons = read_batch([archive.abspath(int(i)) for i in pos], size, pool)
-                if len(imgs):
-                    feats[pos[ok]] = backbone.embed(imgs)
-                state[pos[ok]] = _OK
-                state[pos[~ok]] = _FAILED
-                for i, (_, why) in zip(pos[~ok], reasons):
-                    failed[archive.paths[int(i)]] = why
-                bar.update(len(pos))
-                since += len(pos)
-                if since >= CHUNK:
-                    checkpoint()
-                    since = 0
+        for b in encoder.stream([archive.abspath(int(i)) for i in todo]):
+            rows = todo[b.positions]
+            if len(rows):
+                feats[rows] = b.features
+            state[rows] = _OK
+            for j, why in b.failed:
+                state[todo[j]] = _FAILED
+                failed[archive.paths[int(todo[j])]] = why
+            bar.update(b.stop - b.start)
+            since += b.stop - b.start
+            if since >= CHUNK:
+                checkpoint()
+                since = 0
     finally:
         if since:
             # keep the finished batches of an interrupted run (the state written lists only completed rows)

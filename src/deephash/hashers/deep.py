@@ -164,6 +164,20 @@ class DeepHasher(Hasher):
         self._drop_training_data()
         return self
 
+    def fit_end_to_end(self, images: np.ndarray, y: np.ndarray, source: Any, in_dim: int,
+                       config: TrainerConfig) -> "DeepHasher":
+        """Train on images instead of features: ``source`` (an end-to-end batch source, e.g.
+        :class:`deephash.train.finetune.EndToEnd`: a trainable trunk and its augmentation) feeds the
+        same Trainer, whose network is then ``head(trunk(images))``. Used by ``deephash finetune``;
+        the caller keeps the trained ``net_`` (trunk and head) and saves it."""
+        self._validate()
+        self.e2e_, self.in_dim_ = source, int(in_dim)
+        try:
+            self.history_ = Trainer(config).fit(self, images, y)
+        finally:
+            self._drop_training_data()
+        return self
+
     def _drop_training_data(self) -> None:
         for a in ("X_train_", "y_train_", "e2e_"):
             if hasattr(self, a):

@@ -16,10 +16,13 @@
  * row at distance t loses the tie to the earlier ones). The final answer is a stable counting
  * sort by distance, so ties come out by row. k may be anything up to n (and beyond: padding).
  *
+ * A second layout, "byte-sliced" (uint8: byte b of 32 consecutive rows stored together), serves the
+ * AVX2 path for codes of at most 128 bits (see bs_scan); the Python searcher picks the layout.
+ *
  * CPU dispatch at run time: AVX-512 VPOPCNTDQ, AVX2 (nibble-table popcount), scalar POPCNT,
- * and a plain C path (SWAR popcount) that every compiler builds. Target attributes are used
- * instead of -march so one build runs anywhere. The GIL is released; n_threads > 1 splits the
- * queries over pthreads.
+ * and a plain C path (SWAR popcount) that every compiler builds; every entry point takes isa= to
+ * run a named path. Target attributes are used instead of -march so one build runs anywhere.
+ * The GIL is released; n_threads > 1 splits the queries over pthreads.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -555,6 +558,72 @@ AVX2_TARGET static void bs_scan(const uint8_t *bl, int nb, int64_t r0, int64_t r
 #undef DH_BS_R
 }
 
+/* The byte-sliced ceiling: the same table lookups as the byte-sliced k-NN scan (shared nibble split,
+ * two vpshufb + two adds per query per 32 bytes) but no bound, minimum or acceptance: each query's
+ * distances are summed. The byte counts of up to 255 / (8 * nb) blocks are added in bytes before a
+ * vpsadbw folds them into 64-bit lanes. With the Harley-Seal pass it is the AVX2 ceiling: the
+ * benchmark takes the faster of the two. */
+AVX2_TARGET DH_ALWAYS_INLINE void bs_sum_w(const uint8_t *bl, const int nb, int64_t r0, int64_t r1, int64_t n,
+                                           const __m256i *L, const int R, int64_t *sums) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    const __m256i zero = _mm256_setzero_si256();
+    if (r1 > n) r1 = n;
+    if (r0 >= r1) return;
+    int64_t b0 = r0 / 32, b1 = (r1 + 31) / 32;
+    int64_t f0 = (r0 + 31) / 32, f1 = r1 / 32;
+    if (f1 < f0) f1 = f0;
+    /* partial blocks at either end: one query at a time, masked */
+    for (int64_t blk = b0; blk < b1; blk++) {
+        if (blk >= f0 && blk < f1) continue;
+        int64_t lo = r0 > blk * 32 ? r0 - blk * 32 : 0, hi = r1 < blk * 32 + 32 ? r1 - blk * 32 : 32;
+        for (int r = 0; r < R; r++) {
+            uint8_t d[32];
+            _mm256_storeu_si256((__m256i *)d, bs_block(bl, nb, blk, L + r * 2 * nb));
+            for (int64_t j = lo; j < hi; j++) sums[r] += d[j];
+        }
+    }
+    const int fold = 255 / (8 * nb) < 1 ? 1 : 255 / (8 * nb);
+    __m256i tot[4] = {zero, zero, zero, zero};
+    int64_t blk = f0;
+    while (blk < f1) {
+        const int64_t bend = blk + fold < f1 ? blk + fold : f1;
+        __m256i acc[4] = {zero, zero, zero, zero};
+        for (; blk < bend; blk++) {
+            const uint8_t *p = bl + blk * (int64_t)nb * 32;
+            for (int b = 0; b < nb; b++) {
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(p + 32 * b));
+                const __m256i xl = _mm256_and_si256(x, low), xh = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+                for (int r = 0; r < R; r++)
+                    acc[r] = _mm256_add_epi8(acc[r], _mm256_add_epi8(_mm256_shuffle_epi8(L[r * 2 * nb + 2 * b], xl),
+                                                                     _mm256_shuffle_epi8(L[r * 2 * nb + 2 * b + 1], xh)));
+            }
+        }
+        for (int r = 0; r < R; r++) tot[r] = _mm256_add_epi64(tot[r], _mm256_sad_epu8(acc[r], zero));
+    }
+    for (int r = 0; r < R; r++) {
+        uint64_t t[4];
+        _mm256_storeu_si256((__m256i *)t, tot[r]);
+        sums[r] += (int64_t)(t[0] + t[1] + t[2] + t[3]);
+    }
+}
+
+AVX2_TARGET static void bs_sum(const uint8_t *bl, int nb, int64_t r0, int64_t r1, int64_t n, const __m256i *L, int R,
+                               int64_t *sums) {
+#define DH_BS_R(NB)                                                                                                \
+    switch (R) {                                                                                                   \
+    case 4: bs_sum_w(bl, NB, r0, r1, n, L, 4, sums); break;                                                        \
+    case 3: bs_sum_w(bl, NB, r0, r1, n, L, 3, sums); break;                                                        \
+    case 2: bs_sum_w(bl, NB, r0, r1, n, L, 2, sums); break;                                                        \
+    default: bs_sum_w(bl, NB, r0, r1, n, L, 1, sums); break;                                                       \
+    }
+    switch (nb) {
+    case 8: DH_BS_R(8) break;
+    case 16: DH_BS_R(16) break;
+    default: DH_BS_R(nb) break;
+    }
+#undef DH_BS_R
+}
+
 /* AVX-512 VPOPCNTDQ: one zmm = word w of the 8 rows of a group; W constant-folded for 1, 2, 4. */
 #define AVX512_TARGET __attribute__((target("avx512f,avx512vpopcntdq,popcnt")))
 
@@ -832,11 +901,23 @@ static int run_pass(job_t *J, qstate *st, int64_t *caps, int64_t qb, int64_t nqb
     const int64_t brows = bg * 8;
     int first = 1;
 #if DH_X86
-    if (J->bsl && J->mode != 2) {
+    if (J->bsl) {
         const int nb = J->nb;
         __m256i *T = (__m256i *)aligned_alloc(32, (size_t)nqb * 2 * nb * 32);
         if (!T) return -1;
         for (int64_t i = 0; i < nqb; i++) bs_tables(J->queries + (qb + i) * W, nb, T + i * 2 * nb);
+        if (J->mode == 2) { /* ceiling: a block stays in L2 while the query batch runs over it */
+            const int qr = J->ceil_qr == 4 ? 4 : 1;
+            for (int64_t r = 0; r < nr; r++)
+                for (int64_t g0 = rg[r].g0; g0 < rg[r].g1; g0 += bg) {
+                    const int64_t g1 = g0 + bg < rg[r].g1 ? g0 + bg : rg[r].g1;
+                    for (int64_t i0 = 0; i0 < nqb; i0 += qr)
+                        bs_sum(J->bsl, nb, g0 * 8, g1 * 8, J->n, T + i0 * 2 * nb,
+                               nqb - i0 < qr ? (int)(nqb - i0) : qr, &J->sums[qb + i0]);
+                }
+            free(T);
+            return 0;
+        }
         for (int64_t r = 0; r < nr; r++) {
             for (int64_t g0 = rg[r].g0; g0 < rg[r].g1; g0 += bg) {
                 const int64_t g1 = g0 + bg < rg[r].g1 ? g0 + bg : rg[r].g1;
@@ -1100,9 +1181,28 @@ static int g_forced_isa = -1;
 
 static int current_isa(void) { return g_forced_isa >= 0 ? g_forced_isa : best_isa(); }
 
-/* parse (layout, n, n_bits, queries) and fill the common part of a job */
-static int setup_job(job_t *J, PyArrayObject *lay, Py_ssize_t n, int n_bits, PyArrayObject *qs, int64_t *nq_out) {
+/* the instruction set called `name` (NULL: the current one); -1 with a Python error when unknown or unsupported */
+static int isa_by_name(const char *name) {
+    if (!name) return current_isa();
+    for (int i = 0; i < ISA_COUNT; i++) {
+        if (strcmp(name, ISA_NAMES[i]) == 0) {
+            if (!isa_supported(i)) {
+                PyErr_Format(PyExc_ValueError, "instruction set %s is not supported by this CPU", name);
+                return -1;
+            }
+            return i;
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "unknown instruction set %s; known: generic, popcnt, avx2, avx512", name);
+    return -1;
+}
+
+/* parse (layout, n, n_bits, queries, isa) and fill the common part of a job */
+static int setup_job(job_t *J, PyArrayObject *lay, Py_ssize_t n, int n_bits, PyArrayObject *qs, const char *isa_name,
+                     int64_t *nq_out) {
     memset(J, 0, sizeof(*J));
+    int isa = isa_by_name(isa_name);
+    if (isa < 0) return -1;
     if (n_bits <= 0 || n_bits % 8 || n_bits > 1024) {
         PyErr_Format(PyExc_ValueError, "n_bits must be a multiple of 8 between 8 and 1024; got %d", n_bits);
         return -1;
@@ -1113,7 +1213,7 @@ static int setup_job(job_t *J, PyArrayObject *lay, Py_ssize_t n, int n_bits, PyA
     }
     int W = (n_bits + 63) / 64;
     int64_t ngroups = (n + 7) / 8;
-    J->isa = current_isa();
+    J->isa = isa;
     if (PyArray_TYPE(lay) == NPY_UINT8) { /* the AVX2 byte-sliced layout */
         int64_t need = (n + 31) / 32 * 32 * (n_bits / 8);
         if (J->isa != ISA_AVX2 || n_bits > 128) {
@@ -1154,16 +1254,17 @@ static int setup_job(job_t *J, PyArrayObject *lay, Py_ssize_t n, int n_bits, PyA
 }
 
 static PyObject *py_knn(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "k", "n_threads", "qbatch", "qregister", "prior", NULL};
+    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "k", "n_threads", "qbatch", "qregister", "prior", "isa", NULL};
     PyArrayObject *lay, *qs;
     Py_ssize_t n, k, qbatch = 0;
     int n_bits, n_threads = 1, qreg = 4, prior = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!n|inip", kwlist, &PyArray_Type, &lay, &n, &n_bits,
-                                     &PyArray_Type, &qs, &k, &n_threads, &qbatch, &qreg, &prior))
+    const char *isa = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!n|inipz", kwlist, &PyArray_Type, &lay, &n, &n_bits,
+                                     &PyArray_Type, &qs, &k, &n_threads, &qbatch, &qreg, &prior, &isa))
         return NULL;
     job_t J;
     int64_t nq;
-    if (setup_job(&J, lay, n, n_bits, qs, &nq)) return NULL;
+    if (setup_job(&J, lay, n, n_bits, qs, isa, &nq)) return NULL;
     if (k < 1) {
         PyErr_Format(PyExc_ValueError, "k must be a positive integer; got %zd", k);
         return NULL;
@@ -1197,16 +1298,17 @@ static PyObject *py_knn(PyObject *self, PyObject *args, PyObject *kw) {
 }
 
 static PyObject *py_radius(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "radius", "n_threads", NULL};
+    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "radius", "n_threads", "isa", NULL};
     PyArrayObject *lay, *qs;
     Py_ssize_t n;
     int n_bits, radius, n_threads = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!i|i", kwlist, &PyArray_Type, &lay, &n, &n_bits, &PyArray_Type,
-                                     &qs, &radius, &n_threads))
+    const char *isa = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!i|iz", kwlist, &PyArray_Type, &lay, &n, &n_bits, &PyArray_Type,
+                                     &qs, &radius, &n_threads, &isa))
         return NULL;
     job_t J;
     int64_t nq;
-    if (setup_job(&J, lay, n, n_bits, qs, &nq)) return NULL;
+    if (setup_job(&J, lay, n, n_bits, qs, isa, &nq)) return NULL;
     if (radius < 0) {
         PyErr_Format(PyExc_ValueError, "radius must be >= 0; got %d", radius);
         return NULL;
@@ -1266,20 +1368,17 @@ static PyObject *py_radius(PyObject *self, PyObject *args, PyObject *kw) {
 }
 
 static PyObject *py_ceiling(PyObject *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "n_threads", "qbatch", "qregister", NULL};
+    static char *kwlist[] = {"layout", "n", "n_bits", "queries", "n_threads", "qbatch", "qregister", "isa", NULL};
     PyArrayObject *lay, *qs;
     Py_ssize_t n, qbatch = 32;
     int n_bits, n_threads = 1, qreg = 4;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!|ini", kwlist, &PyArray_Type, &lay, &n, &n_bits, &PyArray_Type,
-                                     &qs, &n_threads, &qbatch, &qreg))
+    const char *isa = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!niO!|iniz", kwlist, &PyArray_Type, &lay, &n, &n_bits, &PyArray_Type,
+                                     &qs, &n_threads, &qbatch, &qreg, &isa))
         return NULL;
     job_t J;
     int64_t nq;
-    if (setup_job(&J, lay, n, n_bits, qs, &nq)) return NULL;
-    if (J.bsl) {
-        PyErr_SetString(PyExc_ValueError, "the ceiling pass reads the interleaved (uint64) layout, not the byte-sliced one");
-        return NULL;
-    }
+    if (setup_job(&J, lay, n, n_bits, qs, isa, &nq)) return NULL;
     J.mode = 2;
     J.qbatch = qbatch < 1 ? 1 : qbatch;
     J.ceil_qr = qreg == 4 ? 4 : 1;
@@ -1320,29 +1419,21 @@ static PyObject *py_set_isa(PyObject *self, PyObject *arg) {
     }
     const char *name = PyUnicode_AsUTF8(arg);
     if (!name) return NULL;
-    for (int i = 0; i < ISA_COUNT; i++) {
-        if (strcmp(name, ISA_NAMES[i]) == 0) {
-            if (!isa_supported(i)) {
-                PyErr_Format(PyExc_ValueError, "instruction set %s is not supported by this CPU", name);
-                return NULL;
-            }
-            g_forced_isa = i;
-            Py_RETURN_NONE;
-        }
-    }
-    PyErr_Format(PyExc_ValueError, "unknown instruction set %s; known: generic, popcnt, avx2, avx512", name);
-    return NULL;
+    int isa = isa_by_name(name);
+    if (isa < 0) return NULL;
+    g_forced_isa = isa;
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
     {"knn", (PyCFunction)(void (*)(void))py_knn, METH_VARARGS | METH_KEYWORDS,
-     "knn(layout, n, n_bits, queries, k, n_threads=1, qbatch=0, qregister=4, prior=True) -> (D int32 (nq,k), I int64 (nq,k)):\n"
-     "exact Hamming k-NN, ties by row, padded with (n_bits+1, -1)."},
+     "knn(layout, n, n_bits, queries, k, n_threads=1, qbatch=0, qregister=4, prior=True, isa=None) -> (D int32 (nq,k), I int64 (nq,k)):\n"
+     "exact Hamming k-NN, ties by row, padded with (n_bits+1, -1). isa names the instruction set (None: isa())."},
     {"radius", (PyCFunction)(void (*)(void))py_radius, METH_VARARGS | METH_KEYWORDS,
-     "radius(layout, n, n_bits, queries, radius, n_threads=1) -> (lims int64 (nq+1), D int32, I int64):\n"
+     "radius(layout, n, n_bits, queries, radius, n_threads=1, isa=None) -> (lims int64 (nq+1), D int32, I int64):\n"
      "all rows with distance <= radius, each query's hits sorted by (distance, row)."},
     {"ceiling", (PyCFunction)(void (*)(void))py_ceiling, METH_VARARGS | METH_KEYWORDS,
-     "ceiling(layout, n, n_bits, queries, n_threads=1, qbatch=32, qregister=4) -> int64 (nq,): sum of the distances to every\n"
+     "ceiling(layout, n, n_bits, queries, n_threads=1, qbatch=32, qregister=4, isa=None) -> int64 (nq,): sum of the distances to every\n"
      "row (XOR + popcount with no top-k; the benchmark's hardware ceiling)."},
     {"isa", py_isa, METH_NOARGS, "name of the instruction set the kernels use"},
     {"supported_isas", py_supported_isas, METH_NOARGS, "instruction sets this CPU supports"},

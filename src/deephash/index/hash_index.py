@@ -27,8 +27,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deephash.names import display_path, name_bytes, name_from_bytes
+from deephash.names import display_path, name_bytes, names_from_nul_bytes, names_to_nul_bytes
 from deephash.errors import ConfigError, DataError, IndexFormatError
+from deephash.index.backend import register_backend
 from deephash.index.codes import check_codes, check_n_bits
 from deephash.index.search import SEARCHERS, ExactSearcher
 from deephash.utils import atomic_path
@@ -85,7 +86,7 @@ def _decode_paths(raw: bytes, header: dict[str, Any], path: Path) -> list[str]:
     if not header["n_paths"]:
         return []
     if header.get("path_encoding") == PATH_ENCODING:
-        return [name_from_bytes(b) for b in raw.split(b"\0")]
+        return names_from_nul_bytes(raw)
     try:
         return raw.decode("utf-8").split("\n")
     except UnicodeDecodeError as e:
@@ -147,7 +148,7 @@ def _check_header(header: Any, path: Path, body_bytes: int) -> list[dict[str, An
             raise bad(f"array {name!r} is described twice")
         seen.add(name)
         dtypes, ndims = _ARRAY_SPECS[name]
-        if s.get("dtype") not in dtypes:
+        if not isinstance(s.get("dtype"), str) or s["dtype"] not in dtypes:
             raise bad(f"array {name!r} must have dtype {' or '.join(sorted(dtypes))}; found {s.get('dtype')!r:.40}")
         shape = s.get("shape")
         if not isinstance(shape, list) or len(shape) not in ndims or not all(_is_int(d) and d >= 0 for d in shape):
@@ -180,6 +181,20 @@ def _check_header(header: Any, path: Path, body_bytes: int) -> list[dict[str, An
     return header["arrays"]
 
 
+def header_token(header: dict[str, Any]) -> str:
+    """The digest of a header without its token (what :meth:`HashIndex.save` writes as the token)."""
+    body = {k: v for k, v in header.items() if k != "token"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+
+
+def _check_token(header: dict[str, Any], path: Path) -> None:
+    """The header's token is a digest of the rest of it: a changed byte in the header (a class name,
+    the model's identity, a size) is corruption, refused, not a silently different index."""
+    if header.get("token") and header_token(header) != header["token"]:
+        raise IndexFormatError(f"{path}: index header is corrupt: it does not match the digest written with it "
+                               "(restore the file from a copy or rebuild it with deephash index)")
+
+
 def _check_arrays(header: dict[str, Any], arrays: dict[str, np.ndarray], paths: list[str], path: Path) -> None:
     """The arrays against each other and the header: one path per row, unique ids >= 0 below
     next_id, labels within the class names."""
@@ -192,7 +207,8 @@ def _check_arrays(header: dict[str, Any], arrays: dict[str, np.ndarray], paths: 
     if n:
         if ids.min() < 0:
             raise bad(f"negative id {int(ids.min())}")
-        if len(np.unique(ids)) != n:
+        sorted_ids = np.sort(ids)  # a sort finds repeats several times faster than np.unique's hash table
+        if (sorted_ids[1:] == sorted_ids[:-1]).any():
             raise bad("ids are not unique")
         nxt = header.get("next_id")
         if nxt is not None and nxt <= int(ids.max()):
@@ -321,9 +337,94 @@ class IndexSnapshot:
         o = hit[np.lexsort((hit, d[hit]))]
         return d[o].astype(np.int32), o.astype(np.int64)
 
+    # ------------------------------------------------------------------ the view of deephash.index.backend
+    # keys are rows of this snapshot; ``cls`` a class index (a label filter) or None
 
+    @property
+    def has_features(self) -> bool:
+        return self.features is not None
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def feature_dim(self) -> int | None:
+        return None if self.features is None else int(self.features.shape[1])
+
+
+    def _class_rows(self, cls: int) -> np.ndarray:
+        from deephash.query import label_rows
+
+        return label_rows(self.labels, cls)
+
+    def count(self, cls: int | None = None) -> int:
+        return len(self) if cls is None else len(self._class_rows(cls))
+
+    def has_id(self, image_id: int, cls: int | None = None) -> bool:
+        ids = self.ids if cls is None else self.ids[self._class_rows(cls)]
+        return bool(np.any(ids == int(image_id)))
+
+    def key_of(self, image_id: int) -> int:
+        rows = np.flatnonzero(self.ids == int(image_id))
+        if not len(rows):
+            raise DataError(f"unknown image id {image_id}; the index holds {len(self)} images")
+        return int(rows[0])
+
+    def _class_distances(self, code: np.ndarray, cls: int) -> tuple[np.ndarray, np.ndarray]:
+        from deephash.index.codes import hamming_matrix
+
+        rows = self._class_rows(cls)
+        d = hamming_matrix(code, self.codes[rows])[0].astype(np.int32) if len(rows) else np.zeros(0, np.int32)
+        o = np.lexsort((rows, d))
+        return d[o], rows[o].astype(np.int64)
+
+    def nearest(self, code: np.ndarray, k: int, cls: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest rows (of class ``cls``), by (Hamming distance, row)."""
+        if cls is None:
+            return self.topk_rows(code, k)
+        d, rows = self._class_distances(code, cls)
+        return d[:k], rows[:k]
+
+    def within(self, code: np.ndarray, radius: int, cls: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every row (of class ``cls``) within Hamming ``radius``, by (distance, row)."""
+        if cls is None:
+            return self.radius_rows(code, radius)
+        d, rows = self._class_distances(code, cls)
+        keep = d <= radius
+        return d[keep], rows[keep]
+
+    def ids_of(self, keys: np.ndarray) -> np.ndarray:
+        return self.ids[np.asarray(keys, np.int64)]
+
+    def codes_of(self, keys: np.ndarray) -> np.ndarray:
+        return self.codes[np.asarray(keys, np.int64)].copy()
+
+    def features_of(self, keys: np.ndarray) -> np.ndarray:
+        if self.features is None:
+            raise ConfigError("this index stores no float features")
+        return self.features[np.asarray(keys, np.int64)].astype(np.float32)
+
+    def records_of(self, keys: np.ndarray) -> tuple[list[str], list[Any]]:
+        """Paths and stored labels (an int, -1 for none; a list of classes when multi-label; None without labels)."""
+        keys = [int(r) for r in np.asarray(keys, np.int64)]
+        if self.labels is None:
+            labels: list[Any] = [None] * len(keys)
+        elif self.labels.ndim == 1:
+            labels = [int(self.labels[r]) for r in keys]
+        else:
+            labels = [[int(j) for j in np.flatnonzero(self.labels[r])] for r in keys]
+        return [self.paths[r] for r in keys], labels
+
+    def page(self, offset: int, limit: int, step: int = 1) -> np.ndarray:
+        """Rows of one page of the browsing order (insertion order), every ``step``-th from ``offset``."""
+        return np.asarray(range(offset, len(self), step)[:limit], np.int64)
+
+
+@register_backend("file")
 class HashIndex:
-    """An on-disk-persistable index of packed binary codes.
+    """An on-disk-persistable index of packed binary codes (the local backend of
+    :mod:`deephash.index.backend`: a path or ``file:PATH``).
 
     ``search(codes, k) -> (D int32 (nq, k), ids int64 (nq, k))``, padded with -1 like FAISS;
     ties in Hamming distance are ordered by insertion (which is id order for auto ids).
@@ -367,6 +468,9 @@ class HashIndex:
         self._searcher: ExactSearcher | None = None
         self._row_of: dict[int, int] | None = None
         self._journal = None  # bound to the file this index was last saved to or loaded from
+        self._target: Path | None = None  # where finish() writes a new index (new_index)
+        self._header_changed = False  # class names grew: the file must be rewritten (persist)
+        self._path_map: dict[str, int] | None = None  # path -> id, built by ids_of_paths
 
     codes = _row_view("codes")
     ids = _row_view("ids")
@@ -380,6 +484,123 @@ class HashIndex:
     @property
     def has_features(self) -> bool:
         return self.features is not None
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def multi_label(self) -> bool:
+        return self.labels is not None and self.labels.ndim == 2
+
+    @property
+    def location(self) -> str:
+        """The file this index was last saved to or loaded from (or will be written to)."""
+        p = self._journal.index_path if self._journal is not None else self._target
+        return str(p) if p is not None else "(in memory)"
+
+    # ------------------------------------------------------------------ the backend interface (deephash.index.backend)
+    @classmethod
+    def open_uri(cls, uri: str, **options: Any) -> "HashIndex":
+        """The index file at ``uri`` (a path or ``file:PATH``); ``options`` (``searcher``, ``n_threads``) go to :meth:`load`."""
+        other = sorted(set(options) - {"searcher", "n_threads"})
+        if other:
+            raise ConfigError(f"option(s) {', '.join(other)} apply to server indexes (milvus://...), not to the file {uri}")
+        return cls.load(uri[len("file:"):] if uri.startswith("file:") else uri, **options)
+
+    @classmethod
+    def create_uri(cls, uri: str, n_bits: int, *, class_names: Sequence[str] = (), code_kind: str = "hamming",
+                   meta: dict[str, Any] | None = None, feature_dim: int | None = None, labels: str | None = None,
+                   **options: Any) -> "HashIndex":
+        """An empty index that :meth:`finish` writes to ``uri`` (features float16 and labels as the first
+        ``add`` gives them; ``options``: ``searcher``, ``n_threads``)."""
+        other = sorted(set(options) - {"searcher", "n_threads"})
+        if other:
+            raise ConfigError(f"option(s) {', '.join(other)} apply to server indexes (milvus://...), not to the file {uri}")
+        ix = cls(n_bits, class_names=class_names, code_kind=code_kind, meta=meta, **options)
+        ix._target = Path(uri[len("file:"):] if uri.startswith("file:") else uri)
+        return ix
+
+    def finish(self) -> None:
+        """Write a built index to the file it was created for."""
+        if self._target is None:
+            raise ConfigError("this index was not made by new_index(path): save it with save(path)")
+        self.save(self._target)
+
+    def persist(self, added: Sequence[int] | np.ndarray = (), removed: Sequence[int] | np.ndarray = (), *,
+                fold_ratio: float = 0.25, fold_min_bytes: int = 0) -> bool:
+        """Make changes already applied in memory durable: appended (fsync'ed) to the journal of the
+        bound file, which is folded into a rewritten file once it passes ``max(fold_min_bytes,
+        fold_ratio x the file)``. Returns whether the file was rewritten. A failed fold loses nothing
+        (the journal holds the changes): it is logged and retried at the next call."""
+        import logging
+
+        both = set(map(int, added)) & set(map(int, removed))  # added, then removed again: nothing to record
+        added = [int(i) for i in added if int(i) not in both]
+        removed = [int(i) for i in removed if int(i) not in both]
+        with self._lock:
+            if added:
+                self.log_added(added)
+            if removed:
+                self.log_removed(removed)
+            if not (self._header_changed or self.journal_outgrown(fold_ratio, fold_min_bytes)):
+                return False
+            try:
+                self.save(self._journal.index_path)
+            except Exception as e:  # the changes are already durable in the journal
+                logging.getLogger("deephash.index").error("could not rewrite %s to fold in its journal (%s: %s); will retry",
+                                                          self._journal.index_path, type(e).__name__, e)
+                return False
+            return True
+
+    def id_paths(self) -> tuple[np.ndarray, list[str]]:
+        """Every stored id with its path."""
+        with self._lock:
+            return self.ids.copy(), list(self.paths)
+
+    def ids_of_paths(self, paths: Sequence[str]) -> dict[str, int]:
+        """``path -> id`` for those of ``paths`` the index holds (a map built once per change)."""
+        with self._lock:
+            if self._path_map is None:
+                self._path_map = {p: int(i) for i, p in zip(self.ids, self.paths)}
+            m = self._path_map
+        return {p: m[p] for p in paths if p in m}
+
+    def add_class_names(self, names: Sequence[str]) -> None:
+        """Append new class names; they live in the file's header, so the next :meth:`persist` rewrites it."""
+        with self._lock:
+            new = [n for n in names if n not in self.class_names]
+            if new:
+                self.class_names.extend(new)
+                self._header_changed = True
+
+    def new_ids(self, n: int) -> np.ndarray:
+        """The next ``n`` ids (one process writes a local index: the service holds its write lock)."""
+        with self._lock:
+            return np.arange(self._next_id, self._next_id + int(n), dtype=np.int64)
+
+    def default_uploads_dir(self) -> Path:
+        """Where the service keeps uploaded images: ``<index file>.uploads`` beside the file."""
+        p = Path(self.location).resolve()
+        return p.with_name(p.name + ".uploads")
+
+    def reopen(self) -> "HashIndex":
+        """The index as its file (and journal) hold it: what to use after a failed write."""
+        return HashIndex.load(self._bound_journal().index_path, searcher=self.searcher_name, n_threads=self.n_threads)
+
+    def stats(self) -> dict[str, Any]:
+        """Backend facts for ``/api/stats``: per-class counts, uploads, searcher, file, journal."""
+        with self._lock:
+            labels, paths = self.labels, list(self.paths)
+        per_class = None
+        if labels is not None and labels.ndim == 1 and self.class_names:
+            counts = np.bincount(labels[labels >= 0], minlength=len(self.class_names))
+            per_class = {n: int(c) for n, c in zip(self.class_names, counts)}
+        return {"backend": "file", "per_class": per_class, "uploaded": int(sum(p.startswith(UPLOAD_PREFIX) for p in paths)),
+                "searcher": self.searcher_name, "index_file": Path(self.location).name, "journal_bytes": self.journal_bytes}
+
+    def close(self) -> None:
+        """Nothing is held open between calls (the file is read whole at load)."""
 
     def rows_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Row positions of ``ids``; raises :class:`DataError` naming the unknown ids."""
@@ -460,6 +681,7 @@ class HashIndex:
             self.paths.extend(paths)
             self._next_id = max(self._next_id, int(new_ids.max()) + 1 if n else self._next_id)
             self._searcher = None
+            self._path_map = None
             if self._row_of is not None:  # extend the id -> row map instead of rebuilding it
                 self._row_of.update((int(i), m + r) for r, i in enumerate(new_ids))
             return new_ids
@@ -480,6 +702,7 @@ class HashIndex:
     def _invalidate(self) -> None:
         self._searcher = None
         self._row_of = None
+        self._path_map = None
 
     def snapshot(self) -> IndexSnapshot:
         """A consistent view of the index for one query (see :class:`IndexSnapshot`)."""
@@ -495,6 +718,14 @@ class HashIndex:
                 s.reset(self.codes)
                 self._searcher = s
             return self._searcher
+
+    @property
+    def search_path(self) -> str:
+        """The code path exact Hamming search runs on: ``"<isa>/<layout>"`` for deephash's C kernel
+        (e.g. ``"avx2/byte-sliced"``; ``DEEPHASH_ISA`` forces one), else the searcher's name."""
+        if self.code_kind != "hamming":
+            return "asymmetric"
+        return getattr(self._get_searcher(), "path", self.searcher_name)
 
     # ------------------------------------------------------------------ search
     def _require_hamming(self, what: str) -> None:
@@ -637,7 +868,7 @@ class HashIndex:
                 self._journal.check_unchanged()  # never fold away another writer's changes
             arrays: dict[str, np.ndarray] = {"codes": self.codes, "ids": self.ids}
             # file names are bytes on Linux: stored as they are (os.fsencode), NUL-separated
-            arrays["paths"] = np.frombuffer(b"\0".join(name_bytes(p) for p in self.paths), dtype=np.uint8)
+            arrays["paths"] = np.frombuffer(names_to_nul_bytes(self.paths), dtype=np.uint8)
             if self.labels is not None:
                 arrays["labels"] = self.labels
             if self.features is not None:
@@ -656,7 +887,7 @@ class HashIndex:
             }
             # the token a journal names: a digest of the header (sizes and CRC32 of every array), so
             # equal content saves to equal bytes, and a changed index gets another token
-            header["token"] = hashlib.sha256(json.dumps(header, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+            header["token"] = header_token(header)
             hbytes = json.dumps(header).encode("utf-8")
             path = Path(path)
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -667,6 +898,7 @@ class HashIndex:
                 fh.write(_TRAILER)
             self._journal = Journal(path, bytes.fromhex(header["token"]))
             self._journal.discard()
+            self._header_changed = False
             return path
 
     @classmethod
@@ -680,6 +912,7 @@ class HashIndex:
             size = os.fstat(fh.fileno()).st_size
             header = _read_head(fh, path, size)
             _check_header(header, path, size - fh.tell() - len(_TRAILER))
+            _check_token(header, path)
             expected = fh.tell() + sum(s["nbytes"] for s in header["arrays"]) + len(_TRAILER)
             if size != expected:
                 raise IndexFormatError(f"{path}: index file is truncated or padded: expected {expected} bytes, found {size}")

@@ -12,7 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deephash.errors import BackboneUnavailableError, DeepHashError, IndexFormatError
+from deephash.errors import (BackboneUnavailableError, BackendError, BackendUnavailableError, DeepHashError, IndexFormatError,
+                             OutputError)
 
 log = logging.getLogger("deephash.service")
 
@@ -56,8 +57,14 @@ def status_of(e: DeepHashError) -> int:
     """HTTP status of a deliberate deephash error: server-side faults are 5xx, the rest 400."""
     if isinstance(e, ServiceError):
         return e.status
+    if isinstance(e, BackendUnavailableError):  # the index's server does not answer: try again later
+        return 503
+    if isinstance(e, BackendError):  # the index's server refused or failed the operation
+        return 502
     if isinstance(e, (IndexFormatError, BackboneUnavailableError)):
         return 500
+    if isinstance(e, OutputError):  # the server's disk, not the request
+        return 503
     return 400
 
 

@@ -1,10 +1,16 @@
 """ServiceState: the model and the index, loaded once, and every operation the routes perform on them.
 
-Reads run concurrently. Writes are serialised by one lock and acknowledged only after the
-change is on disk: appended (and fsync'ed) to the index's journal, so a write costs a small
-record, not a rewrite of the whole index file; when the journal outgrows a share of the index
-file, the index is rewritten atomically with the journal folded in. A failed write reloads the
-index from disk (file + journal), so memory never holds what the disk does not.
+The index is any backend of :mod:`deephash.index.backend` — a local file or
+``milvus://HOST:PORT/COLLECTION`` — reached only through its interface (``snapshot()`` views for
+reads, ``add``/``remove``/``persist`` for writes), so the routes and this class do not know which.
+
+Reads run concurrently. Writes are serialised by one lock and acknowledged only after the change
+is durable (``persist``): a local index appends (and fsyncs) it to its journal, rewriting the file
+with the journal folded in when the journal outgrows a share of it; Milvus acknowledges an insert
+once its log holds it. A failed write reopens the index (``reopen``), so memory never holds what
+storage does not. Against Milvus the service holds no state of its own: several replicas behave as
+one (reads are Strong: each sees every write another replica acknowledged; uploads get ids no other
+replica takes; uploaded files go to a folder the replicas share, ``uploads_dir``).
 """
 from __future__ import annotations
 
@@ -21,15 +27,15 @@ import numpy as np
 from PIL import Image
 
 from deephash import query as Q
-from deephash.errors import ConfigError, DataError
-from deephash.index import HashIndex
-from deephash.index.hash_index import UPLOAD_PREFIX, IndexSnapshot  # uploads' index paths start with UPLOAD_PREFIX
+from deephash.errors import ConfigError, DataError, DeepHashError
+from deephash.index.backend import open_index
+from deephash.index.hash_index import UPLOAD_PREFIX  # uploads' index paths start with UPLOAD_PREFIX
 from deephash.model import HashModel, model_path_of, require_same_model
 from deephash.names import display_path  # names are bytes: shown with \xNN escapes
 from deephash.service.config import ServiceConfig
 from deephash.service.errors import NotFoundError, PersistError, ServiceError
 from deephash.service.thumbs import ThumbnailCache, make_thumbnail
-from deephash.utils import Timer, atomic_write_bytes
+from deephash.utils import atomic_write_bytes
 
 log = logging.getLogger("deephash.service")
 
@@ -52,24 +58,25 @@ def _extension_of(data: bytes) -> str:
 class ServiceState:
     """Holds the open index and model; the routes call its methods and never touch the index directly."""
 
-    def __init__(self, index_path: str | Path, config: ServiceConfig, model: str | Path | None = None) -> None:
+    def __init__(self, index_path: str | Path, config: ServiceConfig, model: str | Path | None = None, *,
+                 backend_options: dict[str, Any] | None = None, uploads_dir: str | Path | None = None) -> None:
         self.config = config
-        self.index_path = Path(index_path).resolve()
-        self.index = HashIndex.load(self.index_path)
-        self.model = HashModel.load(model if model is not None else model_path_of(self.index.meta, self.index_path))
-        require_same_model(self.index.meta, self.model, self.index_path)
+        self.index = open_index(index_path, **(backend_options or {}))
+        self.location = self.index.location
+        self.model = HashModel.load(model if model is not None else model_path_of(self.index.meta, index_path))
+        require_same_model(self.index.meta, self.model, self.location)
         if self.index.code_kind != self.model.hasher.code_kind:
-            raise ConfigError(f"{self.index_path} holds {self.index.code_kind!r} codes but its model makes "
+            raise ConfigError(f"{self.location} holds {self.index.code_kind!r} codes but its model makes "
                               f"{self.model.hasher.code_kind!r} codes")
         if self.model.hasher.n_bits != self.index.n_bits:
             raise ConfigError(f"the model makes {self.model.hasher.n_bits}-bit codes but the index holds {self.index.n_bits}-bit codes")
         root = self.index.meta.get("archive_root")
         self.archive_root = Path(root).resolve() if root else None
-        self.uploads_dir = self.index_path.with_name(self.index_path.name + ".uploads")
+        self.uploads_dir = Path(uploads_dir).resolve() if uploads_dir else self.index.default_uploads_dir()
         self.thumbs = ThumbnailCache(max_items=config.thumb_cache_items, max_bytes=config.thumb_cache_bytes)
         self.internal_errors = 0
         self.started_at = time.time()
-        self._write_lock = threading.Lock()  # one writer at a time, held across add/remove + save
+        self._write_lock = threading.Lock()  # one writer at a time, held across add/remove + persist
         self._snap_lock = threading.Lock()  # held briefly: in-memory mutation vs. taking a snapshot
         self._warm_up()
 
@@ -80,17 +87,25 @@ class ServiceState:
         feats = self.model.backbone.embed(np.full((1, size, size, 3), 127, np.uint8))
         self.model.hasher.encode(feats)
         if len(self.index) and self.index.code_kind == "hamming":
-            self.index.search(self.index.codes[:1], 1)
+            self.index.search(np.zeros((1, self.index.n_bits // 8), np.uint8), 1)
 
-    def snapshot(self) -> IndexSnapshot:
+    def snapshot(self):
+        """The view one request reads (:class:`deephash.index.backend.IndexView`)."""
         with self._snap_lock:
             return self.index.snapshot()
 
-    def _row(self, image_id: int) -> int:
+    @staticmethod
+    def _key(view, image_id: int) -> int:
         try:
-            return int(self.index.rows_of([image_id])[0])
+            return view.key_of(int(image_id))
         except DataError:
-            raise NotFoundError(f"unknown image id {image_id}; the index holds {len(self.index)} images") from None
+            raise NotFoundError(f"unknown image id {image_id}; the index holds {len(view)} images") from None
+
+    def _record(self, image_id: int) -> tuple[str, Any]:
+        """(path, stored label) of one image; unknown ids are a 404."""
+        view = self.snapshot()
+        paths, labels = view.records_of(np.asarray([self._key(view, image_id)], np.int64))
+        return paths[0], labels[0]
 
     @property
     def class_names(self) -> list[str]:
@@ -101,7 +116,7 @@ class ServiceState:
         return Q.label_name(self.class_names, label)
 
     def class_index(self, name: str) -> int:
-        if self.index.labels is None:
+        if not self.index.has_labels:
             raise ServiceError("this index stores no labels, so results cannot be filtered by label")
         names = self.class_names
         if name in names:
@@ -116,10 +131,9 @@ class ServiceState:
 
     def stored_query(self, image_id: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The code and float feature the index holds for ``image_id``."""
-        with self._snap_lock:
-            row = self._row(image_id)
-            ix = self.index
-            return ix.codes[row : row + 1].copy(), (None if ix.features is None else ix.features[row : row + 1].astype(np.float32))
+        view = self.snapshot()
+        key = np.asarray([self._key(view, image_id)], np.int64)
+        return view.codes_of(key), (view.features_of(key) if view.has_features else None)
 
     def search(self, code: np.ndarray, feat: np.ndarray | None, timings: dict[str, float], *, k: int,
                radius: int | None, rerank: bool, label: str | None, exclude_self: bool = False,
@@ -143,27 +157,23 @@ class ServiceState:
 
     # ------------------------------------------------------------------ images
     def image_info(self, image_id: int) -> dict[str, Any]:
-        with self._snap_lock:
-            row = self._row(image_id)
-            lab, path = self.label_name(self.index.label_of_row(row)), display_path(self.index.paths[row])
-        return {"id": image_id, "label": lab, "path": path, "thumb_url": f"/api/images/{image_id}/thumb",
-                "original_url": f"/api/images/{image_id}/original"}
+        path, lab = self._record(image_id)
+        return {"id": image_id, "label": self.label_name(lab), "path": display_path(path),
+                "thumb_url": f"/api/images/{image_id}/thumb", "original_url": f"/api/images/{image_id}/original"}
 
     def list_images(self, offset: int, limit: int, step: int = 1) -> dict[str, Any]:
-        """Up to ``limit`` images in row order from ``offset``, every ``step``-th, with label, path and URLs."""
-        with self._snap_lock:
-            ix = self.index
-            rows = range(offset, len(ix), step)[:limit]
-            items = [(int(ix.ids[r]), self.label_name(ix.label_of_row(r)), display_path(ix.paths[r])) for r in rows]
-            total = len(ix)
-        return {"total": total, "offset": offset, "step": step,
-                "items": [{"id": i, "label": lab, "path": p, "thumb_url": f"/api/images/{i}/thumb",
-                           "original_url": f"/api/images/{i}/original"} for i, lab, p in items]}
+        """Up to ``limit`` images in the index's browsing order from ``offset``, every ``step``-th, with
+        label, path and URLs."""
+        view = self.snapshot()
+        keys = view.page(offset, limit, step)
+        ids = view.ids_of(keys)
+        paths, labels = view.records_of(keys) if len(keys) else ([], [])
+        return {"total": len(view), "offset": offset, "step": step,
+                "items": [{"id": int(i), "label": self.label_name(lab), "path": display_path(p),
+                           "thumb_url": f"/api/images/{int(i)}/thumb", "original_url": f"/api/images/{int(i)}/original"}
+                          for i, p, lab in zip(ids, paths, labels)]}
 
-    def image_file(self, image_id: int) -> Path:
-        """The file behind ``image_id``, refused unless it lies inside the archive (or the uploads folder)."""
-        with self._snap_lock:
-            p = self.index.paths[self._row(image_id)]
+    def _file_of(self, image_id: int, p: str) -> Path:
         if not p:
             raise NotFoundError(f"image {image_id} has no file recorded in the index")
         if p.startswith(UPLOAD_PREFIX):
@@ -180,30 +190,39 @@ class ServiceState:
             raise NotFoundError(f"the file of image {image_id} ({display_path(p)}) is missing from the archive")
         return full
 
+    def image_file(self, image_id: int) -> Path:
+        """The file behind ``image_id``, refused unless it lies inside the archive (or the uploads folder)."""
+        return self._file_of(image_id, self._record(image_id)[0])
+
     def thumbnail(self, image_id: int, size: int) -> bytes:
-        key = (image_id, size)
+        path = self._record(image_id)[0]  # checked every time: another replica may have removed the image
+        key = (image_id, size, path)
         data = self.thumbs.get(key)
         if data is None:
-            data = make_thumbnail(self.image_file(image_id), size, max_pixels=self.config.max_pixels)
+            data = make_thumbnail(self._file_of(image_id, path), size, max_pixels=self.config.max_pixels)
             self.thumbs.put(key, data)
         return data
 
     # ------------------------------------------------------------------ writes
     def _labels_for(self, label: str | None) -> np.ndarray | None:
         ix = self.index
-        if ix.labels is None:
+        if not ix.has_labels:
             if label is not None:
                 raise ServiceError("label: this index stores no labels; add the image without one")
             return None
-        if ix.labels is not None and ix.labels.ndim == 2:
-            row = np.zeros((1, ix.labels.shape[1]), np.uint8)
+        if ix.multi_label:
+            row = np.zeros((1, len(self.class_names)), np.uint8)
             for name in (label.split(",") if label else []):
                 row[0, self.class_index(name.strip())] = 1
             return row
         return np.array([-1 if label is None else self.class_index(label)], np.int64)
 
+    def _persist(self, added=(), removed=()) -> None:
+        self.index.persist(added, removed, fold_ratio=self.config.journal_compact_ratio,
+                           fold_min_bytes=self.config.journal_compact_min_bytes)
+
     def add_image(self, data: bytes, filename: str, label: str | None) -> dict[str, Any]:
-        """Encode an upload, keep a copy in ``<index>.uploads/``, add it and save; returns its id."""
+        """Encode an upload, keep a copy in the uploads folder, add it and make it durable; returns its id."""
         code, feat, _ = self.encode_upload(data, filename)
         ext = _extension_of(data)
         with self._write_lock:
@@ -211,32 +230,36 @@ class ServiceState:
             name = f"{uuid.uuid4().hex}.{ext}"
             self.uploads_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.uploads_dir / name, data)
-            with self._snap_lock:
-                new_id = int(self.index.add(code, paths=[UPLOAD_PREFIX + name], labels=labels,
-                                            features=feat if self.index.has_features else None)[0])
             try:
-                self.index.log_added([new_id])
+                with self._snap_lock:
+                    new_id = int(self.index.new_ids(1)[0])
+                    self.index.add(code, ids=[new_id], paths=[UPLOAD_PREFIX + name], labels=labels,
+                                   features=feat if self.index.has_features else None)
+            except DeepHashError:  # nothing was added (e.g. the server is unreachable: a 503)
+                with contextlib.suppress(OSError):
+                    (self.uploads_dir / name).unlink()
+                raise
+            try:
+                self._persist(added=[new_id])
             except Exception as e:
-                self._reload_after_failed_write()
+                self._reopen_after_failed_write()
                 with contextlib.suppress(OSError):
                     (self.uploads_dir / name).unlink()
                 raise PersistError(f"could not write the index ({type(e).__name__}: {e}); the image was not added") from None
-            self._maybe_compact()
         log.info("added image %d (%s, %d bytes) as %s", new_id, filename, len(data), name)
         return {"id": new_id, **self.image_info(new_id), "count": len(self.index)}
 
     def remove_image(self, image_id: int) -> dict[str, Any]:
-        """Remove one image and save; an uploaded file is deleted once the index no longer names it."""
+        """Remove one image and make it durable; an uploaded file is deleted once the index no longer names it."""
         with self._write_lock:
+            path = self._record(image_id)[0]
             with self._snap_lock:
-                path = self.index.paths[self._row(image_id)]
                 self.index.remove([image_id])
             try:
-                self.index.log_removed([image_id])
+                self._persist(removed=[image_id])
             except Exception as e:
-                self._reload_after_failed_write()
+                self._reopen_after_failed_write()
                 raise PersistError(f"could not write the index ({type(e).__name__}: {e}); image {image_id} was not removed") from None
-            self._maybe_compact()
             self.thumbs.drop(lambda key: key[0] == image_id)
             if path.startswith(UPLOAD_PREFIX):
                 with contextlib.suppress(OSError):
@@ -244,23 +267,9 @@ class ServiceState:
         log.info("removed image %d", image_id)
         return {"id": image_id, "removed": True, "count": len(self.index)}
 
-    def _maybe_compact(self) -> None:
-        """Fold the journal into a rewritten index file once it outgrows a share of that file.
-
-        Called under the write lock after a change is durable in the journal, so a failure here
-        loses nothing: it is logged and the journal simply keeps growing until a rewrite succeeds."""
-        if not self.index.journal_outgrown(self.config.journal_compact_ratio, self.config.journal_compact_min_bytes):
-            return
-        try:
-            with Timer() as t:
-                self.index.save(self.index_path)
-            log.info("folded the journal into %s in %.2f s", self.index_path, t.seconds)
-        except Exception as e:  # the change is already durable in the journal
-            log.error("could not rewrite %s to fold in its journal (%s: %s); will retry", self.index_path, type(e).__name__, e)
-
-    def _reload_after_failed_write(self) -> None:
-        log.error("index write failed; reloading %s", self.index_path)
-        fresh = HashIndex.load(self.index_path)
+    def _reopen_after_failed_write(self) -> None:
+        log.error("index write failed; reopening %s", self.location)
+        fresh = self.index.reopen()
         with self._snap_lock:
             self.index = fresh
 
@@ -268,20 +277,16 @@ class ServiceState:
     def stats(self) -> dict[str, Any]:
         ix = self.index
         bb = ix.meta.get("backbone") or self.model.backbone.describe()
-        with self._snap_lock:
-            n_uploads = sum(p.startswith(UPLOAD_PREFIX) for p in ix.paths)
-            per_class = None
-            if ix.labels is not None and ix.labels.ndim == 1 and self.class_names:
-                counts = np.bincount(ix.labels[ix.labels >= 0], minlength=len(self.class_names))
-                per_class = {n: int(c) for n, c in zip(self.class_names, counts)}
+        facts = ix.stats()
         ident = ix.meta.get("model_identity") or {"method": ix.meta.get("method", self.model.hasher.name),
                                                    "bits": ix.n_bits, "digest": None}
         return {
             "count": len(ix), "bits": ix.n_bits, "method": ident["method"], "model": {**ident, "file": ix.meta.get("model")},
             "backbone": bb, "image_size": self.model.backbone.preprocessing.size,
-            "has_features": ix.has_features, "has_labels": ix.labels is not None, "class_names": self.class_names,
-            "per_class": per_class, "uploaded": int(n_uploads), "searcher": ix.searcher_name,
-            "code_kind": ix.code_kind, "index_file": self.index_path.name, "journal_bytes": ix.journal_bytes,
+            "has_features": ix.has_features, "has_labels": ix.has_labels, "class_names": self.class_names,
+            "per_class": facts["per_class"], "uploaded": facts["uploaded"], "searcher": facts["searcher"],
+            "code_kind": ix.code_kind, "index_file": facts["index_file"], "journal_bytes": facts["journal_bytes"],
+            "backend": facts["backend"],
             "limits": {"max_k": self.config.max_k, "max_upload_bytes": self.config.max_upload_bytes,
                        "max_pixels": self.config.max_pixels},
             "auth": {"writes_enabled": self.config.api_key is not None, "read_key_required": self.config.read_key_required},

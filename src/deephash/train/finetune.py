@@ -345,7 +345,7 @@ def fine_tune(method: str, data, labels: np.ndarray | None = None, *, config: Fi
     from deephash.hashers import create_hasher
     from deephash.hashers.deep import DeepHasher
     from deephash.train.sampling import stratified_holdout
-    from deephash.train.trainer import Trainer, pick_device
+    from deephash.train.trainer import pick_device
     from deephash.utils import seed_everything
 
     cfg = config or FinetuneConfig(method=method)
@@ -371,7 +371,6 @@ def fine_tune(method: str, data, labels: np.ndarray | None = None, *, config: Fi
     if not h.supervised:
         raise ConfigError(f"{method} is unsupervised: its loss keeps the similarities of fixed backbone features, "
                           "which fine-tuning the backbone would move; train it head-only (deephash train)")
-    h._validate()
     device = pick_device(cfg.device)
     bb = create_backbone(cfg.backbone, image_size=cfg.image_size)
     trunk = h.build_trunk(bb.torch_module()).to(device)
@@ -383,16 +382,15 @@ def fine_tune(method: str, data, labels: np.ndarray | None = None, *, config: Fi
     if cfg.val_fraction > 0 and len(images) >= 20:  # the Trainer's split sizes (they do not depend on the seed)
         n_train = len(stratified_holdout(y, cfg.val_fraction, np.random.default_rng(0))[0])
     ipe = max(1, math.ceil(n_train / cfg.batch_size))
-    h.e2e_ = EndToEnd(trunk, bb.preprocessing, device, augment=cfg.augment, pad=cfg.pad,
+    source = EndToEnd(trunk, bb.preprocessing, device, augment=cfg.augment, pad=cfg.pad,
                       backbone_lr_mult=cfg.backbone_lr_mult, seed=cfg.seed, scale_min=cfg.scale_min)
-    h.in_dim_ = int(trunk.out_dim)
     tcfg = h.trainer_config(n_iters=cfg.epochs * ipe, eval_every=ipe, batch_size=cfg.batch_size, lr=cfg.lr,
                             optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, schedule="cosine",
                             warmup_iters=int(cfg.warmup_epochs * ipe), patience=cfg.patience,
                             val_fraction=cfg.val_fraction, device=str(device), log_every=max(1, ipe // 4),
                             checkpoint_path=str(checkpoint_path) if checkpoint_path else None, progress=progress)
     t0 = time.perf_counter()
-    h.history_ = Trainer(tcfg).fit(h, images, y)
+    h.fit_end_to_end(images, y, source, trunk.out_dim, tcfg)
     wall = time.perf_counter() - t0
     net = h.net_
     h.trunk_, h.net_ = net.trunk, net.head
@@ -405,7 +403,6 @@ def fine_tune(method: str, data, labels: np.ndarray | None = None, *, config: Fi
     h.net_.eval()
     h.preprocessing_ = bb.preprocessing
     h.finetune_ = {**asdict(cfg), "store_size": int(images.shape[1])}  # encode decodes to this size, as here
-    h._drop_training_data()
     hist = h.history_
     iters = hist["iters"] - hist.get("resumed_from", 0)
     train_s = max(1e-9, hist["seconds"] - hist.get("validation_s", 0.0))

@@ -1,5 +1,8 @@
 """The one training loop: seeding, device choice, logging, validation-based early stopping and
-resumable checkpoints. A method contributes its network and its loss (see DeepHasher)."""
+resumable checkpoints. A method contributes its network and its loss: anything with the hooks of
+:class:`Trainable` trains here (every :class:`~deephash.hashers.deep.DeepHasher` has them); the
+Trainer imports no method, and what feeds the batches (a feature bank head-only, an image bank end
+to end) is the method's ``sample_batch``."""
 from __future__ import annotations
 
 import copy
@@ -9,7 +12,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Iterable, Protocol
 
 import numpy as np
 
@@ -17,8 +20,25 @@ from deephash.errors import ConfigError
 from deephash.train.sampling import stratified_holdout
 from deephash.utils import atomic_path, seed_everything
 
-if TYPE_CHECKING:
-    from deephash.hashers.deep import DeepHasher
+
+
+class Trainable(Protocol):
+    """What the Trainer needs of a method (the hooks a DeepHasher implements)."""
+
+    name: str
+    net_: Any
+    device_: Any
+
+    def prepare(self, X: np.ndarray, y: np.ndarray | None, rng: np.random.Generator) -> None: ...
+    def param_groups(self, net: Any, lr: float) -> list[dict[str, Any]]: ...
+    def validation_distances(self, Xv: np.ndarray, Xdb: np.ndarray) -> np.ndarray: ...
+    def sample_batch(self, rng: np.random.Generator, batch_size: int) -> dict[str, Any]: ...
+    def compute_loss(self, net: Any, batch: dict[str, Any]) -> Any: ...
+    def extra_parameters(self) -> Iterable: ...
+    def after_step(self, net: Any, it: int) -> None: ...
+    def extra_state(self) -> dict[str, Any]: ...
+    def load_extra_state(self, state: dict[str, Any]) -> None: ...
+    def sampler_rng_restore(self, rng: np.random.Generator) -> None: ...
 
 log = logging.getLogger("deephash.train")
 
@@ -134,14 +154,14 @@ class Trainer:
             return torch.optim.AdamW(params, lr=c.lr, betas=tuple(c.betas), weight_decay=c.weight_decay)
         return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
 
-    def _validate(self, method: "DeepHasher", Xv, yv, Xdb, ydb) -> float:
+    def _validate(self, method: Trainable, Xv, yv, Xdb, ydb) -> float:
         from deephash.eval.metrics import mean_average_precision, relevance_matrix
 
         # the method's own ranking (Hamming by default, asymmetric for quantisers), head-only or on images
         dist = method.validation_distances(Xv, Xdb)
         return mean_average_precision(dist, relevance_matrix(yv, ydb), self.config.val_topk)
 
-    def fit(self, method: "DeepHasher", X: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
+    def fit(self, method: Trainable, X: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
         import torch
 
         c = self.config

@@ -1,0 +1,165 @@
+"""The index-backend contract (deephash.index.backend), parametrised over every backend: the local file
+index and Milvus (the real standalone server the session fixture starts; no mock).
+
+Every backend must give the same hits as a brute-force answer computed here the slow obvious way,
+and — for re-rank, whose pool rule lives in deephash.query — the same hits as the other backends.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from deephash import query as Q
+from deephash.errors import ConfigError, DataError
+from deephash.index import hamming_matrix
+from deephash.index.backend import INDEX_BACKENDS, open_index, new_index, scheme_of
+
+BACKENDS = ["file", "milvus"]  # every registered backend must be here (test_every_registered_backend_is_tested)
+CLASSES = ["a", "b", "c"]
+_names = itertools.count()
+
+
+def _data(n: int = 400, n_bits: int = 32, dim: int = 8, seed: int = 0):
+    """Clustered codes (many Hamming ties), float16-exact features, single labels, paths."""
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 2, (6, n_bits), dtype=np.uint8)
+    c = rng.integers(0, 6, n)
+    bits = centres[c] ^ (rng.random((n, n_bits)) < 0.08).astype(np.uint8)
+    codes = np.packbits(bits, axis=1)
+    feats = rng.normal(size=(n, dim)).astype(np.float16).astype(np.float32)
+    return codes, feats, rng.integers(0, 3, n), [f"img/{i:04d}.jpg" for i in range(n)]
+
+
+def milvus_uri(milvus_server) -> str:
+    if milvus_server.kind == "lite":
+        pytest.skip("the backend tests need a Milvus server (milvus://HOST:PORT); milvus-lite is a file")
+    return milvus_server.uri.replace("http://", "milvus://") + "/"
+
+
+def _file_uri(request, tmp_path):
+    yield str(tmp_path / "contract.dhi")
+
+
+def _milvus_uri(request, tmp_path):
+    uri = milvus_uri(request.getfixturevalue("milvus_server")) + f"dh_contract_{next(_names)}"
+    yield uri
+    try:
+        open_index(uri).drop()
+    except DataError:
+        pass
+
+
+WHERE = {"file": _file_uri, "milvus": _milvus_uri}
+
+
+def test_every_registered_backend_is_tested():
+    import deephash.index  # noqa: F401  (registers every backend)
+
+    assert sorted(INDEX_BACKENDS) == sorted(BACKENDS) == sorted(WHERE)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_uri(request, tmp_path):
+    """Where a fresh index of this backend goes (dropped after the test)."""
+    yield from WHERE[request.param](request, tmp_path)
+
+
+def _build(uri: str, codes, feats, labels, paths):
+    ix = new_index(uri, codes.shape[1] * 8, class_names=CLASSES, meta={"model_identity": {"method": "t", "bits": 32, "digest": "0"}},
+                   feature_dim=feats.shape[1], labels="single")
+    ix.add(codes, ids=np.arange(len(codes)) * 2 + 5, paths=paths, labels=labels, features=feats)
+    ix.finish()
+    return open_index(uri)
+
+
+def _brute(codes, feats, labels, ids, q, qf, k=None, radius=None, cls=None):
+    """The rule of deephash.query, the slow obvious way: candidates (class, radius), ordered by
+    (Hamming, feature distance, id); the first k."""
+    d = hamming_matrix(q, codes)[0]
+    fd = np.sqrt(((feats - qf) ** 2).sum(1))
+    rows = [r for r in range(len(codes)) if (cls is None or labels[r] == cls) and (radius is None or d[r] <= radius)]
+    rows.sort(key=lambda r: (d[r], np.float32(fd[r]), ids[r]))
+    rows = rows if k is None else rows[:k]
+    return [int(ids[r]) for r in rows], [int(d[r]) for r in rows]
+
+
+def test_every_backend_answers_like_brute_force(backend_uri):
+    codes, feats, labels, paths = _data()
+    ix = _build(backend_uri, codes, feats, labels, paths)
+    ids = np.arange(len(codes)) * 2 + 5
+    assert scheme_of(backend_uri) in INDEX_BACKENDS and len(ix) == len(codes) and ix.n_bits == 32
+    assert ix.class_names == CLASSES and ix.has_features and ix.has_labels and not ix.multi_label
+    assert ix.meta["model_identity"]["method"] == "t"
+    for qi in (0, 7, 123):
+        q, qf = codes[qi : qi + 1], feats[qi : qi + 1]
+        query = Q.Query(q, qf)
+        for kw, ref in (({}, dict(k=10)), ({"radius": 3}, dict(radius=3)), ({"label": "b"}, dict(k=10, cls=1)),
+                        ({"label": "c", "radius": 4}, dict(radius=4, cls=2))):
+            h = Q.search(ix, query, 10 if "radius" not in kw else 10_000, **kw)
+            want_ids, want_d = _brute(codes, feats, labels, ids, q, qf, **ref)
+            assert h.ids.tolist() == want_ids and h.hamming.tolist() == want_d, kw
+            js = Q.hit_json(h, ix.class_names)
+            assert [r["path"] for r in js] == [paths[(i - 5) // 2] for i in want_ids]
+            assert [r["label"] for r in js] == [CLASSES[labels[(i - 5) // 2]] for i in want_ids]
+    # FAISS's contract: (D, I) padded, exact for BIN_FLAT; radius lists; a stored image as the query
+    D, I = ix.search(codes[:3], 5)
+    np.testing.assert_array_equal(D, np.sort(hamming_matrix(codes[:3], codes), axis=1)[:, :5])
+    (d0, i0), = ix.search_radius(codes[:1], 2)
+    assert sorted(i0.tolist()) == sorted(ids[hamming_matrix(codes[:1], codes)[0] <= 2].tolist())
+    q = Q.Query.of_id(ix, 25)
+    np.testing.assert_array_equal(q.code, codes[10:11])
+    np.testing.assert_allclose(q.feature, feats[10:11])
+    h = Q.search(ix, q, 5, exclude_self=True)
+    assert 25 not in h.ids.tolist() and len(h) == 5
+    with pytest.raises(DataError, match="unknown image id 6"):
+        Q.Query.of_id(ix, 6)
+
+
+def test_add_remove_reopen_and_rerank_agree_across_backends(tmp_path, milvus_server):
+    codes, feats, labels, paths = _data(n=500, seed=1)
+    uris = {"file": str(tmp_path / "a.dhi"), "milvus": milvus_uri(milvus_server) + f"dh_agree_{next(_names)}"}
+    ixs = {name: _build(uri, codes[:450], feats[:450], labels[:450], paths[:450]) for name, uri in uris.items()}
+    try:
+        for name, ix in ixs.items():  # the same changes through the interface, made durable
+            new = ix.add(codes[450:], ids=np.arange(450, 500) * 2 + 5, paths=paths[450:], labels=labels[450:],
+                         features=feats[450:])
+            assert ix.remove([5, 7, 905]) == 3
+            ix.persist(new, [5, 7, 905])
+        ixs = {name: open_index(uri) for name, uri in uris.items()}  # reopen / reconnect
+        assert {len(ix) for ix in ixs.values()} == {497}
+        for qi in (3, 40, 460):
+            query = Q.Query(codes[qi : qi + 1], feats[qi : qi + 1])
+            for kw in ({"rerank": Q.Rerank(min_pool=30)}, {"rerank": True, "label": "a"}, {"k": 20},
+                       {"radius": 5, "exclude_self": True}):
+                k = kw.pop("k", 10)
+                answers = [Q.hit_json(Q.search(ix, query, k, **kw), ix.class_names) for ix in ixs.values()]
+                assert answers[0] == answers[1], (qi, kw)
+                assert all(r["id"] not in (5, 7, 905) for r in answers[0])
+        with pytest.raises(ConfigError, match="unknown class 'zebra'"):
+            Q.search(ixs["milvus"], Q.Query(codes[:1], feats[:1]), 3, label="zebra")
+    finally:
+        open_index(uris["milvus"]).drop()
+
+
+def test_uris_choose_the_backend_and_bad_ones_say_what_was_expected(tmp_path):
+    from deephash.index import HashIndex, MilvusIndex
+    from deephash.index.milvus_index import auto_index_type, parse_milvus_uri
+
+    assert scheme_of("runs/a.dhi") == "file" and scheme_of("file:runs/a.dhi") == "file"
+    assert scheme_of("milvus://h:19530/c") == "milvus" and INDEX_BACKENDS["milvus"] is MilvusIndex
+    assert INDEX_BACKENDS["file"] is HashIndex
+    assert parse_milvus_uri("milvus://milvus.example:19531/scenes_64?nprobe=8") == (
+        "http://milvus.example:19531", "scenes_64", {"nprobe": "8"})
+    assert auto_index_type(999_999) == "BIN_FLAT" and auto_index_type(1_000_000) == "BIN_IVF_FLAT"
+    with pytest.raises(ConfigError, match="a Milvus index is named milvus://HOST:PORT/COLLECTION; got 'milvus://h:1'"):
+        open_index("milvus://h:1")
+    with pytest.raises(ConfigError, match=r"put no credentials in the URI .*DEEPHASH_MILVUS_TOKEN"):
+        open_index("milvus://user:secret@h:1/c")
+    with pytest.raises(ConfigError, match="unknown index location scheme 'faiss'"):
+        open_index("faiss://x/y")
+    with pytest.raises(ConfigError, match="apply to server indexes"):
+        new_index(tmp_path / "x.dhi", 64, index_type="ivf")
+    with pytest.raises(DataError, match="does not exist"):
+        open_index(tmp_path / "missing.dhi")
