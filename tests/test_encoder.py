@@ -167,7 +167,7 @@ def test_draft_decoding_stays_close_to_full_decoding(large_jpegs):
 
 
 def test_draft_and_full_decoding_have_their_own_feature_cache(corrupt_archive, backbone):
-    assert ex.feature_cache_key(corrupt_archive, backbone, True) != ex.feature_cache_key(corrupt_archive, backbone, False)
+    assert ex.feature_store_key(backbone, True) != ex.feature_store_key(backbone, False)
 
 
 # ----------------------------------------------------------------------------- int8

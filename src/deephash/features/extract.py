@@ -1,12 +1,13 @@
 """Batch feature extraction: the streaming encoder (:mod:`deephash.encoding`) -> writer (a resumable cache).
 
-The cache is keyed by the backbone, its preprocessing and the archive's exact file list
-(names, sizes, mtimes). Progress is checkpointed every ``CHUNK`` images, so an interrupted
-extraction resumes where it stopped. Corrupt or unreadable images are skipped and listed.
+The cache is a :class:`~deephash.features.store.FeatureStore` per backbone (weights, preprocessing,
+int8 calibration) and decoding mode, keyed **per image** by the file's content: any subset, split,
+label file or moved copy of an archive reuses the features an earlier run computed. Finished
+images are written every ``CHUNK`` images (and on the way out of an interrupted run), so an
+interrupted extraction resumes where it stopped. Corrupt or unreadable images are skipped and listed.
 """
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,8 @@ from deephash.backbones.base import Backbone
 from deephash.data.archive import ImageArchive
 from deephash.encoding import DecodeSpec, StreamEncoder, decode_size_of
 from deephash.errors import DataError
-from deephash.utils import atomic_path, atomic_write_json, cache_dir, sha1_of
+from deephash.features.store import FAILED, OK, FeatureStore
+from deephash.utils import atomic_write_json, cache_dir, sha1_of
 
 CHUNK = 1024
 
@@ -43,12 +45,19 @@ def embed_images(backbone: Backbone, images: np.ndarray, batch_size: int = 64) -
     return np.concatenate(out) if out else np.zeros((0, backbone.dim), np.float32)
 
 
-def feature_cache_key(archive: ImageArchive, backbone: Backbone, draft: bool = True) -> str:
-    """Keyed by the backbone (weights, preprocessing, int8 calibration), the archive's files and how they decode."""
-    return sha1_of(backbone.describe(), archive.fingerprint(), DecodeSpec(decode_size_of(backbone), draft).cache_tag())
+def feature_store_key(backbone: Backbone, draft: bool = True) -> str:
+    """The store's key: the backbone (weights, preprocessing, int8 calibration) and how images decode."""
+    return sha1_of(backbone.describe(), DecodeSpec(decode_size_of(backbone), draft).cache_tag())
 
 
-_TODO, _OK, _FAILED = 0, 1, 2
+def feature_store(backbone: Backbone, draft: bool = True) -> FeatureStore:
+    """The per-image feature cache of ``backbone`` under ``$DEEPHASH_CACHE/feature-store/``."""
+    folder = cache_dir() / "feature-store" / feature_store_key(backbone, draft)
+    store = FeatureStore(folder, backbone.dim)
+    if not (folder / "meta.json").is_file():
+        atomic_write_json(folder / "meta.json", {"backbone": backbone.describe(), "dim": backbone.dim, "draft": draft,
+                                                 "layout": "chunks: <name>.keys.npz + <name>.f32.npy (+ .failed.json)"})
+    return store
 
 
 def extract_features(
@@ -64,11 +73,11 @@ def extract_features(
 ) -> FeatureSet:
     """Features for ``archive`` images at ``positions`` (default: all), cached per image and resumable.
 
-    The cache for (backbone, archive) is a float32 memory-mapped matrix with one row per archive
-    image plus a state vector (to do / done / failed) that is replaced atomically every
-    ``CHUNK`` images: an interrupted run loses at most the images since the last checkpoint,
-    and any subset of the archive reuses what earlier calls computed. ``workers`` decoder processes
-    (default: one per core) and ``draft`` JPEG decoding: see :class:`deephash.encoding.StreamEncoder`.
+    Each image is looked up in the backbone's :class:`FeatureStore` by its content (found by its
+    path, size and mtime without reading it when the store has seen that file); only the images
+    not there are decoded and embedded, each distinct content once, and written back every ``CHUNK``
+    images. ``workers`` decoder processes (default: one per core) and ``draft`` JPEG decoding: see
+    :class:`deephash.encoding.StreamEncoder`.
     """
     import time
 
@@ -77,57 +86,66 @@ def extract_features(
     positions = np.arange(len(archive)) if positions is None else np.asarray(positions, np.int64)
     if len(positions) and (positions.min() < 0 or positions.max() >= len(archive)):
         raise DataError(f"positions must lie in [0, {len(archive)}); got {positions.min()}..{positions.max()}")
-    folder = cache_dir() / "features" / feature_cache_key(archive, backbone, draft)
-    folder.mkdir(parents=True, exist_ok=True)
-    n, dim = len(archive), backbone.dim
-    state_path, fail_path, feat_path = folder / "state.npy", folder / "failed.json", folder / "features.f32"
-    state = np.load(state_path) if (use_cache and state_path.is_file()) else np.zeros(n, np.int8)
-    failed: dict[str, str] = json.loads(fail_path.read_text()) if (use_cache and fail_path.is_file()) else {}
-    if not feat_path.is_file() or not use_cache or feat_path.stat().st_size != n * dim * 4:
-        state[:] = _TODO
-        failed = {}
-        with open(feat_path, "wb") as fh:
-            fh.truncate(n * dim * 4)
-    atomic_write_json(folder / "meta.json", {"backbone": backbone.describe(), "n": n, "dim": dim, "draft": draft,
-                                             "root": str(archive.root), "layout": "float32 row-major (n, dim)"})
-    feats = np.memmap(feat_path, dtype=np.float32, mode="r+", shape=(n, dim))
-
-    def checkpoint() -> None:
-        feats.flush()
-        with atomic_path(state_path, suffix=".npy") as tmp:
-            np.save(tmp, state)
-        atomic_write_json(fail_path, failed)
-
-    todo = positions[state[positions] == _TODO]
-    todo = np.unique(todo)
-    size = decode_size_of(backbone)
     t0 = time.perf_counter()
+    paths = [archive.abspath(int(i)) for i in positions]
+    store = feature_store(backbone, draft) if use_cache else None
+    keys = store.keys_of(paths) if store is not None else [None] * len(paths)
+    # what to compute: each content the store lacks once, and every unreadable file (for its message)
+    todo: list[int] = []
+    scheduled: set[str] = set()
+    for j, k in enumerate(keys):
+        if k is None:
+            todo.append(j)
+        elif store.status(k) is None and k not in scheduled:
+            scheduled.add(k)
+            todo.append(j)
+    size = decode_size_of(backbone)
     bar = tqdm(total=len(positions), initial=len(positions) - len(todo), unit="img",
-               desc=f"features {backbone.name}@{size}px", disable=not progress or not len(todo), file=sys.stderr,
+               desc=f"features {backbone.name}@{size}px", disable=not progress or not todo, file=sys.stderr,
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 10.0)
-    since = 0
+    fresh: dict[int, np.ndarray] = {}  # without a store: position in ``positions`` -> features
+    why: dict[int, str] = {}  # position in ``positions`` -> why it failed in this run
+    pending: list[tuple[int, np.ndarray | None, str | None]] = []  # (j, features or None, reason)
+
+    def flush() -> None:
+        if store is None or not pending:
+            pending.clear()
+            return
+        ok = [f is not None for _, f, _ in pending]
+        feats = np.stack([f for _, f, _ in pending if f is not None]) if any(ok) else np.zeros((0, backbone.dim), np.float32)
+        store.add([paths[j] for j, _, _ in pending], [keys[j] for j, _, _ in pending], feats, ok,
+                  {n: r for n, (_, _, r) in enumerate(pending) if r is not None})
+        pending.clear()
+
     encoder = StreamEncoder(backbone, batch_size=batch_size, workers=workers, draft=draft)
     try:
-        for b in encoder.stream([archive.abspath(int(i)) for i in todo]):
-            rows = todo[b.positions]
-            if len(rows):
-                feats[rows] = b.features
-            state[rows] = _OK
-            for j, why in b.failed:
-                state[todo[j]] = _FAILED
-                failed[archive.paths[int(todo[j])]] = why
+        for b in encoder.stream([paths[j] for j in todo]):
+            for r, t in enumerate(b.positions):
+                j = todo[int(t)]
+                pending.append((j, b.features[r], None))
+                if store is None:
+                    fresh[j] = b.features[r]
+            for t, reason in b.failed:
+                j = todo[int(t)]
+                why[j] = reason
+                pending.append((j, None, reason))
             bar.update(b.stop - b.start)
-            since += b.stop - b.start
-            if since >= CHUNK:
-                checkpoint()
-                since = 0
+            if len(pending) >= CHUNK:
+                flush()
     finally:
-        if since:
-            # keep the finished batches of an interrupted run (the state written lists only completed rows)
-            checkpoint()
+        flush()  # keep the finished batches of an interrupted run
         bar.close()
-    good = positions[state[positions] == _OK]
-    out = np.asarray(feats[good])
-    bad = positions[state[positions] == _FAILED]
-    return FeatureSet(out, good, [(archive.paths[int(i)], failed.get(archive.paths[int(i)], "unreadable")) for i in bad],
-                      backbone.describe(), time.perf_counter() - t0)
+    good: list[int] = []
+    bad: list[tuple[str, str]] = []
+    for j, k in enumerate(keys):
+        st = store.status(k) if (store is not None and k is not None) else (OK if j in fresh else None)
+        if st == OK:
+            good.append(j)
+        else:
+            reason = why.get(j) or (store.why_failed(k) if st == FAILED else "unreadable")
+            bad.append((archive.paths[int(positions[j])], reason))
+    if store is not None:
+        feats = store.get([keys[j] for j in good]) if good else np.zeros((0, backbone.dim), np.float32)
+    else:
+        feats = np.stack([fresh[j] for j in good]) if good else np.zeros((0, backbone.dim), np.float32)
+    return FeatureSet(feats, positions[good].astype(np.int64), bad, backbone.describe(), time.perf_counter() - t0)
