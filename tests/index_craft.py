@@ -29,12 +29,14 @@ def write_index(path: Path, header, arrays: dict[str, bytes], *, fix_specs: bool
     if fix_specs and isinstance(header, dict) and isinstance(header.get("arrays"), list):
         off = 0
         for s in header["arrays"]:
-            if isinstance(s, dict) and s.get("name") in arrays:
+            if isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"] in arrays:
                 b = arrays[s["name"]]
                 s.update(offset=off, nbytes=len(b), crc32=zlib.crc32(b) & 0xFFFFFFFF)
                 off += len(b)
+    if isinstance(header, dict) and isinstance(header.get("token"), str):
+        header["token"] = H.header_token(header)  # the header's digest too: only the structure is wrong
     hb = json.dumps(header).encode()
-    names = [s["name"] for s in header["arrays"]] if fix_specs and isinstance(header, dict) and isinstance(header.get("arrays"), list) and all(isinstance(s, dict) and s.get("name") in arrays for s in header["arrays"]) else list(arrays)
+    names = [s["name"] for s in header["arrays"]] if fix_specs and isinstance(header, dict) and isinstance(header.get("arrays"), list) and all(isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"] in arrays for s in header["arrays"]) else list(arrays)
     body = b"".join(arrays[n] for n in names)
     Path(path).write_bytes(H._PREAMBLE.pack(H.MAGIC, H.FORMAT_VERSION, 0, len(hb)) + hb + body + H._TRAILER)
     return Path(path)

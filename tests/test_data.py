@@ -34,7 +34,7 @@ def test_nested_class_folders_and_non_images(tmp_path):
     (tmp_path / "r" / "dog" / "notes.txt").write_text("hi")
     a = open_archive(tmp_path / "r")
     assert a.paths == ["cat/a/b/1.png", "dog/2.jpg"] and a.labels.tolist() == [0, 1]
-    assert a.skipped == [("dog/notes.txt", "not an image file (suffix .txt)")]
+    assert a.skipped == [] and a.ignored == ["dog/notes.txt"]  # not an image: ignored, not a bad image
 
 
 def test_label_files_csv_and_json_multilabel(tmp_path):

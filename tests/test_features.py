@@ -76,3 +76,30 @@ def test_another_weights_file_gets_its_own_feature_cache(tmp_path):
     custom = create_backbone("efficientnet-lite0", image_size=32, weights_path=str(other))
     assert default.describe()["weights"].startswith(lite_weights_path(0).name)
     assert custom.describe()["weights"].startswith(other.name) and custom.describe() != default.describe()
+
+
+def test_features_are_cached_per_image_across_splits_label_files_and_moved_copies(small_cifar, tmp_cache, backbone,
+                                                                                   monkeypatch, tmp_path):
+    """Issue 15 item 6: training on the train split, then evaluating on the whole folder, computes
+    only the test images; a moved copy of the archive computes nothing."""
+    calls = {"images": 0}
+    real = backbone.embed
+
+    def counting(x):
+        calls["images"] += len(x)
+        return real(x)
+
+    monkeypatch.setattr(backbone, "embed", counting)
+    train = extract_features(open_archive(small_cifar, split="train"), backbone, progress=False)
+    assert calls["images"] == 300
+    whole = open_archive(small_cifar)
+    fs = extract_features(whole, backbone, progress=False)
+    assert calls["images"] == 400 and len(fs) == 400  # only the 100 test images were new
+    by_path = dict(zip((whole.paths[i] for i in fs.index), fs.features))
+    tr = open_archive(small_cifar, split="train")
+    for i, f in zip(train.index, train.features):
+        np.testing.assert_array_equal(by_path[tr.paths[i]], f)
+    copy = tmp_path / "moved"
+    shutil.copytree(small_cifar, copy)
+    again = extract_features(open_archive(copy), backbone, progress=False)
+    assert calls["images"] == 400 and np.array_equal(again.features, fs.features)

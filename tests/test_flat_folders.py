@@ -39,7 +39,7 @@ def test_a_flat_folder_lists_as_an_unlabelled_archive(photos):
     a = open_archive(photos)
     assert len(a) == 12 and not a.labelled and a.class_names == []
     assert (a.labels == UNLABELLED).all() and a.splits == [""] * 12
-    assert a.skipped == [("notes.txt", "not an image file (suffix .txt)")]
+    assert a.skipped == [] and a.ignored == ["notes.txt"]  # not an image: ignored, not a bad image
 
 
 @pytest.mark.parametrize("method", ["lsh", "itq", "sh", "bihalf"])

@@ -59,7 +59,7 @@ def test_config_errors_say_what_was_expected():
 def test_missing_pymilvus_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pymilvus", None)  # makes `import pymilvus` raise ImportError
     idx = MilvusIndex("http://127.0.0.1:1", "c", 64)
-    with pytest.raises(BackendUnavailableError, match=r"needs the optional package pymilvus.*deephash\[milvus\]"):
+    with pytest.raises(BackendUnavailableError, match=r"needs pymilvus, which is not installed: pip install .deephash\[milvus\].$"):
         len(idx)
 
 

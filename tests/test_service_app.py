@@ -72,7 +72,9 @@ def test_writes_are_disabled_without_a_key_and_reads_can_be_keyed(demo_index, tm
     assert keyed.get("/api/stats").status_code == 401
     assert keyed.get("/api/stats", headers={"X-API-Key": "wrong-key-123"}).status_code == 403
     assert keyed.get("/api/stats", headers={"X-API-Key": KEY}).status_code == 200
-    assert keyed.get("/api/stats", params={"key": KEY}).status_code == 200  # <img> tags cannot send headers
+    assert keyed.get("/api/stats", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+    r = keyed.get("/api/stats", params={"key": KEY})  # never in a URL: it would be logged
+    assert r.status_code == 400 and "never accepted in the URL" in r.json()["detail"]
     assert keyed.get("/health").status_code == 200 and keyed.get("/").status_code == 200
 
 

@@ -119,3 +119,42 @@ def test_bad_files_get_clear_messages(server, page, tmp_path):
     page.set_input_files("#file", str(big))
     page.wait_for_function("document.querySelector('#message').textContent.includes('more than the limit')")
     assert "huge.jpg is 11.0 MB" in page.inner_text("#message")
+
+
+def test_a_read_key_goes_only_in_headers_never_in_a_url(page, demo_index, tmp_path):
+    """Issue 12 item 4: with reads keyed, the page asks for the key and sends it as X-API-Key on every
+    request (thumbnails included, shown from blob: URLs); no URL it requests carries the key."""
+    from service_helpers import KEY
+
+    srv = Server(copy_index(demo_index, tmp_path / "idx"), tmp_path / "server.log", "--api-key", KEY,
+                 "--read-key-required").start()
+    try:
+        # one playwright per process: a fresh context (its own localStorage) of the module's browser
+        ctx = page.context.browser.new_context(viewport={"width": 1200, "height": 820})
+        pg = ctx.new_page()
+        pg.set_default_timeout(60_000)
+        requests: list[tuple[str, str | None]] = []
+        pg.on("request", lambda r: requests.append((r.url, r.headers.get("x-api-key"))))
+        pg.goto(srv.url + "/")
+        pg.wait_for_selector("#key-box:not([hidden])")  # 401 on the stats: the page asks for the key
+        pg.fill("#key", KEY)
+        pg.press("#key", "Enter")
+        pg.dispatch_event("#key", "change")
+        _settle(pg)
+        assert "300 images" in pg.inner_text("#stats")
+        srcs = pg.eval_on_selector_all("#results img", "els => els.map(e => e.src)")
+        assert srcs and all(s.startswith("blob:") for s in srcs)
+        hit = pg.locator("#results .hit").nth(2)
+        hid = hit.get_attribute("data-id")
+        hit.click()
+        pg.wait_for_function(f"document.querySelector('#query-caption').textContent.includes('#{hid}')")
+        _settle(pg)
+        assert pg.locator("#results .hit").nth(0).get_attribute("data-id") == hid
+        ctx.close()
+    finally:
+        srv.stop()
+    api_reqs = [(u, k) for u, k in requests if "/api/" in u]
+    assert any("/thumb" in u for u, _ in api_reqs) and any("/api/search/" in u for u, _ in api_reqs)
+    assert all(KEY not in u and "key=" not in u for u, _ in requests)
+    assert all(k == KEY for u, k in api_reqs if "/api/stats" not in u)  # the first stats call came before the key
+    assert KEY not in (tmp_path / "server.log").read_text()

@@ -5,7 +5,7 @@ user code call alike.
 
 Each takes plain arguments or a config dataclass and returns a dataclass; the CLI only parses
 arguments and prints what these return. Searching goes through :mod:`deephash.query` (one query
-path); encoding images through :meth:`deephash.model.HashModel.encode_images` (one batch path).
+path); encoding images through :mod:`deephash.encoding` (one streaming encoder).
 """
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ class TrainConfig:
     progress: bool = True
     n_iters: int | None = None  # deep methods: training iterations (default: the method's, stopped early)
     epochs: float | None = None  # deep methods: passes over the training images, instead of n_iters
+    int8: bool = False  # run the backbone as int8, calibrated on the archive (deephash.encoding.int8)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TrainResult:
     n_images: int
     skipped: Skipped
     history: dict[str, Any] | None = None  # deep methods: iterations run, early stop
+    ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
 def training_length(hasher: Any, n_train: int, n_iters: int | None, epochs: float | None) -> int | None:
@@ -85,12 +87,17 @@ def train(cfg: TrainConfig) -> TrainResult:
     from deephash.hashers import DeepHasher, create_hasher
     from deephash.hashers.base import require_labels
 
+    from deephash.utils import check_writable
+
     if cfg.n_iters is not None and cfg.epochs is not None:
         raise ConfigError("give n_iters (--iters) or epochs (--epochs), not both")
+    check_writable(cfg.out)  # before the features and the training, not after
     a = open_archive(cfg.archive, split=cfg.split, labels_file=cfg.labels)
     h = create_hasher(cfg.method, cfg.bits, seed=cfg.seed, **cfg.params)
     require_labels(h, a.labelled)  # before any feature is extracted
     bb = create_backbone(cfg.backbone, image_size=cfg.image_size)
+    if cfg.int8:
+        bb = _int8_for(bb, a)
     fs = extract_features(a, bb, progress=cfg.progress)
     length = training_length(h, len(fs), cfg.n_iters, cfg.epochs)
     if length is not None:
@@ -99,44 +106,63 @@ def train(cfg: TrainConfig) -> TrainResult:
     fit_kw = {"progress": cfg.progress} if isinstance(h, DeepHasher) else {}
     h.fit(fs.features, y, **fit_kw) if h.supervised else h.fit(fs.features, **fit_kw)
     ck = h.save(cfg.out, backbone=bb.name, preprocessing=bb.preprocessing.to_dict())
-    return TrainResult(Path(ck), cfg.method, cfg.bits, len(fs), a.skipped + fs.failed, getattr(h, "history_", None))
+    return TrainResult(Path(ck), cfg.method, cfg.bits, len(fs), a.skipped + fs.failed, getattr(h, "history_", None),
+                       a.ignored)
+
+
+def _int8_for(backbone, archive):
+    """``backbone`` as int8, calibrated on images spread over ``archive`` (an ImageArchive or a list of files)."""
+    from deephash.encoding.int8 import int8_backbone
+
+    files = [archive.abspath(i) for i in range(len(archive))] if hasattr(archive, "abspath") else list(archive)
+    return int8_backbone(backbone, files)
 
 
 # ----------------------------------------------------------------------------- encode
-def collect_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given and every image file below the given folders (sorted); a missing one raises."""
+def collect_images(inputs: Sequence[str | os.PathLike], skipped: Skipped | None = None) -> list[Path]:
+    """Files as given and every image file below the given folders (sorted); a missing one raises.
+
+    Below a folder, files without an image suffix are ignored (not images); a folder or a pipe named
+    like an image (``x.jpg/``) is appended to ``skipped`` with the reason."""
     from deephash.data.images import IMAGE_SUFFIXES
 
     files: list[Path] = []
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
+            for f in sorted(q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES):
+                if f.is_file():
+                    files.append(f)
+                elif skipped is not None:
+                    skipped.append((str(f), "a folder named like an image file: skipped" if f.is_dir()
+                                    else "not a regular file (a pipe, socket or device): skipped"))
+        elif p.exists():
+            files.append(p)  # named by the user: decoding says what it is when it is no image
         else:
             raise DataError(f"{s}: no such file or folder")
     return files
 
 
 def encode_batches(model, images: Sequence[Path | bytes], *, batch_size: int = 64, names: Sequence[str] | None = None,
-                   max_pixels: int | None = None):
-    """Yield ``(positions, codes, features, timings)`` per batch through ``model.encode_images``; a
-    batch with a bad image is redone one image at a time so that only the bad ones are skipped
-    (yielded as ``(position, None, None, reason)``)."""
-    for s in range(0, len(images), batch_size):
-        pos = list(range(s, min(s + batch_size, len(images))))
-        nm = None if names is None else [names[i] for i in pos]
-        try:
-            c, f, t = model.encode_images([images[i] for i in pos], names=nm, max_pixels=max_pixels)
-            yield pos, c, f, t
-        except DataError:
-            for j, i in enumerate(pos):
-                try:
-                    c, f, t = model.encode_images([images[i]], names=None if nm is None else [nm[j]], max_pixels=max_pixels)
-                    yield [i], c, f, t
-                except DataError as e:
-                    yield [i], None, None, str(e)
+                   max_pixels: int | None = None, workers: int | None = None):
+    """Yield ``(positions, codes, features, timings)`` per batch of the model's streaming encoder (decoding
+    in worker processes ahead of the backbone); a batch with a bad image is yielded one image at a
+    time, the bad ones as ``(position, None, None, reason)``, so only they are skipped."""
+    enc = model.encoder(batch_size=batch_size, max_pixels=max_pixels, workers=workers)
+    for b in enc.stream(images, names):
+        t = {k: b.timings[k] for k in ("decode", "backbone", "hash")}
+        if not b.failed:
+            yield list(range(b.start, b.stop)), b.codes, b.features, t
+            continue
+        share = {k: v / (b.stop - b.start) for k, v in t.items()}
+        row = {int(p): j for j, p in enumerate(b.positions)}
+        why = dict(b.failed)
+        for i in range(b.start, b.stop):
+            if i in row:
+                j = row[i]
+                yield [i], b.codes[j : j + 1], b.features[j : j + 1], share
+            else:
+                yield [i], None, None, why[i]
 
 
 @dataclass
@@ -144,17 +170,34 @@ class EncodeResult:
     files: list[Path]  # one per row of codes
     codes: np.ndarray  # uint8 (n, K/8)
     skipped: Skipped
+    out: Path | None = None  # the .npy written (with ``out``)
+    files_out: Path | None = None  # the list of files beside it, row by row
 
 
-def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, batch_size: int = 64) -> EncodeResult:
-    """Hash image files (or every image below folders) with a checkpoint alone, in batches."""
+def files_list_path(out: str | os.PathLike) -> Path:
+    """Where the file of each row of ``codes.npy`` is listed: ``codes.files.json`` beside it."""
+    out = Path(out)
+    return out.with_name((out.name[:-4] if out.name.endswith(".npy") else out.name) + ".files.json")
+
+
+def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *, batch_size: int = 64,
+           out: str | os.PathLike | None = None, int8: bool = False) -> EncodeResult:
+    """Hash image files (or every image below folders) with a checkpoint alone, in batches. With ``out``,
+    write the codes as ``.npy`` and, beside it (:func:`files_list_path`), the file each row belongs to
+    (JSON; names that are not UTF-8 are kept losslessly as ``\\udcXX`` escapes) and the files skipped. ``int8``: the backbone quantised, calibrated on these images."""
     from deephash.model import HashModel
+    from deephash.utils import atomic_path, atomic_write_json, check_writable
 
+    if out is not None:
+        check_writable(out)
+        check_writable(files_list_path(out))
     model = HashModel.load(checkpoint)
-    files = collect_images(images)
+    skipped: Skipped = []
+    files = collect_images(images, skipped)
+    if int8 and files:
+        model.backbone = _int8_for(model.backbone, files)
     good: list[Path] = []
     codes: list[np.ndarray] = []
-    skipped: Skipped = []
     for pos, c, _, t in encode_batches(model, files, batch_size=batch_size):
         if c is None:
             skipped.append((str(files[pos[0]]), t))
@@ -163,7 +206,14 @@ def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *
         codes.append(c)
     if not codes:
         raise DataError("no image could be encoded" + (f" ({skipped[0][1]})" if skipped else ""))
-    return EncodeResult(good, np.concatenate(codes), skipped)
+    res = EncodeResult(good, np.concatenate(codes), skipped)
+    if out is not None:
+        res.out, res.files_out = Path(out), files_list_path(out)
+        with atomic_path(out, suffix=".npy") as tmp:
+            np.save(tmp, res.codes)
+        atomic_write_json(res.files_out, {"codes": res.out.name, "bits": int(model.hasher.n_bits), "rows": len(good),
+                                          "files": [str(f) for f in good], "skipped": [list(s) for s in skipped]})
+    return res
 
 
 # ----------------------------------------------------------------------------- index
@@ -173,6 +223,7 @@ class IndexBuild:
     path: Path | str  # where it was written: the file, or the milvus:// URI
     skipped: Skipped
     encoding: dict[str, Any] = field(default_factory=dict)  # the engine's stats (deephash.engines)
+    ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
 def _model_ref(checkpoint: str | os.PathLike, out: str | os.PathLike) -> str:
@@ -186,7 +237,7 @@ def _model_ref(checkpoint: str | os.PathLike, out: str | os.PathLike) -> str:
 
 def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, *, store_features: bool = True,
                 progress: bool = True, engine: str = "local", engine_options: dict[str, Any] | None = None,
-                **backend_options: Any) -> IndexBuild:
+                int8: bool = False, **backend_options: Any) -> IndexBuild:
     """Encode every image of ``archive`` (an :class:`ImageArchive` or its path) with the checkpoint's
     backbone + hasher and write an index at ``out`` — a file, or ``milvus://HOST:PORT/COLLECTION``
     (:func:`deephash.index.backend.new_index`; ``backend_options`` are that backend's, e.g. ``token``,
@@ -194,16 +245,24 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
 
     ``engine`` names where the encoding runs (:mod:`deephash.engines`: ``local``, this process;
     ``ray``, a Ray cluster), with ``engine_options`` (e.g. ``{"workers": 2, "address": ...}``);
-    every engine gives the same codes, ids and failed images."""
+    every engine gives the same codes, ids and failed images. ``int8`` (local engine): the backbone
+    quantised, calibrated on the archive (recorded in the index's ``meta["backbone"]``)."""
     from deephash.data import open_archive
     from deephash.engines import create_engine
     from deephash.index.backend import is_remote, new_index
     from deephash.model import HashModel
+    from deephash.utils import check_writable
 
+    if not is_remote(out):
+        check_writable(out)  # before the archive is encoded, not after
     runner = create_engine(engine, **(engine_options or {}))  # a bad engine or option is refused before any work
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
     model = HashModel.load(checkpoint)
+    if int8:
+        if engine != "local":
+            raise ConfigError(f"int8 inference runs with the local engine only; got engine {engine!r}")
+        model.backbone = _int8_for(model.backbone, archive)
     enc = runner.encode(archive, checkpoint, model, progress=progress)
     labels = archive.labels[enc.ids] if archive.labelled else None  # a flat unlabelled folder: none
     index = new_index(out, model.hasher.n_bits, class_names=archive.class_names, code_kind=model.hasher.code_kind,
@@ -215,7 +274,8 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
     index.add(enc.codes, ids=enc.ids, paths=[archive.paths[i] for i in enc.ids], labels=labels,
               features=enc.features if store_features else None)
     index.finish()
-    return IndexBuild(index, str(out) if is_remote(out) else Path(out), archive.skipped + enc.failed, enc.stats)
+    return IndexBuild(index, str(out) if is_remote(out) else Path(out), archive.skipped + enc.failed, enc.stats,
+                      list(archive.ignored))
 
 
 @dataclass
@@ -228,6 +288,7 @@ class IndexUpdate:
     total: int
     rewritten: bool  # True: the index file was rewritten; False: the changes went to its journal
     journal_bytes: int
+    ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
 
 
 def _index_labels(index, archive, rows: np.ndarray) -> np.ndarray | None:
@@ -267,6 +328,9 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
         if used != Path(checkpoint).resolve():
             raise ConfigError(f"{where} was built with {used}, not {Path(checkpoint).resolve()}: codes of another "
                               "model are not comparable; use that model, or rebuild the index with deephash index")
+    if (index.meta.get("backbone") or {}).get("int8"):
+        raise ConfigError(f"{where} was built with an int8 backbone, which an update cannot reproduce (its "
+                          "calibration images may have changed): rebuild it with deephash index --int8")
     root = index.meta.get("archive_root")
     if root and Path(root).resolve() != archive.root.resolve():
         raise ConfigError(f"{where} indexes the archive at {root}; got {archive.root.resolve()}")
@@ -290,7 +354,7 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
             index.remove(gone)
     rewritten = index.persist(added, gone, fold_ratio=fold_ratio)
     return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewritten,
-                       getattr(index, "journal_bytes", 0))
+                       getattr(index, "journal_bytes", 0), list(archive.ignored))
 
 
 # ----------------------------------------------------------------------------- search
@@ -391,11 +455,11 @@ def search(index_path: str | os.PathLike, images: Sequence[str | os.PathLike | b
         out.append(SearchAnswer(name, h, answer_json(h, q, index.class_names, **params)))
 
     files: list[Path | bytes] = []
+    skipped: Skipped = []
     for im in images:
-        files += [im] if isinstance(im, bytes) else collect_images([im])
+        files += [im] if isinstance(im, bytes) else collect_images([im], skipped)
     find_self = self_id_finder(index)
     names = [("upload" if isinstance(f, bytes) else str(f)) for f in files]
-    skipped: Skipped = []
     for pos, c, f, t in encode_batches(m, files, batch_size=batch_size):
         if c is None:
             if len(files) == 1:

@@ -29,6 +29,15 @@ class IndexFormatError(DeepHashError):
     """An index or checkpoint file is corrupt, truncated or of an unknown format."""
 
 
+class OutputError(DeepHashError, OSError):
+    """An output file cannot be written (its folder is missing and cannot be made, is not writable, the
+    path is a folder, the disk is full); an OSError too, so callers that handle I/O failures still do."""
+
+
+class MissingDependencyError(DeepHashError, ImportError):
+    """An optional package is not installed; the message names the ``pip install`` that fixes it."""
+
+
 class IndexChangedError(DeepHashError):
     """An index file or its journal changed on disk since this process loaded it (another writer)."""
 

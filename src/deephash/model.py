@@ -12,10 +12,8 @@ import numpy as np
 from deephash.backbones import create_backbone
 from deephash.backbones.base import Backbone
 from deephash.config import HasherConfig
-from deephash.data.images import decode_image
 from deephash.errors import ConfigError
 from deephash.hashers.base import Hasher, load_hasher
-from deephash.utils import Timer
 
 
 @dataclass(frozen=True)
@@ -108,29 +106,19 @@ class HashModel:
             backbone = FinetunedBackbone.from_hasher(backbone, hasher, decode_size=cfg.finetune.get("store_size"))
         return cls(backbone, hasher, cfg, path=Path(checkpoint), digest=checkpoint_digest(checkpoint))
 
-    def images_to_array(self, images: Sequence[bytes | str | Path], *, names: Sequence[str] | None = None,
-                        max_pixels: int | None = None) -> np.ndarray:
-        """Decode and resize to the backbone's input: ``uint8 (n, size, size, 3)``; bad images raise DataError."""
-        from PIL import Image
+    def encoder(self, **kw: Any):
+        """The streaming encoder for this model's backbone and hasher (see :class:`deephash.encoding.StreamEncoder`)."""
+        from deephash.encoding import StreamEncoder
 
-        size = getattr(self.backbone, "decode_size", None) or self.backbone.preprocessing.size
-        arrs = []
-        kw = {} if max_pixels is None else {"max_pixels": max_pixels}
-        for i, im in enumerate(images):
-            pil = decode_image(im, name=None if names is None else names[i], **kw)
-            if pil.size != (size, size):
-                pil = pil.resize((size, size), Image.BILINEAR)
-            arrs.append(np.asarray(pil, np.uint8))
-        return np.stack(arrs)
+        return StreamEncoder(self.backbone, self.hasher, **kw)
 
     def encode_images(self, images: Sequence[bytes | str | Path], *, names: Sequence[str] | None = None,
                       max_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-        """Decode, embed and hash a batch; returns (codes uint8 (n, K/8), features float32 (n, D), per-stage
-        seconds). The one batch image-encoding path: ``deephash encode``, search and the service use it."""
-        with Timer() as t_dec:
-            arr = self.images_to_array(images, names=names, max_pixels=max_pixels)
-        with Timer() as t_bb:
-            feats = self.backbone.embed(arr)
-        with Timer() as t_h:
-            codes = self.hasher.encode(feats)
-        return codes, feats, {"decode": t_dec.seconds, "backbone": t_bb.seconds, "hash": t_h.seconds}
+        """Decode, embed and hash one batch in this process; returns (codes uint8 (n, K/8), features float32
+        (n, D), per-stage seconds). A bad image raises :class:`DataError`. It runs the streaming encoder
+        (inline) like every other encode path; many images are better given to :meth:`encoder`."""
+        from deephash.encoding import encode_images, require_all
+
+        r = require_all(encode_images(list(images), self.backbone, self.hasher, names=names, max_pixels=max_pixels,
+                                      batch_size=max(1, len(images)), workers=0))
+        return r.codes, r.features, {k: r.timings[k] for k in ("decode", "backbone", "hash")}

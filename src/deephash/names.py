@@ -44,7 +44,13 @@ def names_to_nul_bytes(names: list[str]) -> bytes:
 def display_path(name: str) -> str:
     """A printable, valid-UTF-8 form of a file name: bytes that are not UTF-8 as ``\\xNN``, control
     characters (newline, tab, ...) escaped; every other character as it is."""
-    text = name_bytes(name).decode("utf-8", "backslashreplace") if _has_surrogates(name) else name
+    if _has_surrogates(name):
+        try:
+            text = name_bytes(name).decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a lone surrogate no file-name byte decodes to (e.g. from JSON)
+            text = name.encode("utf-8", "backslashreplace").decode("utf-8")
+    else:
+        text = name
     return text.translate(_CONTROL)
 
 

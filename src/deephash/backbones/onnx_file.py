@@ -23,5 +23,8 @@ class OnnxFileBackbone(Backbone):
         probe = self._runner(np.zeros((1, 3, image_size, image_size), np.float32))
         self.dim = int(probe.shape[1])
 
+    def onnx_path(self) -> Path:
+        return self.path
+
     def embed(self, images: np.ndarray) -> np.ndarray:
         return self._runner(self.normalize(images))

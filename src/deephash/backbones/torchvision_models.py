@@ -15,13 +15,12 @@ class TorchvisionBackbone(Backbone):
     def __init__(self, arch: str, *, weights_path: str | None = None, weights: str | None = None,
                  image_size: int = 224) -> None:
         super().__init__(Preprocessing(image_size))
-        try:
-            import torch
-            import torchvision
-        except ImportError:
-            raise BackboneUnavailableError(
-                "torchvision is not installed; pip install torch==2.14.1 torchvision==0.29.1 (or use efficientnet-lite0)"
-            ) from None
+        import torch
+
+        from deephash.optional import require
+
+        torchvision = require("torchvision", f"the torchvision:{arch} backbone (or use efficientnet-lite0)",
+                              error=BackboneUnavailableError)
         if not hasattr(torchvision.models, arch):
             raise BackboneUnavailableError(f"torchvision has no model {arch!r}")
         if weights_path is None and weights is None:

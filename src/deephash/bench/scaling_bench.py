@@ -35,6 +35,7 @@ import numpy as np
 from deephash.bench.search_bench import _cpu_name, _faiss_simd, _load, _timed, default_isas, make_codes
 from deephash.errors import ConfigError
 from deephash.index.codes import check_n_bits
+from deephash.optional import require
 from deephash.utils import atomic_write_json
 
 DEFAULT_NS = (100_000, 1_000_000, 10_000_000)
@@ -119,8 +120,7 @@ def run_scaling_bench(
     With ``resume``, the rows an earlier run wrote to ``out_dir/scaling.json`` are kept (their (N, bits)
     are not measured again) and the table and plots cover all of them: a large N can be added later.
     """
-    import faiss
-
+    faiss = require("faiss", "the scaling benchmark")
     from deephash.index.faiss_indexes import create_ann_index, recall_at_k
     from deephash.index.kernel_searcher import KernelSearcher, kernel_available, resolve_isa
 
@@ -286,10 +286,9 @@ def format_scaling_markdown(out: dict[str, Any]) -> str:
 
 def plot_scaling(out: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
     """Two PNGs in ``out_dir``: search (q/s and IVF recall vs N) and index (memory, save/load time, peak memory vs N)."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "the scaling plots")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "the scaling plots")
 
     out_dir = Path(out_dir)
     rows = out["rows"]

@@ -33,6 +33,7 @@ import numpy as np
 
 from deephash.errors import ConfigError
 from deephash.index.codes import check_n_bits
+from deephash.optional import require
 from deephash.utils import atomic_write_json
 
 DEFAULT_SUBLINEAR: dict[str, list[dict[str, Any]]] = {
@@ -94,7 +95,7 @@ def default_isas() -> list[str]:
 
 
 def _faiss_simd() -> str:
-    import faiss
+    faiss = require("faiss", "the search benchmark")
 
     try:
         return str(faiss.get_compile_options()).strip()
@@ -133,7 +134,7 @@ def run_search_bench(
     ``sublinear`` has one row per sub-linear index setting at the first bits and thread count
     (build seconds, memory MB, QPS, tie-aware recall@k against exact search).
     """
-    import faiss
+    faiss = require("faiss", "the search benchmark")
 
     from deephash.index.faiss_indexes import create_ann_index, recall_at_k
     from deephash.index.kernel_searcher import LAYOUTS, KernelSearcher, _hamming, kernel_available, resolve_isa, to_words

@@ -8,7 +8,7 @@ import click
 
 @click.group()
 def bench() -> None:
-    """Benchmarks (search speed, method comparison)."""
+    """Benchmarks (search speed, method comparison, encoding speed)."""
 
 
 def _int_list(value: str, option: str) -> list[int]:
@@ -118,7 +118,9 @@ def bench_milvus_layout(uri, n, bits, dim, metrics_url, json_path):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(), default=None)
 @click.option("--out", "out_dir", type=click.Path(), default=None, help="also write report.md/json and PNG plots here")
-def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_size, params, resume, seed, json_path, out_dir):
+@click.option("--int8", is_flag=True, help="features from the int8 backbone (calibrated on 256 archive images)")
+def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_size, params, resume, seed, json_path, out_dir,
+                  int8):
     """Train every method head-only on cached features and compare them under one protocol."""
     import numpy as np
 
@@ -132,7 +134,12 @@ def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_siz
 
     overrides = method_params(params, methods.split(",") if methods else None)
     archive = load_dataset(dataset)
-    fs = extract_features(archive, create_backbone(backbone, image_size=image_size))
+    bb = create_backbone(backbone, image_size=image_size)
+    if int8:
+        from deephash.encoding.int8 import int8_backbone
+
+        bb = int8_backbone(bb, [archive.abspath(i) for i in range(len(archive))])
+    fs = extract_features(archive, bb)
     labels = archive.labels[fs.index]
     splits = np.asarray(archive.splits)[fs.index]
     try:
@@ -197,3 +204,26 @@ def bench_ray_encode(dataset, n_images, workers, shard_size, batch_size, image_s
     click.echo(format_ray_encode_markdown(r))
     if json_path:
         click.echo(f"wrote {json_path}", err=True)
+
+
+@bench.command("encode")
+@click.option("--data", type=click.Path(), default=None, help="CIFAR-10 archive (default: $DEEPHASH_CIFAR10 or shared/data)")
+@click.option("--n-small", type=int, default=3000, show_default=True, help="CIFAR-10 test JPEGs encoded per run")
+@click.option("--n-large", type=int, default=60, show_default=True, help="12-MP JPEGs (made once from CIFAR-10, cached)")
+@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--image-size", type=int, default=128, show_default=True)
+@click.option("--backbone", default="efficientnet-lite0", show_default=True)
+@click.option("--int8/--no-int8", default=True, show_default=True, help="also measure the int8 backbone")
+@click.option("--quality", is_flag=True, help="also measure fidelity: draft vs full decoding, int8 vs float32 (cosine, mAP)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_encode(data, n_small, n_large, repeats, image_size, backbone, int8, quality, seed, json_path):
+    """Encoding images/s: the streaming encoder vs the old one, CIFAR-size and 12-MP JPEGs, fp32 vs int8, decode-only limit."""
+    from deephash.bench.encode_bench import run_encode_bench
+    from deephash.errors import ConfigError
+
+    for name, v in (("--n-small", n_small), ("--n-large", n_large), ("--repeats", repeats)):
+        if v < 1:
+            raise ConfigError(f"{name} must be a positive whole number; got {v}")
+    run_encode_bench(n_small=n_small, n_large=n_large, repeats=repeats, image_size=image_size, backbone_name=backbone,
+                     int8=int8, quality=quality, seed=seed, json_path=json_path, data=data)

@@ -19,8 +19,8 @@ class DeepHashGroup(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except DeepHashError as e:
-            click.echo(f"error: {e}", err=True)
+        except DeepHashError as e:  # one line, printable: names in messages may hold newlines or non-UTF-8 bytes
+            click.echo(f"error: {display_path(str(e))}", err=True)
             sys.exit(2)
 
 
@@ -89,12 +89,17 @@ def demo(data, bits, n_query, n_database, image_size, backbone, n_iters, loss_va
 
 # ----------------------------------------------------------------------------- listings
 @cli.command()
-def methods() -> None:
+@click.option("-l", "--long", "long_", is_flag=True, help="also print each method's survey family and whether it needs labels")
+def methods(long_: bool) -> None:
     """Print the registered hashing methods, one a line."""
-    from deephash.hashers import list_hashers
+    from deephash.hashers import HASHERS, list_hashers
 
     for n in list_hashers():
-        click.echo(n)
+        if long_:
+            cls = HASHERS.get(n)
+            click.echo(f"{n:<18s} {'supervised' if cls.supervised else 'unsupervised':<13s} {cls.family}")
+        else:
+            click.echo(n)
 
 
 @cli.command()
@@ -113,11 +118,21 @@ def _open(archive: str, split: str | None, labels: str | None):
     return open_archive(archive, split=split, labels_file=labels)
 
 
-def _report_skipped(skipped) -> None:
+def _report_skipped(skipped, ignored=()) -> None:
+    """Files that could not be used, each with its reason; files that are no images, counted by suffix."""
+    if ignored:
+        from collections import Counter
+
+        by = Counter(Path(p).suffix.lower() or "(no suffix)" for p in ignored)
+        click.echo(f"ignored {len(ignored)} file(s) that are not images: "
+                   + ", ".join(f"{s} {n}" for s, n in by.most_common()), err=True)
     if skipped:
         click.echo(f"skipped {len(skipped)} file(s):", err=True)
         for p, r in skipped[:20]:
-            click.echo(f"  {display_path(p)}: {r}", err=True)
+            head, sep, rest = r.partition(": ")
+            if sep and (head == p or head.endswith("/" + p)):  # the reason repeats the file's name
+                r = rest
+            click.echo(f"  {display_path(p)}: {display_path(r)}", err=True)
         if len(skipped) > 20:
             click.echo(f"  ... and {len(skipped) - 20} more", err=True)
 
@@ -137,8 +152,9 @@ def _report_skipped(skipped) -> None:
 @click.option("--param", "params", multiple=True, help="method hyper-parameter [METHOD.]KEY=VALUE (JSON value), repeatable")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="no progress bars")
+@click.option("--int8", is_flag=True, help="int8 backbone (ONNX Runtime static quantisation, calibrated on 256 archive images; cached)")
 @click.option("--out", "out", type=click.Path(), required=True, help="checkpoint file to write (.pt)")
-def train(archive, method, bits, split, labels, backbone, image_size, n_iters, epochs, params, seed, quiet, out):
+def train(archive, method, bits, split, labels, backbone, image_size, n_iters, epochs, params, seed, quiet, out, int8):
     """Train a hashing method head-only on an archive's cached backbone features."""
     from deephash import api
     from deephash.cli.params import parse_params
@@ -147,8 +163,8 @@ def train(archive, method, bits, split, labels, backbone, image_size, n_iters, e
         raise click.UsageError("give --iters or --epochs, not both")
     r = api.train(api.TrainConfig(archive=archive, out=out, method=method, bits=bits, split=split, labels=labels,
                                   backbone=backbone, image_size=image_size, params=parse_params(params, method), seed=seed,
-                                  progress=show_progress(quiet), n_iters=n_iters, epochs=epochs))
-    _report_skipped(r.skipped)
+                                  progress=show_progress(quiet), n_iters=n_iters, epochs=epochs, int8=int8))
+    _report_skipped(r.skipped, r.ignored)
     how = ""
     if r.history:
         how = f", {r.history['iters']} iterations" + (" (stopped early: validation stopped improving)"
@@ -159,22 +175,18 @@ def train(archive, method, bits, split, labels, backbone, image_size, n_iters, e
 @cli.command()
 @click.argument("checkpoint", type=click.Path())
 @click.argument("images", nargs=-1, required=True)
-@click.option("--out", type=click.Path(), default=None, help="write codes as .npy (uint8, n x bits/8) instead of printing hex")
+@click.option("--out", type=click.Path(), default=None,
+              help="write codes as .npy (uint8, n x bits/8) instead of printing hex, and OUT.files.json: the file of each row")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="images encoded per backbone call")
-def encode(checkpoint, images, out, batch_size):
+@click.option("--int8", is_flag=True, help="int8 backbone (ONNX Runtime static quantisation, calibrated on 256 of the images; cached)")
+def encode(checkpoint, images, out, batch_size, int8):
     """Hash images (files or folders) with a trained checkpoint alone."""
     from deephash import api
 
-    r = api.encode(checkpoint, images, batch_size=batch_size)
+    r = api.encode(checkpoint, images, batch_size=batch_size, out=out, int8=int8)
     _report_skipped(r.skipped)
     if out:
-        import numpy as np
-
-        from deephash.utils import atomic_path
-
-        with atomic_path(out, suffix=".npy") as tmp:
-            np.save(tmp, r.codes)
-        click.echo(f"wrote {len(r.codes)} codes to {out}")
+        click.echo(f"wrote {len(r.codes)} codes to {out} and the file of each row to {r.files_out}")
     else:
         for f, c in zip(r.files, r.codes):
             click.echo(f"{c.tobytes().hex()}  {display_path(str(f))}")
@@ -197,30 +209,40 @@ def encode(checkpoint, images, out, batch_size):
 @click.option("--address", default=None, help="--engine ray: a running Ray cluster (ray://HOST:10001 or auto; default: start a local one)")
 @click.option("--workers", type=int, default=None, help="--engine ray: worker processes of the local cluster (default 2)")
 @click.option("--shard-size", type=int, default=None, help="--engine ray: images per shard, the unit that is resumed (default 1024)")
+@click.option("--int8", is_flag=True, help="int8 backbone (ONNX Runtime static quantisation, calibrated on 256 archive images; cached)")
 def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, milvus_index, milvus_token, engine, address,
-              workers, shard_size):
+              workers, shard_size, int8):
     """Encode an archive with a trained model and write a searchable index (or update one)."""
     from deephash import api
 
     if prune and not update:
         raise click.UsageError("--prune only applies with --update")
+    if int8 and update:
+        raise click.UsageError("--int8 applies to a new index (an update calibrates nothing anew)")
     opts = backend_options(milvus_token)
     given = {"address": address, "workers": workers, "shard_size": shard_size}
     engine_options = {k: v for k, v in given.items() if v is not None}
     if update and (engine != "local" or engine_options):
         raise click.UsageError("--engine and its options apply to building an index, not to --update")
+    from deephash.index.backend import is_remote
+
+    if not update and not is_remote(out):
+        from deephash.utils import check_writable
+
+        check_writable(out)  # before a .tar.gz is unpacked and encoded
     a = _open(archive, split, labels)
     if update:
         r = api.update_index(a, checkpoint, out, prune=prune, **opts)
-        _report_skipped(r.skipped)
+        _report_skipped(r.skipped, r.ignored)
         how = "rewrote the index file" if r.rewritten else (f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
                                                              if r.journal_bytes else "written to the server")
         click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}")
         return
     if milvus_index is not None:
         opts["index_type"] = milvus_index
-    b = api.build_index(a, checkpoint, out, store_features=features, engine=engine, engine_options=engine_options, **opts)
-    _report_skipped(b.skipped)
+    b = api.build_index(a, checkpoint, out, store_features=features, engine=engine, engine_options=engine_options,
+                        int8=int8, **opts)
+    _report_skipped(b.skipped, b.ignored)
     how = ""
     if b.encoding.get("shards"):
         e = b.encoding

@@ -46,6 +46,8 @@ class ImageArchive:
     class_names: list[str]
     splits: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: files that are no images by their suffix (notes.txt, labels.csv): ignored, not "bad images"
+    ignored: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -65,7 +67,7 @@ class ImageArchive:
     def subset(self, idx: Sequence[int] | np.ndarray) -> "ImageArchive":
         idx = np.asarray(idx, dtype=np.int64)
         return ImageArchive(self.root, [self.paths[i] for i in idx], self.labels[idx], self.class_names,
-                            [self.splits[i] for i in idx], list(self.skipped))
+                            [self.splits[i] for i in idx], list(self.skipped), list(self.ignored))
 
     def split_indices(self, name: str) -> np.ndarray:
         idx = np.flatnonzero(np.asarray(self.splits) == name)
@@ -78,13 +80,36 @@ class ImageArchive:
         """Changes whenever the file list (names, sizes, mtimes) changes: keys the feature cache."""
         stats = []
         for p in self.paths:
-            st = (self.root / p).stat()
-            stats.append((p, st.st_size, int(st.st_mtime)))
+            try:
+                st = (self.root / p).stat()
+                stats.append((p, st.st_size, int(st.st_mtime)))
+            except OSError:  # gone since the listing: reading it will report it
+                stats.append((p, -1, -1))
         return sha1_of(str(self.root.resolve()), stats)
 
 
 def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_SUFFIXES
+
+
+#: file beside an unpacked archive's contents listing the members that were not unpacked (and why)
+UNPACK_SKIPPED = ".deephash-unpack-skipped.json"
+
+
+def link_problem(p: Path, real_root: Path) -> str | None:
+    """Why the symbolic link ``p`` is not followed (None when ``p`` is no link, or a link to a file
+    inside the archive). Looks only at the link itself (lstat, readlink): nothing is opened."""
+    if not os.path.islink(p):
+        return None
+    target = os.readlink(p)
+    real = Path(os.path.realpath(p))
+    if not real.is_relative_to(real_root):
+        return f"symbolic link leaving the archive (to {target}): skipped"
+    if not real.exists():
+        return f"broken symbolic link (to {target}): skipped"
+    if real.is_dir():
+        return f"symbolic link to a folder (to {target}): not followed, its images are indexed where they lie"
+    return None
 
 
 def unpack_archive_file(path: Path) -> Path:
@@ -108,8 +133,20 @@ def unpack_archive_file(path: Path) -> Path:
                         raise DataError(f"{path}: refusing archive member with an unsafe path {m!r}")
                 zf.extractall(tmp)
         else:
+            skipped: list[tuple[str, str]] = []
+
+            def data_only(member: tarfile.TarInfo, dest: str):
+                """tarfile's "data" filter, member by member: a refused member is skipped and reported."""
+                try:
+                    return tarfile.data_filter(member, dest)
+                except tarfile.FilterError as e:
+                    skipped.append((member.name, _filter_reason(member, e)))
+                    return None
+
             with tarfile.open(path) as tf:
-                tf.extractall(tmp, filter="data")
+                tf.extractall(tmp, filter=data_only)
+            if skipped:
+                (tmp / UNPACK_SKIPPED).write_text(json.dumps(skipped))
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DataError(f"{path}: cannot unpack archive ({e}); expected a readable .tar.gz, .tar or .zip") from None
@@ -119,6 +156,31 @@ def unpack_archive_file(path: Path) -> Path:
     os.replace(tmp, dest)
     print(f"deephash: unpacked {path.name} in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return dest
+
+
+def _not_regular(f: Path) -> str | None:
+    """Why ``f`` (no link leaving the archive) is not read: a pipe, socket or device would block or mislead."""
+    return None if f.is_file() else "not a regular file (a pipe, socket or device): skipped"
+
+
+def _filter_reason(member: tarfile.TarInfo, e: Exception) -> str:
+    if isinstance(e, (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError)):
+        kind = "symbolic" if member.issym() else "hard"
+        return f"{kind} link leaving the archive (to {member.linkname}): skipped"
+    if isinstance(e, (tarfile.AbsolutePathError, tarfile.OutsideDestinationError)):
+        return "member path leaves the archive (absolute or with ..): skipped"
+    if isinstance(e, tarfile.SpecialFileError):
+        return "not a regular file (a device or a pipe): skipped"
+    return f"refused by the safe unpacking filter ({e}): skipped"
+
+
+def _unpack_skipped(unpacked: Path) -> list[tuple[str, str]]:
+    """The members that unpacking skipped (written beside the unpacked files)."""
+    f = unpacked / UNPACK_SKIPPED
+    try:
+        return [(str(a), str(b)) for a, b in json.loads(f.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 def _descend_single(root: Path) -> Path:
@@ -141,19 +203,38 @@ def open_archive(path: str | os.PathLike, *, split: str | None = None, labels_fi
     if p.is_file():
         if not p.name.lower().endswith(ARCHIVE_SUFFIXES):
             raise DataError(f"{p}: expected a folder or a {'/'.join(ARCHIVE_SUFFIXES)} archive; got a {p.suffix or 'suffix-less'} file")
-        p = _descend_single(unpack_archive_file(p))
+        unpacked = unpack_archive_file(p)
+        pre = _unpack_skipped(unpacked)
+        p = _descend_single(unpacked)
+    else:
+        pre = []
     if labels_file is None:
         from deephash.data.idx import idx_image_folder, is_idx_folder
 
         if is_idx_folder(p):  # MNIST-style IDX files: written once as an image folder in the cache
             p = idx_image_folder(p)
-    if labels_file is not None:
-        return _from_label_file(p, Path(labels_file), split)
-    return _from_image_folder(p, split)
+    a = _from_label_file(p, Path(labels_file), split) if labels_file is not None else _from_image_folder(p, split)
+    a.skipped[:0] = pre
+    return a
+
+
+def _listable_dir(d: Path, real_root: Path, skipped: list[tuple[str, str]], root: Path) -> bool:
+    """``d`` is a folder to list: not hidden, and not a link (reported when it is one)."""
+    if d.name.startswith("."):
+        return False
+    why = link_problem(d, real_root)
+    if why is not None:
+        rel = d.relative_to(root).as_posix()
+        if (rel, why) not in skipped:
+            skipped.append((rel, why))
+        return False
+    return d.is_dir()
 
 
 def _from_image_folder(root: Path, split: str | None) -> ImageArchive:
-    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    real_root = Path(os.path.realpath(root))
+    skipped: list[tuple[str, str]] = []
+    subdirs = sorted(d for d in root.iterdir() if _listable_dir(d, real_root, skipped, root))
     split_dirs = [d for d in subdirs if d.name.lower() in SPLIT_NAMES]
     if split is not None:
         if not (root / split).is_dir():
@@ -165,41 +246,74 @@ def _from_image_folder(root: Path, split: str | None) -> ImageArchive:
         parts = [(d.name, d) for d in split_dirs]
     else:
         parts = [("", root)]
-    class_names = sorted({c.name for _, base in parts for c in base.iterdir() if c.is_dir() and not c.name.startswith(".")})
+    def is_class_dir(c: Path) -> bool:  # a folder named like an image file (x.jpg/) is no class
+        return _listable_dir(c, real_root, skipped, root) and not _is_image(c)
+
+    class_names = sorted({c.name for _, base in parts for c in base.iterdir() if is_class_dir(c)})
     if not class_names:
-        return _flat_folder(root, parts)
+        return _flat_folder(root, parts, skipped)
     cidx = {c: i for i, c in enumerate(class_names)}
-    paths, labels, splits, skipped = [], [], [], []
+    paths, labels, splits, ignored = [], [], [], []
     for sname, base in parts:
-        for cdir in sorted(c for c in base.iterdir() if c.is_dir() and not c.name.startswith(".")):
-            for dirpath, dirnames, filenames in os.walk(cdir):
+        for f in sorted(base.iterdir()):  # what lies beside the class folders belongs to no class
+            if f.name.startswith(".") or os.path.islink(f) and link_problem(f, real_root):
+                continue
+            rel = f.relative_to(root).as_posix()
+            if _is_image(f) and f.is_dir():
+                skipped.append((rel, "a folder named like an image file: skipped"))
+            elif _is_image(f):
+                skipped.append((rel, "an image beside the class folders, in none of them: skipped (its class is unknown)"))
+            elif f.is_file():
+                ignored.append(rel)
+        for cdir in sorted(c for c in base.iterdir() if is_class_dir(c)):
+            for dirpath, dirnames, filenames in os.walk(cdir):  # does not descend into linked folders
                 dirnames.sort()
+                for dn in dirnames:
+                    d = Path(dirpath) / dn
+                    if _listable_dir(d, real_root, skipped, root) and _is_image(d) and not any(
+                            _is_image(f) for f in d.rglob("*")):  # x.jpg/ holding no image: say so
+                        skipped.append((d.relative_to(root).as_posix(), "a folder named like an image file: skipped"))
                 for fn in sorted(filenames):
                     if fn.startswith("."):
                         continue
                     f = Path(dirpath) / fn
                     rel = f.relative_to(root).as_posix()
+                    why = link_problem(f, real_root) or _not_regular(f)
+                    if why is not None:
+                        skipped.append((rel, why))
+                        continue
                     if not _is_image(f):
-                        skipped.append((rel, f"not an image file (suffix {f.suffix or 'none'})"))
+                        ignored.append(rel)
                         continue
                     paths.append(rel)
                     labels.append(cidx[cdir.name])
                     splits.append(sname)
     if not paths:
         raise DataError(f"{root}: found class folders but no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return ImageArchive(root, paths, np.asarray(labels, np.int64), class_names, splits, skipped)
+    return ImageArchive(root, paths, np.asarray(labels, np.int64), class_names, splits, skipped, ignored)
 
 
-def _flat_folder(root: Path, parts: list[tuple[str, Path]]) -> ImageArchive:
+def _flat_folder(root: Path, parts: list[tuple[str, Path]], skipped: list[tuple[str, str]]) -> ImageArchive:
     """Images directly inside the folder (or its split folders), no class folders: an unlabelled archive."""
-    paths, splits, skipped = [], [], []
+    real_root = Path(os.path.realpath(root))
+    paths, splits, ignored = [], [], []
     for sname, base in parts:
         for f in sorted(base.iterdir()):
-            if f.name.startswith(".") or not f.is_file():
+            if f.name.startswith("."):
                 continue
             rel = f.relative_to(root).as_posix()
+            why = link_problem(f, real_root)
+            if why is not None:
+                if (rel, why) not in skipped:
+                    skipped.append((rel, why))
+                continue
             if not _is_image(f):
-                skipped.append((rel, f"not an image file (suffix {f.suffix or 'none'})"))
+                if f.is_file():
+                    ignored.append(rel)
+                continue  # a folder (or a pipe) without an image suffix: not part of a flat archive
+            why = _not_regular(f)
+            if why is not None:
+                skipped.append((rel, "a folder named like an image file: skipped" if f.is_dir() else why))
                 continue
             paths.append(rel)
             splits.append(sname)
@@ -208,7 +322,7 @@ def _flat_folder(root: Path, parts: list[tuple[str, Path]]) -> ImageArchive:
             f"{root}: expected image files ({', '.join(sorted(IMAGE_SUFFIXES))}) or one sub-folder per class "
             "(e.g. root/train/cat/001.jpg or root/cat/001.jpg); found neither"
         )
-    return ImageArchive(root, paths, np.full(len(paths), UNLABELLED, np.int64), [], splits, skipped)
+    return ImageArchive(root, paths, np.full(len(paths), UNLABELLED, np.int64), [], splits, skipped, ignored)
 
 
 def _split_labels(value: str) -> list[str]:
@@ -272,10 +386,23 @@ def _from_label_file(root: Path, labels_file: Path, split: str | None = None) ->
     class_names = sorted({lab for _, labs, _ in rows for lab in labs})
     cidx = {c: i for i, c in enumerate(class_names)}
     paths, labels, splits, skipped = [], [], [], []
+    real_root = Path(os.path.realpath(root))
     for pth, labs, sp in rows:
         f = root / pth
-        if not f.is_file():
+        if not Path(os.path.realpath(f)).is_relative_to(real_root):
+            skipped.append((pth, "listed in the label file but lies outside the archive folder (an absolute path, "
+                                 "'..' or a link leaving it): skipped"))
+            continue
+        why = link_problem(f, real_root)
+        if why is not None:
+            skipped.append((pth, why))
+            continue
+        if not f.exists():
             skipped.append((pth, "listed in the label file but missing on disk"))
+            continue
+        if not f.is_file():
+            skipped.append((pth, "listed in the label file but " + ("a folder" if f.is_dir() else "not a regular file")
+                            + ", not an image file: skipped"))
             continue
         if not _is_image(f):
             skipped.append((pth, f"not an image file (suffix {f.suffix or 'none'})"))

@@ -22,7 +22,6 @@ from deephash.engines.base import Engine, EncodedArchive, Progress, register_eng
 from deephash.engines.shards import ShardStore, assemble, encode_shard, model_from_bytes, plan_shards
 from deephash.errors import ConfigError, DeepHashError, EngineError, EngineUnavailableError
 
-RAY_INSTALL = 'pip install "deephash[ray]"  (or: pip install "ray[default]>=2.9")'
 
 #: option -> (smallest value, what it is), checked in one place
 _LIMITS = {"workers": (1, "worker processes"), "shard_size": (1, "images per shard"),
@@ -32,11 +31,9 @@ _LIMITS = {"workers": (1, "worker processes"), "shard_size": (1, "images per sha
 
 def _ray():
     """The ``ray`` module, or a one-line error saying how to install it."""
-    try:
-        import ray
-    except ImportError:
-        raise EngineUnavailableError(f"the ray engine needs Ray, which is not installed: {RAY_INSTALL}") from None
-    return ray
+    from deephash.optional import require
+
+    return require("ray", "the ray engine", error=EngineUnavailableError)
 
 
 def _encode_shard_task(model_bytes: bytes, digest: str, root: str, paths: list[str], positions: np.ndarray,

@@ -62,7 +62,8 @@ def encode_shard(model, root: str | os.PathLike, paths: Sequence[str], positions
     files = [root / p for p in paths]
     t0 = time.perf_counter()
     ids, codes, feats, bad, why = [], [], [], [], []
-    for pos, c, f, t in encode_batches(model, files, batch_size=batch_size):
+    # workers=0: decode inline; the engine already runs one worker process per core
+    for pos, c, f, t in encode_batches(model, files, batch_size=batch_size, workers=0):
         if c is None:
             bad.append(positions[pos[0]])
             why.append(t)

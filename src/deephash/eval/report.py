@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from deephash.errors import ConfigError
+from deephash.optional import require
 from deephash.utils import atomic_path, atomic_write_bytes, atomic_write_json
 
 REPORT_FORMAT = "deephash-report"
@@ -196,7 +197,7 @@ _MARKERS = "osD^vP*Xh<>p"
 def _colors(methods: list[str]) -> dict[str, Any]:
     """A distinct colour per method: tab10 up to 10 methods, tab20 up to 20, then cycling
     (the marker, from :func:`_marker`, tells cycled colours apart)."""
-    import matplotlib
+    matplotlib = require("matplotlib", "the report's plots")
 
     cmap = matplotlib.colormaps["tab10" if len(methods) <= 10 else "tab20"]
     return {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
@@ -215,7 +216,7 @@ def _legend(ax, n_entries: int) -> None:
 
 
 def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "the report's plots")
 
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
@@ -223,7 +224,7 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def _subplots(n: int, title: str):
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "the report's plots")
 
     fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.0), squeeze=False)
     fig.suptitle(title)
@@ -284,7 +285,7 @@ def _plot_pk(results: list[dict[str, Any]], path: Path, colors: dict[str, Any]) 
 
 
 def _plot_map_vs_bits(results: list[dict[str, Any]], path: Path, colors: dict[str, Any]) -> bool:
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", "the report's plots")
 
     fig, ax = plt.subplots(figsize=(5.6, 4.2))
     bits = _bit_lengths(results)
@@ -314,7 +315,7 @@ def _plot_map_vs_bits(results: list[dict[str, Any]], path: Path, colors: dict[st
 
 def write_report(results: Sequence[dict[str, Any]], out_dir: str | Path, config: dict[str, Any]) -> dict[str, Path]:
     """Write ``report.md``, ``report.json`` and the PNG plots into ``out_dir``; return their paths."""
-    import matplotlib
+    matplotlib = require("matplotlib", "the report's plots")
 
     matplotlib.use("Agg", force=False)
     res = _check_results(results)

@@ -75,12 +75,9 @@ def coarse_to_fine_evaluation(q_codes: np.ndarray, q_features: np.ndarray, db_co
     from deephash.index.codes import hamming_matrix
 
     if searcher is None:
-        try:
-            import faiss  # noqa: F401
+        from deephash.optional import available
 
-            searcher = "faiss-flat"
-        except ImportError:
-            searcher = "numpy"
+        searcher = "faiss-flat" if available("faiss") else "numpy"
     n_bits = q_codes.shape[1] * 8
     min_pool = k if min_pool is None else min_pool
     idx = HashIndex(n_bits, searcher=searcher, feature_dtype="float32")

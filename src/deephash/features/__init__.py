@@ -1,4 +1,4 @@
 """Feature extraction with a disk cache that resumes."""
-from deephash.features.extract import FeatureSet, embed_images, extract_features, read_batch
+from deephash.features.extract import FeatureSet, embed_images, extract_features
 
-__all__ = ["FeatureSet", "extract_features", "embed_images", "read_batch"]
+__all__ = ["FeatureSet", "extract_features", "embed_images"]

@@ -1,14 +1,14 @@
-"""Batch feature extraction: reader (decode + resize, threaded) -> mapper (backbone) -> writer (cache).
+"""Batch feature extraction: the streaming encoder (:mod:`deephash.encoding`) -> writer (a resumable cache).
 
-The cache is keyed by the backbone, its preprocessing and the archive's exact file list
-(names, sizes, mtimes). Progress is checkpointed every ``CHUNK`` images, so an interrupted
-extraction resumes where it stopped. Corrupt or unreadable images are skipped and listed.
+The cache is a :class:`~deephash.features.store.FeatureStore` per backbone (weights, preprocessing,
+int8 calibration) and decoding mode, keyed **per image** by the file's content: any subset, split,
+label file or moved copy of an archive reuses the features an earlier run computed. Finished
+images are written every ``CHUNK`` images (and on the way out of an interrupted run), so an
+interrupted extraction resumes where it stopped. Corrupt or unreadable images are skipped and listed.
 """
 from __future__ import annotations
 
-import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -17,9 +17,10 @@ import numpy as np
 
 from deephash.backbones.base import Backbone
 from deephash.data.archive import ImageArchive
-from deephash.data.images import load_rgb
+from deephash.encoding import DecodeSpec, StreamEncoder, decode_size_of
 from deephash.errors import DataError
-from deephash.utils import atomic_path, atomic_write_json, cache_dir, sha1_of
+from deephash.features.store import FAILED, OK, FeatureStore
+from deephash.utils import atomic_write_json, cache_dir, sha1_of
 
 CHUNK = 1024
 
@@ -38,34 +39,25 @@ class FeatureSet:
         return len(self.index)
 
 
-def read_batch(paths: Sequence[Path], size: int, pool: ThreadPoolExecutor | None = None) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Decode and resize images; returns (uint8 NHWC of the good ones, ok mask, reasons for the bad ones)."""
-
-    def one(p: Path):
-        try:
-            return load_rgb(p, size), None
-        except DataError as e:
-            return None, (str(p), str(e))
-        except OSError as e:
-            return None, (str(p), f"{p}: cannot read ({e})")
-
-    results = list(pool.map(one, paths)) if pool else [one(p) for p in paths]
-    ok = np.array([r[0] is not None for r in results], bool)
-    imgs = [r[0] for r in results if r[0] is not None]
-    arr = np.stack(imgs) if imgs else np.zeros((0, size, size, 3), np.uint8)
-    return arr, ok, [r[1] for r in results if r[1] is not None]
-
-
 def embed_images(backbone: Backbone, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Features of already decoded ``uint8 NHWC`` images, ``batch_size`` per backbone call."""
     out = [backbone.embed(images[s : s + batch_size]) for s in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, backbone.dim), np.float32)
 
 
-def feature_cache_key(archive: ImageArchive, backbone: Backbone) -> str:
-    return sha1_of(backbone.describe(), archive.fingerprint())
+def feature_store_key(backbone: Backbone, draft: bool = True) -> str:
+    """The store's key: the backbone (weights, preprocessing, int8 calibration) and how images decode."""
+    return sha1_of(backbone.describe(), DecodeSpec(decode_size_of(backbone), draft).cache_tag())
 
 
-_TODO, _OK, _FAILED = 0, 1, 2
+def feature_store(backbone: Backbone, draft: bool = True) -> FeatureStore:
+    """The per-image feature cache of ``backbone`` under ``$DEEPHASH_CACHE/feature-store/``."""
+    folder = cache_dir() / "feature-store" / feature_store_key(backbone, draft)
+    store = FeatureStore(folder, backbone.dim)
+    if not (folder / "meta.json").is_file():
+        atomic_write_json(folder / "meta.json", {"backbone": backbone.describe(), "dim": backbone.dim, "draft": draft,
+                                                 "layout": "chunks: <name>.keys.npz + <name>.f32.npy (+ .failed.json)"})
+    return store
 
 
 def extract_features(
@@ -76,14 +68,16 @@ def extract_features(
     batch_size: int = 64,
     use_cache: bool = True,
     progress: bool = True,
-    n_readers: int = 2,
+    workers: int | None = None,
+    draft: bool = True,
 ) -> FeatureSet:
     """Features for ``archive`` images at ``positions`` (default: all), cached per image and resumable.
 
-    The cache for (backbone, archive) is a float32 memory-mapped matrix with one row per archive
-    image plus a state vector (to do / done / failed) that is replaced atomically every
-    ``CHUNK`` images: an interrupted run loses at most the images since the last checkpoint,
-    and any subset of the archive reuses what earlier calls computed.
+    Each image is looked up in the backbone's :class:`FeatureStore` by its content (found by its
+    path, size and mtime without reading it when the store has seen that file); only the images
+    not there are decoded and embedded, each distinct content once, and written back every ``CHUNK``
+    images. ``workers`` decoder processes (default: one per core) and ``draft`` JPEG decoding: see
+    :class:`deephash.encoding.StreamEncoder`.
     """
     import time
 
@@ -92,58 +86,66 @@ def extract_features(
     positions = np.arange(len(archive)) if positions is None else np.asarray(positions, np.int64)
     if len(positions) and (positions.min() < 0 or positions.max() >= len(archive)):
         raise DataError(f"positions must lie in [0, {len(archive)}); got {positions.min()}..{positions.max()}")
-    folder = cache_dir() / "features" / feature_cache_key(archive, backbone)
-    folder.mkdir(parents=True, exist_ok=True)
-    n, dim = len(archive), backbone.dim
-    state_path, fail_path, feat_path = folder / "state.npy", folder / "failed.json", folder / "features.f32"
-    state = np.load(state_path) if (use_cache and state_path.is_file()) else np.zeros(n, np.int8)
-    failed: dict[str, str] = json.loads(fail_path.read_text()) if (use_cache and fail_path.is_file()) else {}
-    if not feat_path.is_file() or not use_cache or feat_path.stat().st_size != n * dim * 4:
-        state[:] = _TODO
-        failed = {}
-        with open(feat_path, "wb") as fh:
-            fh.truncate(n * dim * 4)
-    atomic_write_json(folder / "meta.json", {"backbone": backbone.describe(), "n": n, "dim": dim,
-                                             "root": str(archive.root), "layout": "float32 row-major (n, dim)"})
-    feats = np.memmap(feat_path, dtype=np.float32, mode="r+", shape=(n, dim))
-
-    def checkpoint() -> None:
-        feats.flush()
-        with atomic_path(state_path, suffix=".npy") as tmp:
-            np.save(tmp, state)
-        atomic_write_json(fail_path, failed)
-
-    todo = positions[state[positions] == _TODO]
-    todo = np.unique(todo)
-    size = backbone.preprocessing.size
     t0 = time.perf_counter()
+    paths = [archive.abspath(int(i)) for i in positions]
+    store = feature_store(backbone, draft) if use_cache else None
+    keys = store.keys_of(paths) if store is not None else [None] * len(paths)
+    # what to compute: each content the store lacks once, and every unreadable file (for its message)
+    todo: list[int] = []
+    scheduled: set[str] = set()
+    for j, k in enumerate(keys):
+        if k is None:
+            todo.append(j)
+        elif store.status(k) is None and k not in scheduled:
+            scheduled.add(k)
+            todo.append(j)
+    size = decode_size_of(backbone)
     bar = tqdm(total=len(positions), initial=len(positions) - len(todo), unit="img",
-               desc=f"features {backbone.name}@{size}px", disable=not progress or not len(todo), file=sys.stderr,
+               desc=f"features {backbone.name}@{size}px", disable=not progress or not todo, file=sys.stderr,
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 10.0)
-    since = 0
+    fresh: dict[int, np.ndarray] = {}  # without a store: position in ``positions`` -> features
+    why: dict[int, str] = {}  # position in ``positions`` -> why it failed in this run
+    pending: list[tuple[int, np.ndarray | None, str | None]] = []  # (j, features or None, reason)
+
+    def flush() -> None:
+        if store is None or not pending:
+            pending.clear()
+            return
+        ok = [f is not None for _, f, _ in pending]
+        feats = np.stack([f for _, f, _ in pending if f is not None]) if any(ok) else np.zeros((0, backbone.dim), np.float32)
+        store.add([paths[j] for j, _, _ in pending], [keys[j] for j, _, _ in pending], feats, ok,
+                  {n: r for n, (_, _, r) in enumerate(pending) if r is not None})
+        pending.clear()
+
+    encoder = StreamEncoder(backbone, batch_size=batch_size, workers=workers, draft=draft)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, n_readers)) as pool:
-            for s in range(0, len(todo), batch_size):
-                pos = todo[s : s + batch_size]
-                imgs, ok, reasons = read_batch([archive.abspath(int(i)) for i in pos], size, pool)
-                if len(imgs):
-                    feats[pos[ok]] = backbone.embed(imgs)
-                state[pos[ok]] = _OK
-                state[pos[~ok]] = _FAILED
-                for i, (_, why) in zip(pos[~ok], reasons):
-                    failed[archive.paths[int(i)]] = why
-                bar.update(len(pos))
-                since += len(pos)
-                if since >= CHUNK:
-                    checkpoint()
-                    since = 0
+        for b in encoder.stream([paths[j] for j in todo]):
+            for r, t in enumerate(b.positions):
+                j = todo[int(t)]
+                pending.append((j, b.features[r], None))
+                if store is None:
+                    fresh[j] = b.features[r]
+            for t, reason in b.failed:
+                j = todo[int(t)]
+                why[j] = reason
+                pending.append((j, None, reason))
+            bar.update(b.stop - b.start)
+            if len(pending) >= CHUNK:
+                flush()
     finally:
-        if since:
-            # keep the finished batches of an interrupted run (the state written lists only completed rows)
-            checkpoint()
+        flush()  # keep the finished batches of an interrupted run
         bar.close()
-    good = positions[state[positions] == _OK]
-    out = np.asarray(feats[good])
-    bad = positions[state[positions] == _FAILED]
-    return FeatureSet(out, good, [(archive.paths[int(i)], failed.get(archive.paths[int(i)], "unreadable")) for i in bad],
-                      backbone.describe(), time.perf_counter() - t0)
+    good: list[int] = []
+    bad: list[tuple[str, str]] = []
+    for j, k in enumerate(keys):
+        st = store.status(k) if (store is not None and k is not None) else (OK if j in fresh else None)
+        if st == OK:
+            good.append(j)
+        else:
+            reason = why.get(j) or (store.why_failed(k) if st == FAILED else "unreadable")
+            bad.append((archive.paths[int(positions[j])], reason))
+    if store is not None:
+        feats = store.get([keys[j] for j in good]) if good else np.zeros((0, backbone.dim), np.float32)
+    else:
+        feats = np.stack([fresh[j] for j in good]) if good else np.zeros((0, backbone.dim), np.float32)
+    return FeatureSet(feats, positions[good].astype(np.int64), bad, backbone.describe(), time.perf_counter() - t0)

@@ -21,11 +21,10 @@ from deephash.config import HasherConfig
 from deephash.errors import ConfigError, IndexFormatError, NotFittedError
 from deephash.index.codes import check_n_bits, pack_bits
 from deephash.registry import Registry
+from deephash.hashers.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, payload_digest, read_checkpoint  # noqa: F401
 from deephash.utils import atomic_path
 
 HASHERS: Registry[type["Hasher"]] = Registry("hasher")
-CHECKPOINT_FORMAT = "deephash-checkpoint"
-CHECKPOINT_VERSION = 1
 
 
 def register_hasher(name: str):
@@ -146,8 +145,9 @@ class Hasher:
             raise NotFittedError(f"cannot save an unfitted {self.name} hasher")
         state = {k: (torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v)
                  for k, v in self.state_dict().items()}
-        blob = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": self.config(**extra).to_dict(),
-                "state": state}
+        config = self.config(**extra).to_dict()
+        blob = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config, "state": state,
+                "checksum": payload_digest(config, state)}  # verified on load: a damaged file is refused
         path = Path(path)
         with atomic_path(path) as tmp:
             torch.save(blob, tmp)
@@ -170,30 +170,18 @@ def require_labels(hasher: Hasher, labelled: bool) -> None:
                           f"methods that need labels: {', '.join(sup)}; without labels use one of: {', '.join(unsup)}")
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    import pickle
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise IndexFormatError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
-        raise IndexFormatError(f"{path}: not a readable deephash checkpoint ({str(e).splitlines()[0][:200]})") from None
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        raise IndexFormatError(f"{path}: not a deephash checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
-    if blob.get("version", 0) > CHECKPOINT_VERSION:
-        raise IndexFormatError(f"{path}: checkpoint version {blob['version']} is newer than this deephash reads ({CHECKPOINT_VERSION})")
-    return blob
-
-
 def load_hasher(path: str | os.PathLike) -> tuple["Hasher", HasherConfig]:
     """Rebuild a hasher from its checkpoint alone; returns (hasher, config)."""
     blob = read_checkpoint(path)
-    cfg = HasherConfig(**blob["config"])
+    try:
+        cfg = HasherConfig(**blob["config"])
+    except (TypeError, ValueError) as e:
+        raise IndexFormatError(f"{path}: the checkpoint's config is not one deephash wrote ({e})") from None
     h = create_hasher(cfg.method, cfg.n_bits, **cfg.params)
     state = {k: (v.numpy() if hasattr(v, "numpy") and not k.startswith(("net.", "trunk.")) else v) for k, v in blob["state"].items()}
-    h.load_state_dict(state)
+    try:
+        h.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+        raise IndexFormatError(f"{path}: the checkpoint's state does not fit a {cfg.method} hasher "
+                               f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
     return h, cfg

@@ -19,6 +19,7 @@ import numpy as np
 from deephash.errors import ConfigError
 from deephash.hashers.base import Hasher, register_hasher
 from deephash.index.codes import check_codes, unpack_bits
+from deephash.optional import require
 
 N_CENTROIDS = 256  # 8 bits per sub-quantiser
 
@@ -39,7 +40,7 @@ class PQ(Hasher):
         return self.n_bits // 8
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "PQ":
-        import faiss
+        faiss = require("faiss", "PQ")
 
         self._validate()
         X = self._check_X(X, fitting=True)

@@ -28,6 +28,7 @@ import numpy as np
 from deephash.errors import ConfigError, NotFittedError
 from deephash.index.codes import check_codes, check_n_bits
 from deephash.index.search import _pad
+from deephash.optional import require
 from deephash.registry import Registry
 
 ANN_INDEXES: Registry["AnnIndex"] = Registry("ANN index")
@@ -110,7 +111,7 @@ class AnnIndex:
 
     def memory_bytes(self) -> int:
         """Size of the serialized FAISS index: codes, lists / graph / hash tables."""
-        import faiss
+        faiss = require("faiss", "FAISS indexes")
 
         if self.index_ is None:
             return 0
@@ -142,7 +143,7 @@ class AnnIndex:
         pass
 
     def _with_threads(self, fn):
-        import faiss
+        faiss = require("faiss", "FAISS indexes")
 
         before = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(self.n_threads)
@@ -162,7 +163,7 @@ class IVFIndex(AnnIndex):
 
     def __init__(self, n_bits: int, *, nlist: int = 1024, nprobe: int = 8, n_threads: int = 1) -> None:
         super().__init__(n_bits, n_threads=n_threads)
-        import faiss
+        faiss = require("faiss", "FAISS indexes")
 
         self.nlist = _positive_int("nlist", nlist)
         self.nprobe = _positive_int("nprobe", nprobe)
@@ -188,7 +189,7 @@ class HNSWIndex(AnnIndex):
     def __init__(self, n_bits: int, *, M: int = 16, ef_construction: int = 40, ef_search: int = 64,
                  n_threads: int = 1) -> None:
         super().__init__(n_bits, n_threads=n_threads)
-        import faiss
+        faiss = require("faiss", "FAISS indexes")
 
         self.M = _positive_int("M", M)
         self.ef_construction = _positive_int("ef_construction", ef_construction)
@@ -214,7 +215,7 @@ class MultiHashIndex(AnnIndex):
     def __init__(self, n_bits: int, *, nhash: int | None = None, b: int | None = None, nflip: int = 1,
                  n_threads: int = 1) -> None:
         super().__init__(n_bits, n_threads=n_threads)
-        import faiss
+        faiss = require("faiss", "FAISS indexes")
 
         self.nhash = _positive_int("nhash", nhash if nhash is not None else max(1, self.n_bits // 16))
         self.b = _positive_int("b", b if b is not None else self.n_bits // self.nhash)

@@ -148,7 +148,7 @@ def _check_header(header: Any, path: Path, body_bytes: int) -> list[dict[str, An
             raise bad(f"array {name!r} is described twice")
         seen.add(name)
         dtypes, ndims = _ARRAY_SPECS[name]
-        if s.get("dtype") not in dtypes:
+        if not isinstance(s.get("dtype"), str) or s["dtype"] not in dtypes:
             raise bad(f"array {name!r} must have dtype {' or '.join(sorted(dtypes))}; found {s.get('dtype')!r:.40}")
         shape = s.get("shape")
         if not isinstance(shape, list) or len(shape) not in ndims or not all(_is_int(d) and d >= 0 for d in shape):
@@ -179,6 +179,20 @@ def _check_header(header: Any, path: Path, body_bytes: int) -> list[dict[str, An
         if (lab["dtype"] == "<i8") != (len(lab["shape"]) == 1):
             raise bad("labels must be int64 class numbers (n,) or uint8 multi-hot rows (n, classes)")
     return header["arrays"]
+
+
+def header_token(header: dict[str, Any]) -> str:
+    """The digest of a header without its token (what :meth:`HashIndex.save` writes as the token)."""
+    body = {k: v for k, v in header.items() if k != "token"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+
+
+def _check_token(header: dict[str, Any], path: Path) -> None:
+    """The header's token is a digest of the rest of it: a changed byte in the header (a class name,
+    the model's identity, a size) is corruption, refused, not a silently different index."""
+    if header.get("token") and header_token(header) != header["token"]:
+        raise IndexFormatError(f"{path}: index header is corrupt: it does not match the digest written with it "
+                               "(restore the file from a copy or rebuild it with deephash index)")
 
 
 def _check_arrays(header: dict[str, Any], arrays: dict[str, np.ndarray], paths: list[str], path: Path) -> None:
@@ -873,7 +887,7 @@ class HashIndex:
             }
             # the token a journal names: a digest of the header (sizes and CRC32 of every array), so
             # equal content saves to equal bytes, and a changed index gets another token
-            header["token"] = hashlib.sha256(json.dumps(header, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+            header["token"] = header_token(header)
             hbytes = json.dumps(header).encode("utf-8")
             path = Path(path)
             with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -898,6 +912,7 @@ class HashIndex:
             size = os.fstat(fh.fileno()).st_size
             header = _read_head(fh, path, size)
             _check_header(header, path, size - fh.tell() - len(_TRAILER))
+            _check_token(header, path)
             expected = fh.tell() + sum(s["nbytes"] for s in header["arrays"]) + len(_TRAILER)
             if size != expected:
                 raise IndexFormatError(f"{path}: index file is truncated or padded: expected {expected} bytes, found {size}")

@@ -1,8 +1,10 @@
 """An append-only change journal beside an index file, so that one added or removed image costs
 one small appended record instead of rewriting the whole index.
 
-``<index>.journal`` starts with a magic tag, a format version and the *token* of the index file
-it extends (a random value :meth:`HashIndex.save` writes into every index header). Each record is
+``<index>.journal`` starts with a magic tag, a format version, the *token* of the index file it
+extends (the digest :meth:`HashIndex.save` writes into every index header) and, since format 2, a
+CRC32 of those bytes (a damaged head is refused rather than taken for an older journal; format 1
+journals are still read). Each record is
 
     b"DHJR" | uint8 op (1 add, 2 remove) | uint64 payload length | payload | uint32 CRC32(op + payload)
 
@@ -42,12 +44,44 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOURNAL_MAGIC = b"DHJOURNL"
-JOURNAL_VERSION = 1
-_HEAD = struct.Struct("<8sI16s")  # magic, version, token of the index file it extends
+JOURNAL_VERSION = 2
+_HEAD_V1 = struct.Struct("<8sI16s")  # magic, version, token of the index file it extends
+_HEAD = struct.Struct("<8sI16sI")  # version 2: the same and a CRC32 of those 28 bytes
 _REC = struct.Struct("<4sBQ")  # record tag, op, payload length
 _REC_TAG = b"DHJR"
 _CRC = struct.Struct("<I")
 OP_ADD, OP_REMOVE = 1, 2
+
+
+def _pack_head(token: bytes) -> bytes:
+    body = _HEAD_V1.pack(JOURNAL_MAGIC, JOURNAL_VERSION, token)
+    return body + _CRC.pack(zlib.crc32(body) & 0xFFFFFFFF)
+
+
+def _head_size(data: bytes) -> int:
+    """Bytes of the head of a journal starting with ``data`` (format 1 had no checksum)."""
+    if len(data) < _HEAD_V1.size:
+        return _HEAD.size
+    return _HEAD_V1.size if _HEAD_V1.unpack_from(data, 0)[1] == 1 else _HEAD.size
+
+
+def _parse_head(data: bytes, path: Path) -> tuple[bytes, int] | None:
+    """``(token, head size)`` of a journal's bytes; None for a head cut short (nothing was
+    acknowledged through it); a damaged head is an :class:`IndexFormatError` — the token says which
+    index file the records extend, so a flipped bit there must not pass for an older journal."""
+    size = _head_size(data)
+    if len(data) < size:
+        return None
+    magic, version, token = _HEAD_V1.unpack_from(data, 0)
+    if magic != JOURNAL_MAGIC:
+        raise IndexFormatError(f"{path}: not a deephash index journal (magic {magic!r})")
+    if version > JOURNAL_VERSION:
+        raise IndexFormatError(f"{path}: journal format {version} was written by a newer deephash")
+    if version != 1 and _CRC.unpack_from(data, _HEAD_V1.size)[0] != zlib.crc32(data[:_HEAD_V1.size]) & 0xFFFFFFFF:
+        raise IndexFormatError(f"{path}: the journal's head is damaged (it fails its checksum), so it cannot tell which "
+                               "index file its records extend; restore it from a backup, or move it aside "
+                               f"(mv '{path}' '{path}.damaged') to go on from the index file alone")
+    return token, size
 
 
 def journal_path(index_path: str | os.PathLike) -> Path:
@@ -139,21 +173,18 @@ class Journal:
             self.good_bytes = None
             return 0
         data = self.path.read_bytes()
-        if len(data) < _HEAD.size:
+        head = _parse_head(data, self.path)
+        if head is None:
             self.good_bytes = None  # a header cut short: nothing was acknowledged through it
             return 0
-        magic, version, token = _HEAD.unpack_from(data, 0)
-        if magic != JOURNAL_MAGIC:
-            raise IndexFormatError(f"{self.path}: not a deephash index journal (magic {magic!r})")
-        if version > JOURNAL_VERSION:
-            raise IndexFormatError(f"{self.path}: journal format {version} was written by a newer deephash")
+        token, head_size = head
         if token != self.token:
             log.warning("%s extends an older index file; its changes are already in the index — ignored", self.path)
             self.good_bytes = None
             return 0
-        pos, applied = _HEAD.size, 0
+        pos, applied = head_size, 0
         self.damage = None
-        for op, payload, end in _records(data, _HEAD.size):
+        for op, payload, end in _records(data, head_size):
             try:
                 if op == OP_ADD:
                     _apply_add(index, payload)
@@ -200,13 +231,13 @@ class Journal:
             with open(self.path, "rb") as f:
                 return self.check_unchanged(f)
         fh.seek(0)
-        head = fh.read(_HEAD.size)
-        if len(head) < _HEAD.size:
+        head = _parse_head(fh.read(_HEAD.size), self.path)
+        if head is None:
             return  # no journal, or a header cut short: nothing acknowledged through it
-        _, _, token = _HEAD.unpack(head)
+        token, head_size = head
         if token != self.token:
             return  # a journal of an older index file: its changes are in ours
-        start = _HEAD.size if self.good_bytes is None else self.good_bytes
+        start = head_size if self.good_bytes is None else self.good_bytes
         fh.seek(start)
         if next(_records(fh.read(), 0), None) is not None:
             raise self._changed("its journal holds records this process has not read")
@@ -223,7 +254,7 @@ class Journal:
             fresh = self.good_bytes is None
             if fresh:  # no journal of ours yet: (re)start it with our token
                 fh.truncate(0)
-                fh.write(_HEAD.pack(JOURNAL_MAGIC, JOURNAL_VERSION, self.token))
+                fh.write(_pack_head(self.token))
             else:
                 fh.truncate(self.good_bytes)  # drop a record an earlier crash left half-written
             fh.write(rec)  # append mode: lands at the end

@@ -87,19 +87,16 @@ def auto_index_type(n: int) -> str:
 
 def _and(*parts: str) -> str:
     return " and ".join(f"({p})" for p in parts if p)
-_INSTALL_HINT = "pip install 'deephash[milvus]' (see docs/scale-out.md)"
 
 
 def _pymilvus() -> Any:
-    try:
-        import warnings
+    import warnings
 
-        with warnings.catch_warnings():  # pymilvus 2.3 imports pkg_resources, which warns on import
-            warnings.simplefilter("ignore")
-            import pymilvus
-    except ImportError as e:
-        raise BackendUnavailableError(f"MilvusIndex needs the optional package pymilvus ({e}); {_INSTALL_HINT}") from None
-    return pymilvus
+    from deephash.optional import require
+
+    with warnings.catch_warnings():  # pymilvus 2.3 imports pkg_resources, which warns on import
+        warnings.simplefilter("ignore")
+        return require("pymilvus", "MilvusIndex (see docs/scale-out.md)", error=BackendUnavailableError)
 
 
 @register_backend("milvus")

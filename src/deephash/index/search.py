@@ -13,6 +13,7 @@ import numpy as np
 
 from deephash.errors import ConfigError
 from deephash.index.codes import check_codes
+from deephash.optional import require
 from deephash.registry import Registry
 
 SEARCHERS: Registry["ExactSearcher"] = Registry("searcher")
@@ -83,7 +84,7 @@ class FaissFlatSearcher(ExactSearcher):
         self._index = None
 
     def reset(self, codes: np.ndarray) -> None:
-        import faiss
+        faiss = require("faiss", "the faiss-flat searcher")
 
         super().reset(codes)
         self._index = faiss.IndexBinaryFlat(self.n_bits)
@@ -91,7 +92,7 @@ class FaissFlatSearcher(ExactSearcher):
             self._index.add(self.codes)
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        import faiss
+        faiss = require("faiss", "the faiss-flat searcher")
 
         n = len(self.codes)
         if n == 0 or self._index is None:

@@ -14,6 +14,11 @@ __all__ = ["create_app", "ServiceConfig"]
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
+        from deephash.optional import available, require
+
+        require("fastapi", "the deephash service")  # the service's extra: one line saying how to install it
+        if not available("python_multipart"):  # python-multipart's name since 0.0.13; "multipart" before
+            require("multipart", "the deephash service")
         from deephash.service.app import create_app
 
         return create_app

@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from deephash import __version__
-from deephash.service.config import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, ServiceConfig
+from deephash.data.images import max_pixels_limit
+from deephash.service.config import DEFAULT_MAX_UPLOAD_BYTES, ServiceConfig
 from deephash.service.errors import install_error_handlers
 from deephash.service.limits import BodySizeLimit
 from deephash.service.routes_images import images_router
@@ -24,13 +25,14 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 def create_app(index_path: str | os.PathLike, *, api_key: str | None = None, read_key_required: bool = False,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int | None = None,
                max_k: int = 1000, backend_options: dict | None = None, uploads_dir: str | os.PathLike | None = None) -> FastAPI:
     """Load the index (a file or ``milvus://HOST:PORT/COLLECTION``; ``backend_options`` such as ``token``)
     and its model and return the app (raises DeepHashError if either cannot be used). ``uploads_dir``:
-    where added images are kept (replicas of a Milvus-backed service share one)."""
+    where added images are kept (replicas of a Milvus-backed service share one). ``max_pixels``: the
+    shared limit (``$DEEPHASH_MAX_PIXELS`` or 40 MP) unless given."""
     cfg = ServiceConfig(api_key=api_key, read_key_required=read_key_required, max_upload_bytes=max_upload_bytes,
-                        max_pixels=max_pixels, max_k=max_k)
+                        max_pixels=max_pixels_limit() if max_pixels is None else max_pixels, max_k=max_k)
     state = ServiceState(index_path, cfg, backend_options=backend_options, uploads_dir=uploads_dir)
     app = FastAPI(title="deephash", version=__version__,
                   description="Content-based image retrieval with deep hashing: search an index by image or by id, "

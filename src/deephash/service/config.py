@@ -1,13 +1,13 @@
 """ServiceConfig: the knobs of ``deephash serve``, checked once at start-up."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from deephash.data.images import DEFAULT_MAX_PIXELS, max_pixels_limit  # noqa: F401  (one limit everywhere)
 from deephash.errors import ConfigError
 
-#: Default cap on an uploaded file (bytes) and on the pixels an upload may declare.
+#: Default cap on an uploaded file (bytes). The pixel limit is the one of deephash.data.images.
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 2**20
-DEFAULT_MAX_PIXELS = 40_000_000
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class ServiceConfig:
     api_key: str | None = None
     read_key_required: bool = False
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = field(default_factory=max_pixels_limit)  # $DEEPHASH_MAX_PIXELS or 40 MP, as everywhere
     max_k: int = 1000
     thumb_size: int = 128
     thumb_cache_items: int = 4096

@@ -12,7 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deephash.errors import BackboneUnavailableError, BackendError, BackendUnavailableError, DeepHashError, IndexFormatError
+from deephash.errors import (BackboneUnavailableError, BackendError, BackendUnavailableError, DeepHashError, IndexFormatError,
+                             OutputError)
 
 log = logging.getLogger("deephash.service")
 
@@ -62,6 +63,8 @@ def status_of(e: DeepHashError) -> int:
         return 502
     if isinstance(e, (IndexFormatError, BackboneUnavailableError)):
         return 500
+    if isinstance(e, OutputError):  # the server's disk, not the request
+        return 503
     return 400
 
 

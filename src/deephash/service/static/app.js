@@ -8,8 +8,17 @@ function fmtBytes(n) {
   return n >= 1048576 ? (n / 1048576).toFixed(1) + " MB" : n >= 1024 ? Math.round(n / 1024) + " KB" : n + " bytes";
 }
 
-function withKey(url) {
-  return state.key ? url + (url.includes("?") ? "&" : "?") + "key=" + encodeURIComponent(state.key) : url;
+// An image of the index. The key goes only in a header, never in a URL (URLs are logged): when
+// reads are keyed, the image is fetched with the header and shown from a blob: URL.
+function showImage(img, url) {
+  if (!(state.key && state.stats && state.stats.auth.read_key_required)) { img.src = url; return; }
+  fetch(url, { headers: { "X-API-Key": state.key } })
+    .then((r) => { if (!r.ok) throw new Error("HTTP " + r.status); return r.blob(); })
+    .then((b) => {
+      img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
+      img.src = URL.createObjectURL(b);
+    })
+    .catch(() => { img.alt = "(thumbnail unavailable) " + img.alt; });
 }
 
 async function api(url, opts = {}) {
@@ -47,7 +56,7 @@ function queryString() {
 
 function setQuery(src, caption) {
   const img = $("#query-img");
-  img.src = src;
+  if (src.startsWith("blob:")) img.src = src; else showImage(img, src);
   img.hidden = false;
   $("#query-caption").textContent = caption;
 }
@@ -61,7 +70,7 @@ function hitButton(h, subtitle) {
   const img = document.createElement("img");
   img.loading = "lazy";
   img.alt = (h.label || "image") + " #" + h.id;
-  img.src = withKey(h.thumb_url);
+  showImage(img, h.thumb_url);
   const meta = document.createElement("span");
   meta.className = "meta";
   const lab = document.createElement("span");
@@ -130,7 +139,7 @@ function searchFile(file) {
 
 function searchById(id, label) {
   state.last = { id };
-  setQuery(withKey("/api/images/" + id + "/thumb?size=256"), "indexed image #" + id + (label ? " (" + label + ")" : ""));
+  setQuery("/api/images/" + id + "/thumb?size=256", "indexed image #" + id + (label ? " (" + label + ")" : ""));
   run(() => api("/api/search/" + id + "?" + queryString()));
 }
 
