@@ -48,8 +48,9 @@ class DTQLoss(nn.Module):
         quant = ((z - recon) ** 2).sum(1).mean() / D
         M, k, _ = codebooks.shape
         if M > 1:
-            G = torch.einsum("mkd,nld->mnkl", codebooks, codebooks) ** 2   # (M, M, k, k)
-            cross = G.sum((2, 3))
+            # ‖C_m C_m'ᵀ‖²_F = <C_mᵀC_m, C_m'ᵀC_m'>_F: D×D Gram matrices instead of the (M, M, k, k) products
+            gram = torch.einsum("mkd,mke->mde", codebooks, codebooks)        # (M, D, D)
+            cross = torch.einsum("mde,nde->mn", gram, gram)                  # (M, M)
             ortho = (cross.sum() - cross.diagonal().sum()) / (M * (M - 1) * k * k)
         else:
             ortho = z.sum() * 0
