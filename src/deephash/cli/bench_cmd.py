@@ -32,9 +32,10 @@ def _int_list(value: str, option: str) -> list[int]:
 @click.option("--repeats", type=int, default=5, show_default=True)
 @click.option("--sublinear", default="ivf,hnsw,mih,radius", show_default=True,
               help="comma-separated sub-linear indexes to measure ('' for none)")
+@click.option("--radius", type=int, default=2, show_default=True, help="Hamming radius of the 'radius' sub-linear row")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(), default=None)
-def bench_search(n, bits, k, n_queries, threads, isas, random_codes, repeats, sublinear, seed, json_path):
+def bench_search(n, bits, k, n_queries, threads, isas, random_codes, repeats, sublinear, radius, seed, json_path):
     """Exact search q/s per instruction set against its popcount ceiling and FAISS IndexBinaryFlat; sub-linear recall."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from deephash.bench.search_bench import run_search_bench
@@ -42,7 +43,7 @@ def bench_search(n, bits, k, n_queries, threads, isas, random_codes, repeats, su
     subs = [s for s in sublinear.split(",") if s] or None
     run_search_bench(n, _int_list(bits, "--bits"), k, n_queries, _int_list(threads, "--threads"), not random_codes,
                      json_path, isas=[i for i in isas.split(",") if i] if isas else None, repeats=repeats, seed=seed,
-                     sublinear=subs)
+                     sublinear=subs, radius=radius)
 
 
 @bench.command("startup")
