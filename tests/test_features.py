@@ -103,3 +103,17 @@ def test_features_are_cached_per_image_across_splits_label_files_and_moved_copie
     shutil.copytree(small_cifar, copy)
     again = extract_features(open_archive(copy), backbone, progress=False)
     assert calls["images"] == 400 and np.array_equal(again.features, fs.features)
+
+
+def test_a_bad_file_is_reported_under_its_own_name_in_every_archive(small_cifar, tmp_cache, backbone, tmp_path):
+    """The same bad bytes in two archives: each report names its own file (failures are not shared
+    through the content-keyed cache, only features are)."""
+    reasons = {}
+    for name in ("first", "second"):
+        root = tmp_path / name
+        shutil.copytree(small_cifar / "test" / "cat", root / "cat")
+        (root / "cat" / f"{name}_empty.jpg").write_bytes(b"")
+        fs = extract_features(open_archive(root), backbone, progress=False)
+        assert [p for p, _ in fs.failed] == [f"cat/{name}_empty.jpg"]
+        reasons[name] = fs.failed[0][1]
+    assert "first" not in reasons["second"]

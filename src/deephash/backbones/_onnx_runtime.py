@@ -52,7 +52,10 @@ def simplified_onnx(path: Path) -> Path:
     if out.is_file():
         return out
     try:
-        from onnxruntime.quantization.shape_inference import quant_pre_process
+        from deephash.optional import require
+
+        quant_pre_process = require("onnxruntime.quantization.shape_inference", "folding the backbone's ONNX graph",
+                                    error=BackboneUnavailableError).quant_pre_process
 
         with atomic_path(out, suffix=".onnx") as tmp:
             quant_pre_process(str(path), str(tmp), skip_symbolic_shape=False)

@@ -34,9 +34,13 @@ def quantize_onnx(fp32_path: Path, calibration: Callable[[], np.ndarray], key: s
         raise ConfigError("int8 calibration needs at least one image that decodes; got none")
     import logging
 
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from deephash.optional import require
+
+    onnx = require("onnx", "int8 inference (--int8)")
+    quantization = require("onnxruntime.quantization", "int8 inference (--int8)")
+    CalibrationDataReader, QuantFormat, QuantType, quantize_static = (
+        quantization.CalibrationDataReader, quantization.QuantFormat, quantization.QuantType, quantization.quantize_static)
+    quant_pre_process = require("onnxruntime.quantization.shape_inference", "int8 inference (--int8)").quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self, name: str) -> None:

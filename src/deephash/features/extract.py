@@ -19,7 +19,7 @@ from deephash.backbones.base import Backbone
 from deephash.data.archive import ImageArchive
 from deephash.encoding import DecodeSpec, StreamEncoder, decode_size_of
 from deephash.errors import DataError
-from deephash.features.store import FAILED, OK, FeatureStore
+from deephash.features.store import OK, FeatureStore
 from deephash.utils import atomic_write_json, cache_dir, sha1_of
 
 CHUNK = 1024
@@ -90,15 +90,10 @@ def extract_features(
     paths = [archive.abspath(int(i)) for i in positions]
     store = feature_store(backbone, draft) if use_cache else None
     keys = store.keys_of(paths) if store is not None else [None] * len(paths)
-    # what to compute: each content the store lacks once, and every unreadable file (for its message)
-    todo: list[int] = []
-    scheduled: set[str] = set()
-    for j, k in enumerate(keys):
-        if k is None:
-            todo.append(j)
-        elif store.status(k) is None and k not in scheduled:
-            scheduled.add(k)
-            todo.append(j)
+    # what to compute: every image whose content the store has no features for. Failures are not
+    # cached: a bad file is tried again (it fails fast) and reported with this archive's own name,
+    # since the same bytes (an empty file, say) may sit in many archives under many names.
+    todo = [j for j, k in enumerate(keys) if k is None or store.status(k) != OK]
     size = decode_size_of(backbone)
     bar = tqdm(total=len(positions), initial=len(positions) - len(todo), unit="img",
                desc=f"features {backbone.name}@{size}px", disable=not progress or not todo, file=sys.stderr,
@@ -108,14 +103,11 @@ def extract_features(
     pending: list[tuple[int, np.ndarray | None, str | None]] = []  # (j, features or None, reason)
 
     def flush() -> None:
-        if store is None or not pending:
-            pending.clear()
-            return
-        ok = [f is not None for _, f, _ in pending]
-        feats = np.stack([f for _, f, _ in pending if f is not None]) if any(ok) else np.zeros((0, backbone.dim), np.float32)
-        store.add([paths[j] for j, _, _ in pending], [keys[j] for j, _, _ in pending], feats, ok,
-                  {n: r for n, (_, _, r) in enumerate(pending) if r is not None})
+        done = [(j, f) for j, f, _ in pending if f is not None]
         pending.clear()
+        if store is not None and done:
+            store.add([paths[j] for j, _ in done], [keys[j] for j, _ in done], np.stack([f for _, f in done]),
+                      [True] * len(done))
 
     encoder = StreamEncoder(backbone, batch_size=batch_size, workers=workers, draft=draft)
     try:
@@ -142,8 +134,7 @@ def extract_features(
         if st == OK:
             good.append(j)
         else:
-            reason = why.get(j) or (store.why_failed(k) if st == FAILED else "unreadable")
-            bad.append((archive.paths[int(positions[j])], reason))
+            bad.append((archive.paths[int(positions[j])], why.get(j, "unreadable")))
     if store is not None:
         feats = store.get([keys[j] for j in good]) if good else np.zeros((0, backbone.dim), np.float32)
     else:
