@@ -10,20 +10,9 @@ from deephash.hashers import create_hasher, load_hasher
 from deephash.index import unpack_bits
 from deephash.losses import (BiHalfLoss, CSQLoss, DPQLoss, DPSHLoss, DSHLoss, DTSHLoss, GreedyHashLoss, HashNetLoss,
                              bihalf, hash_centres, label_similarity, sign_ste, soft_assign)
+from loss_fixtures import rand, labels, dot
 
 SURVEY = ["dpsh", "dsh", "hashnet", "dtsh", "csq", "greedyhash", "bihalf", "dpq"]
-
-
-def rand(*shape, seed=0):
-    return torch.from_numpy(np.random.default_rng(seed).normal(size=shape)).double()
-
-
-def labels(n, c=3, seed=1):
-    return torch.from_numpy(np.random.default_rng(seed).integers(0, c, size=n))
-
-
-def dot(a, b):
-    return sum(x * y for x, y in zip(a, b))
 
 
 def softplus(x):

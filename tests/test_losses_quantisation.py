@@ -13,18 +13,7 @@ from deephash.hashers._quantiser import additive_assign, reconstruct
 from deephash.losses.dqn_loss import DQNLoss
 from deephash.losses.dtq_loss import DTQLoss
 from deephash.losses.neighbour_loss import NeighbourContrastiveLoss
-
-
-def rand(*shape, seed=0):
-    return torch.from_numpy(np.random.default_rng(seed).normal(size=shape)).double()
-
-
-def labels(n, c=3, seed=1):
-    return torch.from_numpy(np.random.default_rng(seed).integers(0, c, size=n))
-
-
-def dot(a, b):
-    return sum(x * y for x, y in zip(a, b))
+from loss_fixtures import rand, labels, dot
 
 
 def sqd(a, b):

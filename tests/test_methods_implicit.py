@@ -11,14 +11,7 @@ from deephash.eval.metrics import mean_average_precision, relevance_matrix, tie_
 from deephash.hashers import create_hasher
 from deephash.index import hamming_matrix
 from deephash.losses import ADSHLoss, MIHashLoss, TALRLoss
-
-
-def rand(*shape, seed=0):
-    return torch.from_numpy(np.random.default_rng(seed).normal(size=shape)).double()
-
-
-def labels(n, c=3, seed=1):
-    return torch.from_numpy(np.random.default_rng(seed).integers(0, c, size=n))
+from loss_fixtures import rand, labels
 
 
 def multi_hot(n, c=4, seed=3):
