@@ -19,7 +19,7 @@ from deephash.backbones.base import Backbone
 from deephash.data.archive import ImageArchive
 from deephash.encoding import DecodeSpec, StreamEncoder, decode_size_of
 from deephash.errors import DataError
-from deephash.features.store import OK, FeatureStore
+from deephash.features.store import FeatureStore
 from deephash.utils import atomic_write_json, cache_dir, sha1_of
 
 CHUNK = 1024
@@ -93,7 +93,7 @@ def extract_features(
     # what to compute: every image whose content the store has no features for. Failures are not
     # cached: a bad file is tried again (it fails fast) and reported with this archive's own name,
     # since the same bytes (an empty file, say) may sit in many archives under many names.
-    todo = [j for j, k in enumerate(keys) if k is None or store.status(k) != OK]
+    todo = [j for j, k in enumerate(keys) if store is None or not store.has(k)]
     size = decode_size_of(backbone)
     bar = tqdm(total=len(positions), initial=len(positions) - len(todo), unit="img",
                desc=f"features {backbone.name}@{size}px", disable=not progress or not todo, file=sys.stderr,
@@ -103,11 +103,10 @@ def extract_features(
     pending: list[tuple[int, np.ndarray | None, str | None]] = []  # (j, features or None, reason)
 
     def flush() -> None:
-        done = [(j, f) for j, f, _ in pending if f is not None]
+        done = [(j, f) for j, f, _ in pending if f is not None and keys[j] is not None]
         pending.clear()
         if store is not None and done:
-            store.add([paths[j] for j, _ in done], [keys[j] for j, _ in done], np.stack([f for _, f in done]),
-                      [True] * len(done))
+            store.add([paths[j] for j, _ in done], [keys[j] for j, _ in done], np.stack([f for _, f in done]))
 
     encoder = StreamEncoder(backbone, batch_size=batch_size, workers=workers, draft=draft)
     try:
@@ -130,8 +129,7 @@ def extract_features(
     good: list[int] = []
     bad: list[tuple[str, str]] = []
     for j, k in enumerate(keys):
-        st = store.status(k) if (store is not None and k is not None) else (OK if j in fresh else None)
-        if st == OK:
+        if (store.has(k) if store is not None else j in fresh):
             good.append(j)
         else:
             bad.append((archive.paths[int(positions[j])], why.get(j, "unreadable")))
