@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 import deephash.features.extract as ex
-from deephash.api import encode_batches
 from deephash.backbones import create_backbone
 from deephash.data import open_archive
 from deephash.data.images import decode_image, load_rgb
@@ -80,7 +79,7 @@ def test_encode_batches_yields_bad_images_in_place(corrupt_archive, backbone, tm
     model = HashModel(backbone, hasher)
     good, _, codes, bad = plain_encode(paths, backbone, hasher)
     seen, got, skipped = [], [], []
-    for pos, c, f, t in encode_batches(model, paths, batch_size=16, workers=2):
+    for pos, c, f, t in model.encode_batches(paths, batch_size=16, workers=2):
         seen += pos
         if c is None:
             skipped.append((pos[0], t))

@@ -143,28 +143,6 @@ def collect_images(inputs: Sequence[str | os.PathLike], skipped: Skipped | None 
     return files
 
 
-def encode_batches(model, images: Sequence[Path | bytes], *, batch_size: int = 64, names: Sequence[str] | None = None,
-                   max_pixels: int | None = None, workers: int | None = None):
-    """Yield ``(positions, codes, features, timings)`` per batch of the model's streaming encoder (decoding
-    in worker processes ahead of the backbone); a batch with a bad image is yielded one image at a
-    time, the bad ones as ``(position, None, None, reason)``, so only they are skipped."""
-    enc = model.encoder(batch_size=batch_size, max_pixels=max_pixels, workers=workers)
-    for b in enc.stream(images, names):
-        t = {k: b.timings[k] for k in ("decode", "backbone", "hash")}
-        if not b.failed:
-            yield list(range(b.start, b.stop)), b.codes, b.features, t
-            continue
-        share = {k: v / (b.stop - b.start) for k, v in t.items()}
-        row = {int(p): j for j, p in enumerate(b.positions)}
-        why = dict(b.failed)
-        for i in range(b.start, b.stop):
-            if i in row:
-                j = row[i]
-                yield [i], b.codes[j : j + 1], b.features[j : j + 1], share
-            else:
-                yield [i], None, None, why[i]
-
-
 @dataclass
 class EncodeResult:
     files: list[Path]  # one per row of codes
@@ -198,7 +176,7 @@ def encode(checkpoint: str | os.PathLike, images: Sequence[str | os.PathLike], *
         model.backbone = _int8_for(model.backbone, files)
     good: list[Path] = []
     codes: list[np.ndarray] = []
-    for pos, c, _, t in encode_batches(model, files, batch_size=batch_size):
+    for pos, c, _, t in model.encode_batches(files, batch_size=batch_size):
         if c is None:
             skipped.append((str(files[pos[0]]), t))
             continue
@@ -460,7 +438,7 @@ def search(index_path: str | os.PathLike, images: Sequence[str | os.PathLike | b
         files += [im] if isinstance(im, bytes) else collect_images([im], skipped)
     find_self = self_id_finder(index)
     names = [("upload" if isinstance(f, bytes) else str(f)) for f in files]
-    for pos, c, f, t in encode_batches(m, files, batch_size=batch_size):
+    for pos, c, f, t in m.encode_batches(files, batch_size=batch_size):
         if c is None:
             if len(files) == 1:
                 raise DataError(t)

@@ -112,6 +112,28 @@ class HashModel:
 
         return StreamEncoder(self.backbone, self.hasher, **kw)
 
+    def encode_batches(self, images: Sequence[Path | bytes], *, batch_size: int = 64, names: Sequence[str] | None = None,
+                       max_pixels: int | None = None, workers: int | None = None):
+        """Yield ``(positions, codes, features, timings)`` per batch of the streaming encoder (decoding
+        in worker processes ahead of the backbone); a batch with a bad image is yielded one image at a
+        time, the bad ones as ``(position, None, None, reason)``, so only they are skipped. The one
+        batch path of the jobs API, the service and the cluster engines' shards."""
+        enc = self.encoder(batch_size=batch_size, max_pixels=max_pixels, workers=workers)
+        for b in enc.stream(images, names):
+            t = {k: b.timings[k] for k in ("decode", "backbone", "hash")}
+            if not b.failed:
+                yield list(range(b.start, b.stop)), b.codes, b.features, t
+                continue
+            share = {k: v / (b.stop - b.start) for k, v in t.items()}
+            row = {int(p): j for j, p in enumerate(b.positions)}
+            why = dict(b.failed)
+            for i in range(b.start, b.stop):
+                if i in row:
+                    j = row[i]
+                    yield [i], b.codes[j : j + 1], b.features[j : j + 1], share
+                else:
+                    yield [i], None, None, why[i]
+
     def encode_images(self, images: Sequence[bytes | str | Path], *, names: Sequence[str] | None = None,
                       max_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
         """Decode, embed and hash one batch in this process; returns (codes uint8 (n, K/8), features float32

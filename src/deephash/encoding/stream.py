@@ -2,7 +2,7 @@
 
 The one path by which deephash turns images into features and codes: the feature cache
 (:func:`deephash.features.extract_features`, hence ``index``, ``train``, ``evaluate``, ``demo``),
-:meth:`deephash.model.HashModel.encode_images` and :func:`deephash.api.encode_batches` (hence
+:meth:`deephash.model.HashModel.encode_images` and :meth:`deephash.model.HashModel.encode_batches` (hence
 ``encode``, ``search`` and the service) all run it.
 
 - *reader*: the caller's sequence of files or bytes, cut into batches of ``batch_size`` positions;

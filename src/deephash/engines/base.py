@@ -2,7 +2,7 @@
 
 An engine decides *where* images are decoded, embedded and hashed (this process, or a Ray
 cluster); *how* is always the model's: :class:`deephash.model.HashModel` and
-:func:`deephash.api.encode_batches`. Engines are created by name from a registry
+:meth:`deephash.model.HashModel.encode_batches`. Engines are created by name from a registry
 (``create_engine("ray", workers=4)``), so the CLI and :func:`deephash.api.build_index` only
 pass a name and options through.
 """

@@ -1,7 +1,7 @@
 """An archive cut into shards, the encoding of one shard, and the run folder that keeps finished shards.
 
 A shard is a run of consecutive archive positions. :func:`encode_shard` encodes one through the
-project's one batch path (:func:`deephash.api.encode_batches` → ``HashModel.encode_images``), so
+project's one batch path (:meth:`deephash.model.HashModel.encode_batches`, the streaming encoder), so
 whichever process runs it — this one or a cluster worker — gives the codes this process would.
 A :class:`ShardStore` is the folder of one run (keyed by archive, model and shard size): each
 finished shard is one ``.npz`` written atomically, so a run killed half-way resumes from the
@@ -51,8 +51,7 @@ class ShardResult:
 def encode_shard(model, root: str | os.PathLike, paths: Sequence[str], positions: Sequence[int], *,
                  batch_size: int = 64) -> ShardResult:
     """Encode the archive images ``root/paths[j]`` (archive positions ``positions[j]``) in batches
-    through :func:`deephash.api.encode_batches`; unreadable images are listed, not raised."""
-    from deephash.api import encode_batches
+    through :meth:`HashModel.encode_batches`; unreadable images are listed, not raised."""
 
     root = Path(root)
     if not root.is_dir():
@@ -63,7 +62,7 @@ def encode_shard(model, root: str | os.PathLike, paths: Sequence[str], positions
     t0 = time.perf_counter()
     ids, codes, feats, bad, why = [], [], [], [], []
     # workers=0: decode inline; the engine already runs one worker process per core
-    for pos, c, f, t in encode_batches(model, files, batch_size=batch_size, workers=0):
+    for pos, c, f, t in model.encode_batches(files, batch_size=batch_size, workers=0):
         if c is None:
             bad.append(positions[pos[0]])
             why.append(t)
