@@ -11,6 +11,7 @@ from deephash.cli.main import cli
 from deephash.data import open_archive
 from deephash.data.archive import UNLABELLED
 from deephash.hashers import HASHERS, list_hashers
+from deephash.hashers.deep import DeepHasher
 from deephash.index import HashIndex
 
 
@@ -42,10 +43,17 @@ def test_a_flat_folder_lists_as_an_unlabelled_archive(photos):
     assert a.skipped == [] and a.ignored == ["notes.txt"]  # not an image: ignored, not a bad image
 
 
-@pytest.mark.parametrize("method", ["lsh", "itq", "sh", "bihalf"])
+UNSUPERVISED = [n for n in list_hashers() if not HASHERS.get(n).supervised]
+
+
+def test_the_unsupervised_methods_are_the_registered_ones_without_labels():
+    assert {"lsh", "itq", "sh", "pq", "bihalf", "neighbour-hash"} <= set(UNSUPERVISED)
+
+
+@pytest.mark.parametrize("method", UNSUPERVISED)  # every registered method that trains without labels
 def test_unsupervised_methods_train_index_and_search_a_flat_folder(photos, tmp_path, method):
     ck, ix = tmp_path / f"{method}.pt", tmp_path / f"{method}.dhi"
-    extra = ("--iters", 30) if method == "bihalf" else ()
+    extra = ("--iters", 30) if issubclass(HASHERS.get(method), DeepHasher) else ()
     r = run("train", photos, "--method", method, "--bits", 8, "--image-size", 32, *extra, "--out", ck)
     assert r.exit_code == 0, r.output
     assert f"trained {method} (8 bits) on 12 images" in r.output

@@ -35,8 +35,8 @@ def mine_neighbours(X: np.ndarray, k: int, pca_dim: int, *, chunk: int = 2048) -
     Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     Xt = Xt - Xt.mean(0)
     Xt = Xt / Xt.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    if 0 < pca_dim < Xt.shape[1]:
-        _, _, V = torch.pca_lowrank(Xt, q=pca_dim, center=False, niter=3)
+    if 0 < pca_dim < Xt.shape[1]:  # n rows span at most n directions: a tiny archive keeps them all
+        _, _, V = torch.pca_lowrank(Xt, q=min(pca_dim, len(Xt)), center=False, niter=3)
         Xt = Xt @ V
         Xt = Xt / Xt.norm(dim=1, keepdim=True).clamp_min(1e-12)
     k = min(k, len(Xt) - 1)
