@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deephash.index.codes import pack_bits
+from deephash.codes import pack_bits
 from deephash.index.milvus_index import MilvusIndex
 from deephash.utils import atomic_write_json
 

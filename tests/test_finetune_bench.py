@@ -57,7 +57,7 @@ def test_corrupt_images_are_left_out_and_the_cache_is_reused(broken_small, tmp_p
 
 
 def test_evaluation_matches_the_slow_obvious_map(small_cifar):
-    from deephash.index.codes import hamming_matrix, pack_bits
+    from deephash.codes import hamming_matrix, pack_bits
     from deephash.train.finetune import embed_images, fine_tune
 
     d = load_protocol_images(open_archive(small_cifar), "cifar10-50k")

@@ -41,7 +41,7 @@ import numpy as np
 from deephash.names import display_path  # file names are bytes: shown with \xNN escapes
 
 from deephash.errors import ConfigError
-from deephash.index.codes import check_codes, hamming_matrix
+from deephash.codes import check_codes, hamming_matrix
 from deephash.utils import Timer
 
 #: the answer stages reported in ``timings_ms`` (None for a stage that did not run)

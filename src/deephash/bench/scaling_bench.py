@@ -34,7 +34,7 @@ import numpy as np
 
 from deephash.bench.search_bench import _cpu_name, _faiss_simd, _load, _timed, default_isas, make_codes
 from deephash.errors import ConfigError
-from deephash.index.codes import check_n_bits
+from deephash.codes import check_n_bits
 from deephash.optional import require
 from deephash.utils import atomic_write_json
 

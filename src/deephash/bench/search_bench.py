@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from deephash.errors import ConfigError
-from deephash.index.codes import check_n_bits
+from deephash.codes import check_n_bits
 from deephash.optional import require
 from deephash.utils import atomic_write_json
 

@@ -19,7 +19,7 @@ import numpy as np
 from deephash import __version__
 from deephash.config import HasherConfig
 from deephash.errors import ConfigError, IndexFormatError, NotFittedError
-from deephash.index.codes import check_n_bits, pack_bits
+from deephash.codes import check_n_bits, pack_bits
 from deephash.registry import Registry
 from deephash.hashers.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, payload_digest, read_checkpoint  # noqa: F401
 from deephash.utils import atomic_path
@@ -95,7 +95,7 @@ class Hasher:
 
         Hamming between codes by default; quantisation methods override it with asymmetric
         distances (the query stays a float vector)."""
-        from deephash.index.codes import hamming_matrix
+        from deephash.codes import hamming_matrix
 
         return hamming_matrix(self.encode(X_query), db_codes)
 

@@ -1,5 +1,5 @@
 """Binary code storage and Hamming search."""
-from deephash.index.codes import binarize, check_codes, hamming_matrix, pack_bits, unpack_bits
+from deephash.codes import binarize, check_codes, hamming_matrix, pack_bits, unpack_bits
 from deephash.index.hash_index import FORMAT_VERSION, HashIndex, RerankResult
 from deephash.index.milvus_index import MilvusIndex  # pymilvus is imported on first use only
 from deephash.index.backend import INDEX_BACKENDS, IndexBackend, IndexView, is_remote, new_index, open_index

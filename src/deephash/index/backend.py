@@ -63,8 +63,6 @@ def scheme_of(uri: str | os.PathLike) -> str:
 
 
 def _backend_for(uri: str | os.PathLike) -> type:
-    from deephash.index import hash_index, milvus_index  # noqa: F401  (they register themselves)
-
     s = scheme_of(uri)
     if s not in INDEX_BACKENDS:
         raise ConfigError(f"unknown index location scheme {s!r} in {os.fspath(uri)!r}; expected a file path or one of "

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from deephash.errors import ConfigError, NotFittedError
-from deephash.index.codes import check_codes, check_n_bits
+from deephash.codes import check_codes, check_n_bits
 from deephash.index.search import _pad
 from deephash.optional import require
 from deephash.registry import Registry

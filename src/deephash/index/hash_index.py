@@ -30,7 +30,8 @@ import numpy as np
 from deephash.names import display_path, name_bytes, names_from_nul_bytes, names_to_nul_bytes
 from deephash.errors import ConfigError, DataError, IndexFormatError
 from deephash.index.backend import register_backend
-from deephash.index.codes import check_codes, check_n_bits
+from deephash.index.journal import Journal
+from deephash.codes import check_codes, check_n_bits
 from deephash.index.search import SEARCHERS, ExactSearcher
 from deephash.utils import atomic_path
 
@@ -233,6 +234,11 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         return _read_head(fh, Path(path), os.fstat(fh.fileno()).st_size)
 
 
+def file_token(path: str | os.PathLike) -> str | None:
+    """The token the index file at ``path`` holds now (what its journal must name)."""
+    return read_header(path).get("token")
+
+
 def _append_rows(buf: np.ndarray | None, n: int, rows: np.ndarray) -> np.ndarray:
     """``buf[:n]`` followed by ``rows``, in ``buf`` itself while it has room, else in a new buffer
     with a quarter of headroom: adding one image costs O(1) amortised, not a copy of the index.
@@ -330,7 +336,7 @@ class IndexSnapshot:
         if hasattr(self.searcher, "search_radius"):  # the kernel's exact radius scan
             _, D, rows = self.searcher.search_radius(code, int(radius))
             return D.astype(np.int32), rows.astype(np.int64)
-        from deephash.index.codes import hamming_matrix
+        from deephash.codes import hamming_matrix
 
         d = hamming_matrix(code, self.codes)[0]
         hit = np.flatnonzero(d <= radius)
@@ -372,7 +378,7 @@ class IndexSnapshot:
         return int(rows[0])
 
     def _class_distances(self, code: np.ndarray, cls: int) -> tuple[np.ndarray, np.ndarray]:
-        from deephash.index.codes import hamming_matrix
+        from deephash.codes import hamming_matrix
 
         rows = self._class_rows(cls)
         d = hamming_matrix(code, self.codes[rows])[0].astype(np.int32) if len(rows) else np.zeros(0, np.int32)
@@ -772,7 +778,7 @@ class HashIndex:
 
     def search_radius(self, queries: np.ndarray, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """All codes within Hamming distance ``radius`` of each query, sorted by (distance, row)."""
-        from deephash.index.codes import hamming_matrix
+        from deephash.codes import hamming_matrix
 
         self._require_hamming("a Hamming-radius search")
         queries = check_codes(np.atleast_2d(queries), self.n_bits)
@@ -860,8 +866,6 @@ class HashIndex:
         model's config, the token a journal names), the raw arrays one after
         another, and ``b"DHEND\\0\\0\\0"``. A journal beside ``path`` is folded in, so it is deleted.
         """
-        from deephash.index.journal import Journal
-
         with self._lock:
             if self._journal is not None and Path(path).resolve() == self._journal.index_path.resolve():
                 self._journal.refuse_if_damaged()  # never fold away intact records behind a damaged one
@@ -896,7 +900,7 @@ class HashIndex:
                 for name in arrays:
                     fh.write(arrays[name].tobytes())
                 fh.write(_TRAILER)
-            self._journal = Journal(path, bytes.fromhex(header["token"]))
+            self._journal = Journal(path, bytes.fromhex(header["token"]), file_token)
             self._journal.discard()
             self._header_changed = False
             return path
@@ -939,9 +943,7 @@ class HashIndex:
         nxt = header.get("next_id")
         idx._next_id = int(nxt) if nxt is not None else (int(idx.ids.max()) + 1 if len(idx.ids) else 0)
         if header.get("token"):  # files from before the journal have none, and so no journal
-            from deephash.index.journal import Journal
-
-            idx._journal = Journal(path, bytes.fromhex(header["token"]))
+            idx._journal = Journal(path, bytes.fromhex(header["token"]), file_token)
             try:
                 idx._journal.replay(idx)
             except (ConfigError, DataError) as e:

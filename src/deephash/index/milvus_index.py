@@ -2,11 +2,11 @@
 
 The same code talks to a standalone server, a cluster (``uri="http://host:19530"``, optional
 ``token``) and milvus-lite (``uri="/path/file.db"``; BIN_FLAT only). Codes travel as they are
-packed by :func:`deephash.index.codes.pack_bits`: Milvus's ``BINARY_VECTOR`` of ``dim`` bits is
+packed by :func:`deephash.codes.pack_bits`: Milvus's ``BINARY_VECTOR`` of ``dim`` bits is
 ``dim / 8`` bytes and its HAMMING metric is ``popcount(a XOR b)`` over those bytes, so the
 order of bits inside a byte does not change any distance as long as queries and database are
 packed alike (``tests/test_milvus_index.py`` checks every distance against
-:func:`~deephash.index.codes.hamming_matrix`).
+:func:`~deephash.codes.hamming_matrix`).
 
 Collection schema: ``id`` INT64 primary key (the image id, chosen by deephash, not auto),
 ``code`` BINARY_VECTOR(n_bits), and unless ``metadata=False``: ``path`` VARCHAR and ``label``
@@ -47,7 +47,7 @@ import numpy as np
 
 from deephash.errors import BackendError, BackendUnavailableError, ConfigError, DataError
 from deephash.index.backend import register_backend
-from deephash.index.codes import check_codes, check_n_bits
+from deephash.codes import check_codes, check_n_bits
 
 INDEX_TYPES = ("BIN_FLAT", "BIN_IVF_FLAT")
 CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
