@@ -1,8 +1,12 @@
 """The index-backend contract (deephash.index.backend), parametrised over every backend: the local file
-index and Milvus (the real standalone server the session fixture starts; no mock).
+index, the file searched through FAISS's IVF, HNSW and multi-index structures, and Milvus (the real
+standalone server the session fixture starts; no mock).
 
-Every backend must give the same hits as a brute-force answer computed here the slow obvious way,
-and — for re-rank, whose pool rule lives in deephash.query — the same hits as the other backends.
+Every backend must give the same hits as a brute-force answer computed here the slow obvious way
+(the FAISS structures with parameters that make them exact on this small database: IVF nprobe =
+nlist, HNSW ef_search >= n, the multi-index with every flip of its 8-bit substrings), and — for
+re-rank, whose pool rule lives in deephash.query — the same hits as the other backends. At
+realistic parameters the FAISS structures are approximate: their recall@k is checked against a bound.
 """
 from __future__ import annotations
 
@@ -16,7 +20,10 @@ from deephash.errors import ConfigError, DataError
 from deephash.index import hamming_matrix
 from deephash.index.backend import INDEX_BACKENDS, open_index, new_index, scheme_of
 
-BACKENDS = ["file", "milvus"]  # every registered backend must be here (test_every_registered_backend_is_tested)
+# every registered backend must be here (test_every_registered_backend_is_tested)
+BACKENDS = ["file", "milvus", "faiss-ivf", "faiss-hnsw", "faiss-mih"]
+#: parameters under which each FAISS structure answers exactly on _data()'s 32-bit codes (n <= 500)
+EXACT = {"faiss-ivf": "nlist=8&nprobe=8", "faiss-hnsw": "ef_search=1024", "faiss-mih": "nhash=4&nflip=8"}
 CLASSES = ["a", "b", "c"]
 _names = itertools.count()
 
@@ -51,13 +58,18 @@ def _milvus_uri(request, tmp_path):
         pass
 
 
-WHERE = {"file": _file_uri, "milvus": _milvus_uri}
+def _faiss_uri(request, tmp_path):
+    yield f"{request.param}:{tmp_path / 'contract.dhi'}?{EXACT[request.param]}"
+
+
+WHERE = {"file": _file_uri, "milvus": _milvus_uri, **{name: _faiss_uri for name in EXACT}}
 
 
 def test_every_registered_backend_is_tested():
     import deephash.index  # noqa: F401  (registers every backend)
 
     assert sorted(INDEX_BACKENDS) == sorted(BACKENDS) == sorted(WHERE)
+    assert sorted(EXACT) == sorted(n for n in BACKENDS if n.startswith("faiss-"))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -115,6 +127,44 @@ def test_every_backend_answers_like_brute_force(backend_uri):
     assert 25 not in h.ids.tolist() and len(h) == 5
     with pytest.raises(DataError, match="unknown image id 6"):
         Q.Query.of_id(ix, 6)
+
+
+def _check_brute(ix, codes, feats, labels, ids, queries=(0, 3, 40, 123)):
+    """k-NN, radius and label queries against the brute-force answer over what the index holds."""
+    for qi in queries:
+        q, qf = codes[qi : qi + 1], feats[qi : qi + 1]
+        for kw, ref in (({}, dict(k=10)), ({"radius": 4}, dict(radius=4)), ({"label": "a"}, dict(k=7, cls=0))):
+            h = Q.search(ix, Q.Query(q, qf), ref.get("k", 10_000), **kw)
+            want_ids, want_d = _brute(codes, feats, labels, ids, q, qf, **ref)
+            assert h.ids.tolist() == want_ids and h.hamming.tolist() == want_d, (qi, kw)
+
+
+def test_every_backend_adds_removes_reopens_and_reports(backend_uri):
+    """add, remove, make durable (journal, then a rewrite), reopen / reconnect, stats — answers stay brute force's."""
+    codes, feats, labels, paths = _data(n=500, seed=2)
+    all_ids = np.arange(500) * 2 + 5
+    ix = _build(backend_uri, codes[:450], feats[:450], labels[:450], paths[:450])
+    new = ix.add(codes[450:], ids=all_ids[450:], paths=paths[450:], labels=labels[450:], features=feats[450:])
+    gone = [5, 7, 905, 441 * 2 + 5]
+    assert new.tolist() == all_ids[450:].tolist() and ix.remove(gone) == len(gone)
+    keep = ~np.isin(all_ids, gone)
+    held = codes[keep], feats[keep], labels[keep], all_ids[keep]
+    _check_brute(ix, *held)
+    ix.persist(new, gone)
+    scheme = scheme_of(backend_uri)
+    for rewritten in (False, True):  # reopened from the journal persist wrote; then from a rewritten file
+        ix = open_index(backend_uri)
+        assert len(ix) == 496 and ix.class_names == CLASSES and ix.meta["model_identity"]["method"] == "t"
+        _check_brute(ix, *held)
+        st = ix.stats()
+        assert st["backend"] == ("milvus" if scheme == "milvus" else "file")
+        ans = Q.answer_json(Q.search(ix, Q.Query(codes[:1]), 3), Q.Query(codes[:1]), ix.class_names)
+        if scheme.startswith("faiss-"):  # approximate, and says so with its parameters
+            assert st["search"]["name"] == scheme[len("faiss-"):] and st["search"]["exact"] is False
+            assert ans["search"] == st["search"] and "approximate: FAISS" in Q.format_table(ans)
+        elif scheme == "file":
+            assert st["search"]["exact"] is True and ans["search"]["exact"] is True
+        assert ix.persist((), (), fold_ratio=0.0) is (scheme != "milvus" and not rewritten)
 
 
 def test_add_remove_reopen_and_rerank_agree_across_backends(tmp_path, milvus_server):

@@ -207,10 +207,10 @@ class IndexBuild:
 def _model_ref(checkpoint: str | os.PathLike, out: str | os.PathLike) -> str:
     """How an index names its model: relative to a local index file's folder (the pair moves together),
     absolute for a server index."""
-    from deephash.index.backend import is_remote
+    from deephash.index.backend import local_path
 
-    full = Path(checkpoint).resolve()
-    return str(full) if is_remote(out) else os.path.relpath(full, Path(out).resolve().parent)
+    full, file = Path(checkpoint).resolve(), local_path(out)
+    return str(full) if file is None else os.path.relpath(full, file.resolve().parent)
 
 
 def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, *, store_features: bool = True,
@@ -227,12 +227,13 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
     quantised, calibrated on the archive (recorded in the index's ``meta["backbone"]``)."""
     from deephash.data import open_archive
     from deephash.engines import create_engine
-    from deephash.index.backend import is_remote, new_index
+    from deephash.index.backend import local_path, new_index
     from deephash.model import HashModel
     from deephash.utils import check_writable
 
-    if not is_remote(out):
-        check_writable(out)  # before the archive is encoded, not after
+    file = local_path(out)  # None for a server index; a bad URI is refused here, before any work
+    if file is not None:
+        check_writable(file)  # before the archive is encoded, not after
     runner = create_engine(engine, **(engine_options or {}))  # a bad engine or option is refused before any work
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
@@ -252,7 +253,7 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
     index.add(enc.codes, ids=enc.ids, paths=[archive.paths[i] for i in enc.ids], labels=labels,
               features=enc.features if store_features else None)
     index.finish()
-    return IndexBuild(index, str(out) if is_remote(out) else Path(out), archive.skipped + enc.failed, enc.stats,
+    return IndexBuild(index, str(out) if file is None else file, archive.skipped + enc.failed, enc.stats,
                       list(archive.ignored))
 
 
@@ -302,7 +303,7 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
     if index.meta.get("model_identity"):
         require_same_model(index.meta, model, where)
     else:  # an index from before identities were recorded: the model must be the file it names
-        used = model_path_of(index.meta, index_path).resolve()
+        used = model_path_of(index.meta, where).resolve()
         if used != Path(checkpoint).resolve():
             raise ConfigError(f"{where} was built with {used}, not {Path(checkpoint).resolve()}: codes of another "
                               "model are not comparable; use that model, or rebuild the index with deephash index")
@@ -345,7 +346,7 @@ def open_for_search(index_path: str | os.PathLike, model: str | os.PathLike | No
 
     index = open_index(index_path, **backend_options)
     where = index.location
-    m = HashModel.load(model if model is not None else model_path_of(index.meta, index_path))
+    m = HashModel.load(model if model is not None else model_path_of(index.meta, where))
     require_same_model(index.meta, m, where)
     if m.hasher.n_bits != index.n_bits or m.hasher.code_kind != index.code_kind:
         raise ConfigError(f"the model makes {m.hasher.n_bits}-bit {m.hasher.code_kind!r} codes but {where} holds "

@@ -318,14 +318,16 @@ def hit_json(hits: Hits, class_names: Sequence[str]) -> list[dict[str, Any]]:
 
 def answer_json(hits: Hits, query: Query, class_names: Sequence[str], **params: Any) -> dict[str, Any]:
     """One answer: hits, count, the parameters, per-stage ms, the query's code, the re-rank pool,
-    the cap on k. ``deephash search --json``, the HTTP API and :func:`deephash.api.search` give this."""
+    the cap on k, how the index searched (``search``: ``{"name": "ivf", "nprobe": 8, ..., "exact":
+    false}`` for a FAISS structure, whose answers may miss neighbours; null where the backend does
+    not say). ``deephash search --json``, the HTTP API and :func:`deephash.api.search` give this."""
     t_ms = {s: (round(hits.timings[s] * 1000, 3) if s in hits.timings else None) for s in STAGES}
     t_ms["total"] = round(sum(v for v in t_ms.values() if v is not None), 3)
     results = hit_json(hits, class_names)
     return {"results": results, "count": len(results), "params": params, "timings_ms": t_ms,
             "code": query.code[0].tobytes().hex(), "ranked_by": hits.ranked_by,
             "rerank_pool": None if hits.pool_size is None else {"size": hits.pool_size, "radius": hits.pool_radius},
-            "k_capped_at": hits.k_capped_at}
+            "k_capped_at": hits.k_capped_at, "search": getattr(hits.snapshot, "search_info", None)}
 
 
 def format_timings(t_ms: dict[str, Any]) -> str:
@@ -359,4 +361,8 @@ def format_table(answer: dict[str, Any]) -> str:
         notes.append(f"re-rank pool {answer['rerank_pool']['size']} within Hamming radius {answer['rerank_pool']['radius']}")
     if answer.get("k_capped_at") is not None:
         notes.append(f"k capped at {answer['k_capped_at']} (the images the index holds)")
+    how = answer.get("search") or {}
+    if how.get("exact") is False:
+        params = ", ".join(f"{k}={v}" for k, v in how.items() if k not in ("name", "exact", "built", "masked"))
+        notes.append(f"approximate: FAISS {how['name']} ({params}) may miss neighbours")
     return "\n".join(lines + ["  " + "; ".join(notes)])

@@ -1,11 +1,17 @@
 """The index-backend interface and ``open_index(uri)`` / ``new_index(uri, ...)``.
 
 A backend holds packed Hamming codes with their ids, paths, labels and (optionally) float
-features, and records the model that made them. Two implement it: the local
-:class:`~deephash.index.HashIndex` (a file + journal; any path or ``file:PATH``) and
-:class:`~deephash.index.MilvusIndex` (``milvus://HOST:PORT/COLLECTION``). They are chosen by the
-URI's scheme through :data:`INDEX_BACKENDS`, never by an if-chain; :mod:`deephash.query`, the
-jobs API and the service reach an index only through the methods below.
+features, and records the model that made them. They are chosen by the URI's scheme through
+:data:`INDEX_BACKENDS`, never by an if-chain; :mod:`deephash.query`, the jobs API and the service
+reach an index only through the methods below:
+
+- the local :class:`~deephash.index.HashIndex` (a file + journal, exact search; any path or ``file:PATH``);
+- the same file searched through a FAISS structure (``faiss-ivf:PATH?nprobe=8``, ``faiss-hnsw:PATH``,
+  ``faiss-mih:PATH``; approximate; :mod:`deephash.index.faiss_backend`);
+- :class:`~deephash.index.MilvusIndex` (``milvus://HOST:PORT/COLLECTION``).
+
+Each module registers its schemes when it is imported; ``deephash.index``'s ``__init__`` imports
+them all, and this module imports none (no import circle).
 
 The index (:class:`IndexBackend`):
 
@@ -33,20 +39,25 @@ Milvus); ``cls`` is a class index (a label filter) or None:
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from deephash.errors import ConfigError
 
-#: scheme -> backend class (its classmethods ``open_uri(uri, **options)`` and ``create_uri(uri, ...)``)
-INDEX_BACKENDS: dict[str, type] = {}
+#: scheme -> backend: a class or object with ``open_uri(uri, **options)``, ``create_uri(uri, ...)``
+#: and, for a backend whose index is a local file, ``local_path(uri) -> Path``
+INDEX_BACKENDS: dict[str, Any] = {}
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(//)?")
 
 
-def register_backend(scheme: str) -> Callable[[type], type]:
-    """Class decorator: ``@register_backend("milvus")`` makes ``milvus://...`` open with that class."""
+def register_backend(scheme: str) -> Callable[[Any], Any]:
+    """Decorator: ``@register_backend("milvus")`` makes ``milvus://...`` open with that class (or object)."""
 
-    def deco(cls: type) -> type:
+    def deco(cls: Any) -> Any:
         INDEX_BACKENDS[scheme] = cls
         return cls
 
@@ -54,25 +65,34 @@ def register_backend(scheme: str) -> Callable[[type], type]:
 
 
 def scheme_of(uri: str | os.PathLike) -> str:
-    """``milvus://h:p/c`` -> "milvus"; ``file:x.dhi`` and any plain path -> "file"."""
+    """``milvus://h:p/c`` -> "milvus"; ``faiss-ivf:x.dhi?nprobe=8`` -> "faiss-ivf" (a registered
+    ``SCHEME:`` prefix); ``file:x.dhi`` and any other path -> "file"."""
     s = os.fspath(uri)
-    head, sep, _ = s.partition("://")
-    if sep and head.isalpha():
-        return head.lower()
+    m = _SCHEME.match(s)
+    if m and (m.group(2) or m.group(1).lower() in INDEX_BACKENDS):
+        return m.group(1).lower()
     return "file"
 
 
-def _backend_for(uri: str | os.PathLike) -> type:
+def _backend_for(uri: str | os.PathLike) -> Any:
     s = scheme_of(uri)
     if s not in INDEX_BACKENDS:
         raise ConfigError(f"unknown index location scheme {s!r} in {os.fspath(uri)!r}; expected a file path or one of "
-                          + ", ".join(f"{k}://" for k in sorted(INDEX_BACKENDS) if k != "file"))
+                          + ", ".join(getattr(INDEX_BACKENDS[k], "uri_form", f"{k}://")
+                                      for k in sorted(INDEX_BACKENDS) if k != "file"))
     return INDEX_BACKENDS[s]
+
+
+def local_path(uri: str | os.PathLike) -> Path | None:
+    """The file a URI's index lives in (``faiss-ivf:runs/a.dhi?nprobe=8`` -> ``runs/a.dhi``); None for a
+    server index."""
+    backend = _backend_for(uri)
+    return backend.local_path(os.fspath(uri)) if hasattr(backend, "local_path") else None
 
 
 def is_remote(uri: str | os.PathLike) -> bool:
     """Whether ``uri`` names a server-side index (not a local file)."""
-    return scheme_of(uri) != "file"
+    return local_path(uri) is None
 
 
 def open_index(uri: str | os.PathLike, **options: Any) -> "IndexBackend":

@@ -29,6 +29,7 @@ import numpy as np
 
 from deephash.names import display_path, name_bytes, names_from_nul_bytes, names_to_nul_bytes
 from deephash.errors import ConfigError, DataError, IndexFormatError
+from deephash.index.ann_search import AnnSearcher, open_searcher
 from deephash.index.backend import register_backend
 from deephash.index.journal import Journal
 from deephash.codes import check_codes, check_n_bits
@@ -99,7 +100,12 @@ def _decode_paths(raw: bytes, header: dict[str, Any], path: Path) -> list[str]:
 _ARRAY_SPECS = {
     "codes": ({"|u1"}, (2,)), "ids": ({"<i8"}, (1,)), "paths": ({"|u1"}, (1,)),
     "labels": ({"<i8", "|u1"}, (1, 2)), "features": ({"<f2", "<f4"}, (2,)),
+    # the FAISS search structure the header's "search" names (deephash.index.faiss_backend): serialized,
+    # and the row of each of its labels
+    "ann": ({"|u1"}, (1,)), "ann_rows": ({"<i8"}, (1,)),
 }
+#: arrays with their own length (not one row per image)
+_UNROWED_ARRAYS = ("paths", "ann", "ann_rows")
 _REQUIRED_ARRAYS = ("codes", "ids", "paths")
 
 
@@ -135,6 +141,7 @@ def _check_header(header: Any, path: Path, body_bytes: int) -> list[dict[str, An
         ("meta", lambda v: isinstance(v, dict), "a JSON object"),
         ("token", lambda v: isinstance(v, str) and len(v) == 32 and all(c in "0123456789abcdef" for c in v), "32 hex digits"),
         ("path_encoding", lambda v: v == PATH_ENCODING, repr(PATH_ENCODING)),
+        ("search", lambda v: isinstance(v, dict) and isinstance(v.get("name"), str), "a search structure (name, parameters)"),
     ):
         if key in header and header[key] is not None and not check(header[key]):
             raise bad(f"field {key!r} must be {what}; found {header[key]!r:.80}")
@@ -159,7 +166,7 @@ def _check_header(header: Any, path: Path, body_bytes: int) -> list[dict[str, An
         nbytes = int(np.prod(shape, dtype=object)) * np.dtype(s["dtype"]).itemsize
         if nbytes != s["nbytes"]:
             raise bad(f"array {name!r} of shape {shape} and dtype {s['dtype']} needs {nbytes} bytes; the header says {s['nbytes']}")
-        if name != "paths" and shape[0] != n:
+        if name not in _UNROWED_ARRAYS and shape[0] != n:
             raise bad(f"array {name!r} has {shape[0]} rows; the index holds n={n}")
         total += nbytes
         if total > body_bytes:  # before any allocation: sizes are bounded by the file's size
@@ -358,6 +365,11 @@ class IndexSnapshot:
     def feature_dim(self) -> int | None:
         return None if self.features is None else int(self.features.shape[1])
 
+    @property
+    def search_info(self) -> dict[str, Any]:
+        """How this view answers: a FAISS structure's name and parameters (``"exact": false``), or exact."""
+        return getattr(self.searcher, "info", None) or {"name": "exact", "exact": True}
+
 
     def _class_rows(self, cls: int) -> np.ndarray:
         from deephash.query import label_rows
@@ -446,7 +458,10 @@ class HashIndex:
         class_names: Sequence[str] | None = None,
         feature_dtype: str = "float16",
         code_kind: str = "hamming",
+        search: dict[str, Any] | None = None,
     ) -> None:
+        """``search``: a FAISS structure to search through (``{"name": "ivf", "nprobe": 8}``;
+        :mod:`deephash.index.faiss_backend`), None: exact search with ``searcher``."""
         self.n_bits = check_n_bits(n_bits)
         if code_kind not in CODE_KINDS:
             raise ConfigError(f"code_kind must be one of {list(CODE_KINDS)}; got {code_kind!r}")
@@ -477,6 +492,9 @@ class HashIndex:
         self._target: Path | None = None  # where finish() writes a new index (new_index)
         self._header_changed = False  # class names grew: the file must be rewritten (persist)
         self._path_map: dict[str, int] | None = None  # path -> id, built by ids_of_paths
+        if search is not None and code_kind != "hamming":
+            raise ConfigError(f"a FAISS search structure ({search.get('name')}) searches Hamming codes; this index holds {code_kind!r} codes")
+        self._ann = None if search is None else AnnSearcher(search, self.n_bits, self.n_threads)
 
     codes = _row_view("codes")
     ids = _row_view("ids")
@@ -509,7 +527,7 @@ class HashIndex:
     @classmethod
     def open_uri(cls, uri: str, **options: Any) -> "HashIndex":
         """The index file at ``uri`` (a path or ``file:PATH``); ``options`` (``searcher``, ``n_threads``) go to :meth:`load`."""
-        other = sorted(set(options) - {"searcher", "n_threads"})
+        other = sorted(set(options) - {"searcher", "n_threads", "search"})
         if other:
             raise ConfigError(f"option(s) {', '.join(other)} apply to server indexes (milvus://...), not to the file {uri}")
         return cls.load(uri[len("file:"):] if uri.startswith("file:") else uri, **options)
@@ -520,7 +538,7 @@ class HashIndex:
                    **options: Any) -> "HashIndex":
         """An empty index that :meth:`finish` writes to ``uri`` (features float16 and labels as the first
         ``add`` gives them; ``options``: ``searcher``, ``n_threads``)."""
-        other = sorted(set(options) - {"searcher", "n_threads"})
+        other = sorted(set(options) - {"searcher", "n_threads", "search"})
         if other:
             raise ConfigError(f"option(s) {', '.join(other)} apply to server indexes (milvus://...), not to the file {uri}")
         ix = cls(n_bits, class_names=class_names, code_kind=code_kind, meta=meta, **options)
@@ -590,9 +608,20 @@ class HashIndex:
         p = Path(self.location).resolve()
         return p.with_name(p.name + ".uploads")
 
+    @classmethod
+    def local_path(cls, uri: str) -> Path:
+        """The file a ``file:PATH`` (or plain path) URI names."""
+        return Path(uri[len("file:"):] if uri.startswith("file:") else uri)
+
+    @property
+    def search_info(self) -> dict[str, Any]:
+        """How searches are answered: the FAISS structure and its parameters (``"exact": false``), or exact."""
+        return self._ann.info if self._ann is not None else {"name": "exact", "searcher": self.searcher_name, "exact": True}
+
     def reopen(self) -> "HashIndex":
         """The index as its file (and journal) hold it: what to use after a failed write."""
-        return HashIndex.load(self._bound_journal().index_path, searcher=self.searcher_name, n_threads=self.n_threads)
+        return HashIndex.load(self._bound_journal().index_path, searcher=self.searcher_name, n_threads=self.n_threads,
+                              search=None if self._ann is None else self._ann.spec)
 
     def stats(self) -> dict[str, Any]:
         """Backend facts for ``/api/stats``: per-class counts, uploads, searcher, file, journal."""
@@ -603,7 +632,8 @@ class HashIndex:
             counts = np.bincount(labels[labels >= 0], minlength=len(self.class_names))
             per_class = {n: int(c) for n, c in zip(self.class_names, counts)}
         return {"backend": "file", "per_class": per_class, "uploaded": int(sum(p.startswith(UPLOAD_PREFIX) for p in paths)),
-                "searcher": self.searcher_name, "index_file": Path(self.location).name, "journal_bytes": self.journal_bytes}
+                "searcher": self.searcher_name, "index_file": Path(self.location).name, "journal_bytes": self.journal_bytes,
+                "search": self.search_info}
 
     def close(self) -> None:
         """Nothing is held open between calls (the file is read whole at load)."""
@@ -687,6 +717,8 @@ class HashIndex:
             self.paths.extend(paths)
             self._next_id = max(self._next_id, int(new_ids.max()) + 1 if n else self._next_id)
             self._searcher = None
+            if self._ann is not None:  # the FAISS structure takes the new rows
+                self._ann.add(codes, m)
             self._path_map = None
             if self._row_of is not None:  # extend the id -> row map instead of rebuilding it
                 self._row_of.update((int(i), m + r) for r, i in enumerate(new_ids))
@@ -702,6 +734,8 @@ class HashIndex:
             kept = {name: None if b is None else b[: self._n][keep] for name, b in self._buf.items()}
             self._buf, self._n = kept, int(keep.sum())
             self.paths = [p for p, k in zip(self.paths, keep) if k]
+            if self._ann is not None:
+                self._ann.remove(keep)
             self._invalidate()
             return int((~keep).sum())
 
@@ -719,6 +753,8 @@ class HashIndex:
 
     def _get_searcher(self) -> ExactSearcher:
         with self._lock:
+            if self._ann is not None:  # the FAISS structure's view of these rows (built if it is not yet)
+                return self._ann.view(self.codes)
             if self._searcher is None:
                 s = SEARCHERS.create(self.searcher_name, n_bits=self.n_bits, n_threads=self.n_threads)
                 s.reset(self.codes)
@@ -877,6 +913,8 @@ class HashIndex:
                 arrays["labels"] = self.labels
             if self.features is not None:
                 arrays["features"] = self.features
+            if self._ann is not None:  # the FAISS structure (built now if it is not yet)
+                arrays.update(self._ann.arrays(self.codes))
             specs, offset = [], 0
             for name, a in arrays.items():
                 a = np.ascontiguousarray(a)
@@ -889,6 +927,8 @@ class HashIndex:
                 "feature_dtype": self.feature_dtype, "code_kind": self.code_kind, "class_names": self.class_names, "meta": self.meta,
                 "n_paths": len(self.paths), "path_encoding": PATH_ENCODING, "arrays": specs,
             }
+            if self._ann is not None:
+                header["search"] = self._ann.spec
             # the token a journal names: a digest of the header (sizes and CRC32 of every array), so
             # equal content saves to equal bytes, and a changed index gets another token
             header["token"] = header_token(header)
@@ -906,8 +946,11 @@ class HashIndex:
             return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, searcher: str | None = None, n_threads: int = 1) -> "HashIndex":
-        """Read an index written by :meth:`save`; refuses files it does not understand."""
+    def load(cls, path: str | os.PathLike, *, searcher: str | None = None, n_threads: int = 1,
+             search: dict[str, Any] | None = None) -> "HashIndex":
+        """Read an index written by :meth:`save`; refuses files it does not understand. ``search``: a
+        FAISS structure to search through instead of the one the file records (see
+        :mod:`deephash.index.faiss_backend`)."""
         path = Path(path)
         if not path.is_file():
             raise DataError(f"index file {str(path)!r} does not exist")
@@ -942,6 +985,9 @@ class HashIndex:
         idx.features = arrays.get("features")
         nxt = header.get("next_id")
         idx._next_id = int(nxt) if nxt is not None else (int(idx.ids.max()) + 1 if len(idx.ids) else 0)
+        # the FAISS structure, before the journal's records are replayed through add / remove
+        idx._ann, idx._header_changed = open_searcher(header.get("search"), search, arrays, len(idx), n_bits=idx.n_bits,
+                                                      n_threads=n_threads, where=str(path))
         if header.get("token"):  # files from before the journal have none, and so no journal
             idx._journal = Journal(path, bytes.fromhex(header["token"]), file_token)
             try:

@@ -63,7 +63,7 @@ class ServiceState:
         self.config = config
         self.index = open_index(index_path, **(backend_options or {}))
         self.location = self.index.location
-        self.model = HashModel.load(model if model is not None else model_path_of(self.index.meta, index_path))
+        self.model = HashModel.load(model if model is not None else model_path_of(self.index.meta, self.location))
         require_same_model(self.index.meta, self.model, self.location)
         if self.index.code_kind != self.model.hasher.code_kind:
             raise ConfigError(f"{self.location} holds {self.index.code_kind!r} codes but its model makes "
@@ -286,7 +286,7 @@ class ServiceState:
             "has_features": ix.has_features, "has_labels": ix.has_labels, "class_names": self.class_names,
             "per_class": facts["per_class"], "uploaded": facts["uploaded"], "searcher": facts["searcher"],
             "code_kind": ix.code_kind, "index_file": facts["index_file"], "journal_bytes": facts["journal_bytes"],
-            "backend": facts["backend"],
+            "backend": facts["backend"], "search": facts.get("search"),
             "limits": {"max_k": self.config.max_k, "max_upload_bytes": self.config.max_upload_bytes,
                        "max_pixels": self.config.max_pixels},
             "auth": {"writes_enabled": self.config.api_key is not None, "read_key_required": self.config.read_key_required},
