@@ -272,7 +272,7 @@ class IVFIndex(AnnIndex):
     build_params = ("nlist",)
     search_params = ("nprobe",)
 
-    def __init__(self, n_bits: int, *, nlist: int | None = 1024, nprobe: int = 8, n_threads: int = 1) -> None:
+    def __init__(self, n_bits: int, *, nlist: int | None = None, nprobe: int = 8, n_threads: int = 1) -> None:
         """``nlist=None``: chosen when trained, by :func:`auto_nlist`."""
         super().__init__(n_bits, n_threads=n_threads)
         require("faiss", "FAISS indexes")
