@@ -92,6 +92,24 @@ def bench_scale(n, bits, k, n_queries, milvus_uri, metrics_url, nprobe, seed, js
                     nprobes=[int(p) for p in nprobe.split(",") if p], seed=seed, json_path=json_path, say=click.echo)
 
 
+@bench.command("faiss-upkeep")
+@click.option("--n", type=int, default=100_000, show_default=True, help="database codes")
+@click.option("--bits", type=int, default=64, show_default=True)
+@click.option("--structures", default="ivf,hnsw,mih", show_default=True, help="comma-separated FAISS structures")
+@click.option("--changes", type=int, default=1000, show_default=True, help="codes added, then ids removed")
+@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("--queries", "n_queries", type=int, default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_faiss_upkeep(n, bits, structures, changes, k, n_queries, seed, json_path):
+    """FAISS structures inside an index file (faiss-ivf:FILE, ...): build vs load, add, remove vs rebuild, q/s, recall."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from deephash.bench.faiss_upkeep_bench import run_faiss_upkeep_bench
+
+    run_faiss_upkeep_bench(n, bits=bits, structures=[s for s in structures.split(",") if s], changes=changes, k=k,
+                           n_queries=n_queries, seed=seed, json_path=json_path, say=click.echo)
+
+
 @bench.command("milvus-layout")
 @click.argument("uri")
 @click.option("--n", type=int, default=20_000, show_default=True, help="images")
