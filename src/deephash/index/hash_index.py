@@ -988,6 +988,8 @@ class HashIndex:
         # the FAISS structure, before the journal's records are replayed through add / remove
         idx._ann, idx._header_changed = open_searcher(header.get("search"), search, arrays, len(idx), n_bits=idx.n_bits,
                                                       n_threads=n_threads, where=str(path))
+        if idx._ann is not None and idx.code_kind != "hamming":
+            raise ConfigError(f"{path} holds {idx.code_kind!r} codes: a FAISS structure ({idx._ann.name}) searches Hamming codes")
         if header.get("token"):  # files from before the journal have none, and so no journal
             idx._journal = Journal(path, bytes.fromhex(header["token"]), file_token)
             try:
