@@ -9,7 +9,7 @@
 # `run` installs the carried wheels into /tmp/site, puts this checkout's src/ first on PYTHONPATH and
 # runs bench/finetune_sweep.py on the carried archive; each variant's JSON (and checkpoint, when small)
 # lands in $OUT as soon as it ends, so a run cut off at the call's time limit still returns the
-# finished variants. Copy them to docs/finetune_runs/ and add their rows to docs/finetune.md.
+# finished variants. Copy them to docs/results/finetune-end-to-end-cifar10/ and add their rows to docs/finetune.md.
 set -euo pipefail  # (a CPU check: PYTHON=.venv/bin/python OUT=/tmp/g bash bench/gpu_e2e.sh run cifar10-54k '[...]' --tiny)
 cd "$(dirname "$0")/.."
 E2E=.e2e

@@ -111,7 +111,7 @@ def run_scaling_bench(
     repeats: int = 3,
     seed: int = 0,
     index_io: bool = True,
-    out_dir: str | os.PathLike | None = "bench/results/scaling",
+    out_dir: str | os.PathLike | None = "docs/results/search-scaling-vs-n",
     resume: bool = False,
     verbose: bool = True,
 ) -> dict[str, Any]:

@@ -170,7 +170,7 @@ def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_siz
 @click.option("--repeats", type=int, default=3, show_default=True)
 @click.option("--no-index-io", is_flag=True, help="skip the HashIndex save/load and peak-memory measurements")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(), default="bench/results/scaling", show_default=True,
+@click.option("--out", "out_dir", type=click.Path(), default="docs/results/search-scaling-vs-n", show_default=True,
               help="folder for scaling.json and the PNG plots")
 @click.option("--resume", is_flag=True, help="keep the (N, bits) rows an earlier run wrote to --out; measure only the others")
 def bench_scaling(ns, bits, k, isas, nlist, nprobes, repeats, no_index_io, seed, out_dir, resume):
