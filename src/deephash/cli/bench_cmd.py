@@ -228,3 +228,20 @@ def bench_encode(data, n_small, n_large, repeats, image_size, backbone, int8, qu
             raise ConfigError(f"{name} must be a positive whole number; got {v}")
     run_encode_bench(n_small=n_small, n_large=n_large, repeats=repeats, image_size=image_size, backbone_name=backbone,
                      int8=int8, quality=quality, seed=seed, json_path=json_path, data=data)
+
+
+@bench.command("index-writes", short_help="One added/removed image: journal append vs index rewrite.")
+@click.option("--n", "ns", default="5000,50000,200000", show_default=True, help="comma-separated index sizes")
+@click.option("--dim", type=int, default=1280, show_default=True, help="float16 feature dim stored per image")
+@click.option("--repeats", type=int, default=15, show_default=True, help="single-image adds (then removes) timed")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), default=None,
+              help="where the index files are written (the disk measured; default: a temporary folder)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_index_writes(ns, dim, repeats, folder, seed, json_path):
+    """What one added or removed image costs on disk: the journal append (+ fsync) against rewriting
+    the index file, and the in-memory change timed apart."""
+    from deephash.bench.index_writes_bench import run_index_writes_bench
+
+    run_index_writes_bench(_int_list(ns, "--n"), dim=dim, repeats=repeats, folder=folder, seed=seed,
+                           json_path=json_path, say=click.echo)
