@@ -245,3 +245,28 @@ def bench_index_writes(ns, dim, repeats, folder, seed, json_path):
 
     run_index_writes_bench(_int_list(ns, "--n"), dim=dim, repeats=repeats, folder=folder, seed=seed,
                            json_path=json_path, say=click.echo)
+
+
+@bench.command("service", short_help="Load test of deephash serve on loopback: searches/s, p50/p99.")
+@click.argument("index_path", type=click.Path())
+@click.option("--url", default=None, help="measure this running server instead (loopback only); INDEX still names the query images")
+@click.option("--requests", "n_requests", type=int, default=300, show_default=True, help="requests per row")
+@click.option("--concurrency", default="1,4,16", show_default=True, help="comma-separated numbers of concurrent clients")
+@click.option("--modes", default="upload,id", show_default=True,
+              help="upload: POST a test image of the archive (decode+backbone+hash+search); id: search by indexed id")
+@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("--warmup", type=int, default=20, show_default=True, help="uncounted requests before each mode")
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_service(index_path, url, n_requests, concurrency, modes, k, warmup, json_path):
+    """Bounded load benchmark of `deephash serve INDEX` on 127.0.0.1 (a real server process on a free
+    port): searches/s and p50/p99 latency per number of concurrent clients."""
+    from deephash.bench.service_bench import run_service_bench
+    from deephash.errors import ServeError
+
+    r = run_service_bench(index_path, url=url, requests=n_requests, concurrency=_int_list(concurrency, "--concurrency"),
+                          modes=[m for m in modes.split(",") if m], k=k, warmup=warmup, json_path=json_path,
+                          say=click.echo)
+    failed = sum(row["failed"] for row in r["rows"])
+    if failed:
+        first = next(row["first_failures"][0] for row in r["rows"] if row["failed"])
+        raise ServeError(f"{failed} requests failed (first: {first})")
