@@ -270,3 +270,50 @@ def bench_service(index_path, url, n_requests, concurrency, modes, k, warmup, js
     if failed:
         first = next(row["first_failures"][0] for row in r["rows"] if row["failed"])
         raise ServeError(f"{failed} requests failed (first: {first})")
+
+
+@bench.command("finetune", short_help="End-to-end fine-tuning runs/sweeps under a protocol (GPU).")
+@click.option("--dataset", default="cifar10", show_default=True, help="'cifar10' or the path of an archive with train/test splits")
+@click.option("--protocol", default="cifar10-54k", show_default=True, help="a registered protocol (deephash protocols) or 10k50k / 1k5k54k")
+@click.option("--method", default="dlbhc", show_default=True, help="a supervised network method (deephash methods)")
+@click.option("--bits", type=int, default=64, show_default=True)
+@click.option("--backbone", default="efficientnet-lite0", show_default=True)
+@click.option("--image-size", type=int, default=224, show_default=True)
+@click.option("--epochs", type=int, default=20, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="head learning rate")
+@click.option("--backbone-lr-mult", type=float, default=0.1, show_default=True, help="backbone lr = lr x this")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="training images held out for early stopping (0: none, the final weights)")
+@click.option("--scale-min", type=float, default=1.0, show_default=True, help="random resized crop's minimum area (1: off)")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--param", "params", multiple=True, help="method hyper-parameter [METHOD.]KEY=VALUE (JSON value), repeatable")
+@click.option("--variants", default=None,
+              help='JSON list of runs, each overriding the options above: [{"name": "a", "method": "csq", "epochs": 40, '
+                   '"params": {...}}, ...] (default: one run of the options)')
+@click.option("--rerank-queries", type=int, default=1000, show_default=True, help="queries for DLBHC's coarse-to-fine evaluation (0: none)")
+@click.option("--tiny", is_flag=True, help="3 queries, 8 training and 10 database images per class (a CPU check)")
+@click.option("--cache", type=click.Path(), default=None, help=".npz of every decoded image, written once and reused")
+@click.option("--workers", type=int, default=None, help="decoding processes")
+@click.option("--save-max-mb", type=float, default=16.0, show_default=True, help="delete a variant's checkpoint over this size")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/finetune", show_default=True,
+              help="folder for each variant's JSON and checkpoint")
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_finetune(dataset, protocol, method, bits, backbone, image_size, epochs, batch_size, lr, backbone_lr_mult,
+                   val_fraction, scale_min, device, params, variants, rerank_queries, tiny, cache, workers, save_max_mb,
+                   seed, out_dir, json_path):
+    """Fine-tune backbone + head end to end on a protocol's training images and evaluate on its split
+    (mAP, query accuracy, speed, coarse-to-fine); --variants runs several recipes in one process."""
+    from deephash.bench.finetune_bench import parse_variants, run_finetune_bench
+    from deephash.cli.params import method_params
+    from deephash.data import load_dataset
+
+    vs = parse_variants(variants)
+    methods = sorted({v.get("method", method) for v in vs})
+    defaults = dict(method=method, bits=bits, backbone=backbone, image_size=image_size, epochs=epochs,
+                    batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult, val_fraction=val_fraction,
+                    scale_min=scale_min, device=device)
+    run_finetune_bench(load_dataset(dataset), protocol, variants=vs, defaults=defaults,
+                       method_params=method_params(params, methods), out_dir=out_dir, rerank_queries=rerank_queries,
+                       save_max_mb=save_max_mb, seed=seed, tiny=tiny, workers=workers, cache=cache, json_path=json_path,
+                       say=click.echo)
