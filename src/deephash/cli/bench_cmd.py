@@ -112,6 +112,7 @@ def bench_milvus_layout(uri, n, bits, dim, metrics_url, json_path):
 @click.option("--protocol", default="cifar10-50k", show_default=True, help="cifar10-50k, cifar10-54k, cifar10-59k, fashion-mnist (any registered protocol) or demo")
 @click.option("--methods", default=None, help="comma-separated (default: every registered method)")
 @click.option("--n-query", type=int, default=None, help="subsample the protocol's queries (equal per class)")
+@click.option("--n-train", type=int, default=None, help="subsample the protocol's training images (equal per class)")
 @click.option("--backbone", default="efficientnet-lite0", show_default=True)
 @click.option("--image-size", type=int, default=128, show_default=True)
 @click.option("--param", "params", multiple=True, help="method hyper-parameter METHOD.KEY=VALUE (KEY=VALUE with one --methods), e.g. mhcln.n_iters=3000")
@@ -120,19 +121,20 @@ def bench_milvus_layout(uri, n, bits, dim, metrics_url, json_path):
 @click.option("--json", "json_path", type=click.Path(), default=None)
 @click.option("--out", "out_dir", type=click.Path(), default=None, help="also write report.md/json and PNG plots here")
 @click.option("--int8", is_flag=True, help="features from the int8 backbone (calibrated on 256 archive images)")
-def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_size, params, resume, seed, json_path, out_dir,
-                  int8):
+@click.option("--rerank-queries", type=int, default=0, show_default=True,
+              help="also DLBHC's coarse-to-fine mAP@1000 on this many queries, for methods with re-rank features")
+def bench_methods(dataset, bits, protocol, methods, n_query, n_train, backbone, image_size, params, resume, seed, json_path,
+                  out_dir, int8, rerank_queries):
     """Train every method head-only on cached features and compare them under one protocol."""
     import numpy as np
 
     from deephash.backbones import create_backbone
     from deephash.bench.methods_bench import format_methods_markdown, run_methods_bench
+    from deephash.cli.params import method_params
     from deephash.data import load_dataset
-    from deephash.errors import ConfigError
     from deephash.features import extract_features
 
-    from deephash.cli.params import method_params
-
+    bit_list = _int_list(bits, "--bits")
     overrides = method_params(params, methods.split(",") if methods else None)
     archive = load_dataset(dataset)
     bb = create_backbone(backbone, image_size=image_size)
@@ -143,13 +145,10 @@ def bench_methods(dataset, bits, protocol, methods, n_query, backbone, image_siz
     fs = extract_features(archive, bb)
     labels = archive.labels[fs.index]
     splits = np.asarray(archive.splits)[fs.index]
-    try:
-        bit_list = [int(b) for b in bits.split(",") if b.strip()]
-    except ValueError:
-        raise ConfigError(f"--bits expects comma-separated integers; got {bits!r}") from None
     report = run_methods_bench(fs.features, labels, splits, methods=methods.split(",") if methods else None,
-                               bits=bit_list, protocol=protocol, n_query=n_query, seed=seed, json_path=json_path,
-                               method_params=overrides or None, resume=resume, progress=True)
+                               bits=bit_list, protocol=protocol, n_query=n_query, n_train=n_train, seed=seed,
+                               json_path=json_path, method_params=overrides or None, resume=resume,
+                               rerank_queries=rerank_queries, progress=True)
     click.echo(format_methods_markdown(report))
     if out_dir:
         from deephash.eval.report import write_report
