@@ -73,23 +73,33 @@ def bench_query_latency(index_path, queries, n_images, k, json_path):
     run_query_latency_bench(index_path, queries=queries, n_images=n_images, k=k, json_path=json_path, say=click.echo)
 
 
-@bench.command("scale")
+@bench.command("scale", short_help="Local index vs FAISS flat/IVF vs Milvus: insert, memory, q/s, recall.")
 @click.option("--n", type=int, default=1_000_000, show_default=True, help="database codes (the issue's 10^7 needs ~10x this machine's time)")
 @click.option("--bits", type=int, default=64, show_default=True)
 @click.option("--k", type=int, default=100, show_default=True)
 @click.option("--queries", "n_queries", type=int, default=200, show_default=True)
+@click.option("--centres", type=int, default=100, show_default=True, help="class centres the codes are drawn around")
+@click.option("--flip", type=float, default=0.05, show_default=True, help="probability of each bit flipped from its centre (0.5: random codes)")
+@click.option("--batch", type=int, default=0, show_default=True, help="queries per request for queries/s (0: all in one)")
+@click.option("--single", type=int, default=0, show_default=True, help="one-query requests timed per index for latency (0: none)")
 @click.option("--milvus", "milvus_uri", default=None, help="milvus://HOST:PORT/COLLECTION to measure Milvus too (the collection is dropped)")
-@click.option("--metrics-url", default=None, help="the Milvus server's /metrics, for its query-node memory")
+@click.option("--milvus-index", "milvus_kinds", default="flat,ivf", show_default=True, help="Milvus indexes to measure: flat (BIN_FLAT), ivf (BIN_IVF_FLAT)")
+@click.option("--metrics-url", default=None, help="the Milvus server's /metrics, for its query-node and process memory")
+@click.option("--nlist", type=int, default=1024, show_default=True, help="IVF lists (FAISS and Milvus)")
 @click.option("--nprobe", default="1,4,16", show_default=True, help="IVF nprobe sweep (FAISS and Milvus)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(), default=None)
-def bench_scale(n, bits, k, n_queries, milvus_uri, metrics_url, nprobe, seed, json_path):
-    """(a) local exact index vs FAISS IVF vs Milvus BIN_FLAT / BIN_IVF_FLAT: insert, memory, q/s, recall@k."""
+def bench_scale(n, bits, k, n_queries, centres, flip, batch, single, milvus_uri, milvus_kinds, metrics_url, nlist, nprobe,
+                seed, json_path):
+    """(a) the local exact index vs FAISS IndexBinaryFlat and IVF vs Milvus BIN_FLAT / BIN_IVF_FLAT on
+    class-clustered codes: insert, memory, queries/s, one-query latency, recall@k with ties."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from deephash.bench.scale_bench import run_scale_bench
 
     run_scale_bench(n, bits=bits, k=k, n_queries=n_queries, milvus_uri=milvus_uri, metrics_url=metrics_url,
-                    nprobes=[int(p) for p in nprobe.split(",") if p], seed=seed, json_path=json_path, say=click.echo)
+                    nprobes=_int_list(nprobe, "--nprobe"), nlist=nlist, centres=centres, flip=flip, batch=batch,
+                    single=single, milvus_kinds=[m for m in milvus_kinds.split(",") if m], seed=seed,
+                    json_path=json_path, say=click.echo)
 
 
 @bench.command("milvus-layout")
