@@ -8,7 +8,8 @@ import click
 
 @click.group()
 def bench() -> None:
-    """Benchmarks (search speed, method comparison, encoding speed)."""
+    """Benchmarks: each prints a Markdown table with the machine it ran on (CPU, instruction set,
+    load) and writes JSON with --json; committed results live in docs/results/<what-it-measured>/."""
 
 
 def _int_list(value: str, option: str) -> list[int]:
@@ -20,7 +21,7 @@ def _int_list(value: str, option: str) -> list[int]:
         raise ConfigError(f"{option} expects comma-separated integers; got {value!r}") from None
 
 
-@bench.command("search")
+@bench.command("search", short_help="Search q/s per ISA vs its ceiling and FAISS; sub-linear.")
 @click.option("--n", type=int, default=1_000_000, show_default=True, help="database codes")
 @click.option("--bits", default="64,128", show_default=True, help="comma-separated code lengths")
 @click.option("--k", type=int, default=100, show_default=True)
@@ -46,7 +47,7 @@ def bench_search(n, bits, k, n_queries, threads, isas, random_codes, repeats, su
                      sublinear=subs, radius=radius)
 
 
-@bench.command("startup")
+@bench.command("startup", short_help="CLI start-up time in fresh processes vs bare python.")
 @click.option("--repeats", type=int, default=7, show_default=True)
 @click.option("--json", "json_path", type=click.Path(), default=None)
 def bench_startup(repeats, json_path):
@@ -60,7 +61,7 @@ def bench_startup(repeats, json_path):
         run_startup_bench(Path(tmp), repeats=repeats, json_path=json_path, say=click.echo)
 
 
-@bench.command("query-latency")
+@bench.command("query-latency", short_help="One query image end to end, per stage, via the jobs API.")
 @click.argument("index_path", type=click.Path())
 @click.option("--queries", multiple=True, type=click.Path(), help="query images or folders (default: images of the indexed archive)")
 @click.option("--images", "n_images", type=int, default=100, show_default=True, help="queries timed (after one warm-up)")
@@ -73,7 +74,7 @@ def bench_query_latency(index_path, queries, n_images, k, json_path):
     run_query_latency_bench(index_path, queries=queries, n_images=n_images, k=k, json_path=json_path, say=click.echo)
 
 
-@bench.command("scale", short_help="Local index vs FAISS flat/IVF vs Milvus: insert, memory, q/s, recall.")
+@bench.command("scale", short_help="Local index vs FAISS vs Milvus: insert, memory, q/s, recall.")
 @click.option("--n", type=int, default=1_000_000, show_default=True, help="database codes (the issue's 10^7 needs ~10x this machine's time)")
 @click.option("--bits", type=int, default=64, show_default=True)
 @click.option("--k", type=int, default=100, show_default=True)
@@ -102,7 +103,7 @@ def bench_scale(n, bits, k, n_queries, centres, flip, batch, single, milvus_uri,
                     json_path=json_path, say=click.echo)
 
 
-@bench.command("milvus-layout")
+@bench.command("milvus-layout", short_help="Bytes per image and query time of deephash's Milvus layout.")
 @click.argument("uri")
 @click.option("--n", type=int, default=20_000, show_default=True, help="images")
 @click.option("--bits", type=int, default=64, show_default=True)
@@ -116,7 +117,7 @@ def bench_milvus_layout(uri, n, bits, dim, metrics_url, json_path):
     run_milvus_layout_bench(uri, n=n, bits=bits, dim=dim, metrics_url=metrics_url, json_path=json_path, say=click.echo)
 
 
-@bench.command("methods")
+@bench.command("methods", short_help="Every method head-only on cached features under a protocol.")
 @click.option("--dataset", default="cifar10", show_default=True, help="'cifar10', 'fashion-mnist' or the path of an archive with train/test splits")
 @click.option("--bits", default="16,32,48,64", show_default=True)
 @click.option("--protocol", default="cifar10-50k", show_default=True, help="cifar10-50k, cifar10-54k, cifar10-59k, fashion-mnist (any registered protocol) or demo")
@@ -125,7 +126,7 @@ def bench_milvus_layout(uri, n, bits, dim, metrics_url, json_path):
 @click.option("--n-train", type=int, default=None, help="subsample the protocol's training images (equal per class)")
 @click.option("--backbone", default="efficientnet-lite0", show_default=True)
 @click.option("--image-size", type=int, default=128, show_default=True)
-@click.option("--param", "params", multiple=True, help="method hyper-parameter METHOD.KEY=VALUE (KEY=VALUE with one --methods), e.g. mhcln.n_iters=3000")
+@click.option("--param", "params", multiple=True, help="method hyper-parameter [METHOD.]KEY=VALUE (JSON value), repeatable; METHOD. is needed when several --methods run, e.g. mhcln.n_iters=3000")
 @click.option("--resume", is_flag=True, help="keep the rows an earlier run already wrote to --json")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "json_path", type=click.Path(), default=None)
@@ -168,7 +169,7 @@ def bench_methods(dataset, bits, protocol, methods, n_query, n_train, backbone, 
         click.echo("report: " + ", ".join(str(f) for f in files.values()), err=True)
 
 
-@bench.command("scaling")
+@bench.command("scaling", short_help="Cost curves vs N: search q/s, IVF recall, memory, index I/O.")
 @click.option("--n", "ns", default="100000,1000000,10000000", show_default=True, help="comma-separated database sizes")
 @click.option("--bits", default="64,128", show_default=True, help="comma-separated code lengths")
 @click.option("--k", type=int, default=100, show_default=True)
@@ -193,7 +194,7 @@ def bench_scaling(ns, bits, k, isas, nlist, nprobes, repeats, no_index_io, seed,
                       out_dir=out_dir, resume=resume)
 
 
-@bench.command("ray-encode")
+@bench.command("ray-encode", short_help="Encoding images/s: one process vs a local Ray cluster.")
 @click.option("--dataset", default="cifar10", show_default=True, help="'cifar10' or the path of an archive")
 @click.option("--n", "n_images", type=int, default=20_000, show_default=True, help="images to encode (evenly spaced over the archive)")
 @click.option("--workers", type=int, default=2, show_default=True, help="Ray workers (CPUs of the local cluster)")
@@ -216,7 +217,7 @@ def bench_ray_encode(dataset, n_images, workers, shard_size, batch_size, image_s
         click.echo(f"wrote {json_path}", err=True)
 
 
-@bench.command("encode")
+@bench.command("encode", short_help="Encoding images/s: streaming encoder, 12-MP JPEGs, int8.")
 @click.option("--data", type=click.Path(), default=None, help="CIFAR-10 archive (default: $DEEPHASH_CIFAR10 or shared/data)")
 @click.option("--n-small", type=int, default=3000, show_default=True, help="CIFAR-10 test JPEGs encoded per run")
 @click.option("--n-large", type=int, default=60, show_default=True, help="12-MP JPEGs (made once from CIFAR-10, cached)")
@@ -256,7 +257,7 @@ def bench_index_writes(ns, dim, repeats, folder, seed, json_path):
                            json_path=json_path, say=click.echo)
 
 
-@bench.command("service", short_help="Load test of deephash serve on loopback: searches/s, p50/p99.")
+@bench.command("service", short_help="Load test of deephash serve: searches/s, p50/p99.")
 @click.argument("index_path", type=click.Path())
 @click.option("--url", default=None, help="measure this running server instead (loopback only); INDEX still names the query images")
 @click.option("--requests", "n_requests", type=int, default=300, show_default=True, help="requests per row")
