@@ -53,6 +53,19 @@ def _per_class(labels: np.ndarray, pool: np.ndarray, per_class: int, rng: np.ran
     return np.sort(np.concatenate(out))
 
 
+def _subsample(split: _Split, part: str, n: int | None, labels: np.ndarray, n_classes: int, seed: int) -> None:
+    """Keep ``n`` of the split's ``part`` ('query' or 'train'), equally per class (seeded); noted in its description."""
+    rows = getattr(split, part)
+    if n is None or n >= len(rows):
+        return
+    per = n // n_classes
+    what = {"query": ("queries", "query"), "train": ("training images", "training")}[part]
+    if per < 1:
+        raise ConfigError(f"cannot draw {n} {what[0]} evenly from {n_classes} classes")
+    setattr(split, part, _per_class(labels, rows, per, np.random.default_rng(seed)))
+    split.description[what[1]] += f"; subsampled to {len(getattr(split, part))} ({per} per class, seed {seed})"
+
+
 def _protocol_split(name: str, labels: np.ndarray, splits: np.ndarray | None, *, seed: int,
                     n_query: int | None, n_train: int | None = None) -> _Split:
     """The query / database / training indices of a named protocol."""
@@ -78,18 +91,8 @@ def _protocol_split(name: str, labels: np.ndarray, splits: np.ndarray | None, *,
         split = _Split(name, sp.query_idx, sp.db_idx, sp.train_idx, p.topk,
                        {"protocol": f"{p.name} v{p.version}: {p.description}", "query": f"{sizes['query']} images",
                         "training": f"{sizes['train']} images", "database": f"{sizes['database']} images"})
-    if n_query is not None and n_query < len(split.query):
-        per = n_query // n_classes
-        if per < 1:
-            raise ConfigError(f"cannot draw {n_query} queries evenly from {n_classes} classes")
-        split.query = _per_class(labels, split.query, per, np.random.default_rng(seed + 1))
-        split.description["query"] += f"; subsampled to {len(split.query)} ({per} per class, seed {seed + 1})"
-    if n_train is not None and n_train < len(split.train):
-        per = n_train // n_classes
-        if per < 1:
-            raise ConfigError(f"cannot draw {n_train} training images evenly from {n_classes} classes")
-        split.train = _per_class(labels, split.train, per, np.random.default_rng(seed + 3))
-        split.description["training"] += f"; subsampled to {len(split.train)} ({per} per class, seed {seed + 3})"
+    for part, n, part_seed in (("query", n_query, seed + 1), ("train", n_train, seed + 3)):
+        _subsample(split, part, n, labels, n_classes, part_seed)
     # ties are broken by database position, so the database must not be in class order (CIFAR-10 files are):
     # a seeded permutation makes the tie order random instead of biased for or against a class
     split.database = np.random.default_rng(seed + 2).permutation(split.database)

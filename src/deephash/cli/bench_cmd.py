@@ -5,6 +5,8 @@ import os
 
 import click
 
+from deephash.cli.finetune_cmd import recipe_options
+
 
 @click.group()
 def bench() -> None:
@@ -285,18 +287,8 @@ def bench_service(index_path, url, n_requests, concurrency, modes, k, warmup, js
 @bench.command("finetune", short_help="End-to-end fine-tuning runs/sweeps under a protocol (GPU).")
 @click.option("--dataset", default="cifar10", show_default=True, help="'cifar10' or the path of an archive with train/test splits")
 @click.option("--protocol", default="cifar10-54k", show_default=True, help="a registered protocol (deephash protocols) or 10k50k / 1k5k54k")
-@click.option("--method", default="dlbhc", show_default=True, help="a supervised network method (deephash methods)")
-@click.option("--bits", type=int, default=64, show_default=True)
-@click.option("--backbone", default="efficientnet-lite0", show_default=True)
-@click.option("--image-size", type=int, default=224, show_default=True)
-@click.option("--epochs", type=int, default=20, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="head learning rate")
-@click.option("--backbone-lr-mult", type=float, default=0.1, show_default=True, help="backbone lr = lr x this")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="training images held out for early stopping (0: none, the final weights)")
+@recipe_options
 @click.option("--scale-min", type=float, default=1.0, show_default=True, help="random resized crop's minimum area (1: off)")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--param", "params", multiple=True, help="method hyper-parameter [METHOD.]KEY=VALUE (JSON value), repeatable")
 @click.option("--variants", default=None,
               help='JSON list of runs, each overriding the options above: [{"name": "a", "method": "csq", "epochs": 40, '
                    '"params": {...}}, ...] (default: one run of the options)')
