@@ -34,9 +34,10 @@ def run_faiss_upkeep_bench(n: int, *, bits: int = 64, structures: Sequence[str] 
     from deephash.codes import hamming_matrix
     from deephash.index import new_index, open_index
     from deephash.index.ann_search import AnnSearcher
-    from deephash.index.kernel_searcher import kernel_isa
+    from deephash.bench.machine import machine_facts, machine_line
     from deephash.optional import require
 
+    machine = machine_facts()
     faiss_build = require("faiss", "deephash bench faiss-upkeep").get_compile_options()
 
     codes = clustered_codes(n + changes + n_queries, bits, n_centres=max(16, n // 1000), flip=0.08, seed=seed)
@@ -83,9 +84,10 @@ def run_faiss_upkeep_bench(n: int, *, bits: int = 64, structures: Sequence[str] 
                          "rebuild_s": round(rebuild_s, 3), "how_removed": "remove_ids" if ann.ann.can_remove else "masked",
                          "qps": round(len(queries) / search_s, 1), "recall": round(recall, 4)})
     out = {"bench": "faiss-upkeep", "n": n, "bits": bits, "changes": changes, "k": k, "queries": n_queries, "seed": seed,
-           "threads": 1, "cpu_isa": kernel_isa(), "faiss_build": faiss_build, "rows": rows}
+           "threads": 1, "machine": machine, "faiss_build": faiss_build, "rows": rows}
     say(f"FAISS structures in an index file: n={n:,} {bits}-bit clustered codes, {changes:,} added / removed, "
-        f"recall@{k} of {n_queries} queries, 1 thread, CPU {kernel_isa()}, FAISS built with {faiss_build}")
+        f"recall@{k} of {n_queries} queries, 1 thread; FAISS built with {faiss_build}")
+    say(machine_line(machine))
     say("| structure | params | build s | finish s | file MB | load s | add s | remove s (how) | rebuild s | q/s | recall |")
     say("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
