@@ -291,3 +291,27 @@ def test_faiss_backends_recall_at_realistic_parameters(tmp_path, uri_params, bou
         good += sum(d <= truth[9] for d in h.hamming.tolist())
     recall = good / (10 * len(queries))
     assert recall >= bound, f"{uri}: recall@10 {recall:.3f}"
+
+
+@pytest.mark.parametrize("scheme", ["faiss-hnsw", "faiss-mih"])
+def test_removed_codes_are_masked_until_a_rewrite_rebuilds_the_structure(tmp_path, scheme):
+    """HNSW and the multi-index cannot remove from FAISS: removed codes are masked (never returned), and
+    once they pass a quarter of the structure the next write builds it from the codes left."""
+    codes, feats, labels, paths = _data(n=300, seed=4)
+    ids = np.arange(300) * 2 + 5
+    uri = f"{scheme}:{tmp_path / 'm.dhi'}?{EXACT[scheme]}"
+    ix = _build(uri, codes, feats, labels, paths)
+    gone = ids[::4][:50]  # 50 of 300: under a quarter
+    ix.remove(gone)
+    ix.persist((), gone, fold_ratio=0.0)  # rewritten, the mask kept
+    ix = open_index(uri)
+    keep = ~np.isin(ids, gone)
+    assert ix.search_info["masked"] == 50
+    _check_brute(ix, codes[keep], feats[keep], labels[keep], ids[keep], queries=(1, 2, 3))
+    more = ids[keep][:40]  # 90 of 300 masked: past a quarter
+    ix.remove(more)
+    ix.persist((), more, fold_ratio=0.0)
+    ix = open_index(uri)
+    keep &= ~np.isin(ids, more)
+    assert ix.search_info["masked"] == 0 and len(ix) == 210
+    _check_brute(ix, codes[keep], feats[keep], labels[keep], ids[keep], queries=(1, 2, 3))
