@@ -18,17 +18,16 @@ identity); the FAISS structure is a derived search structure inside it:
   "nprobe": 8}``), so a plain path (``deephash search archive.dhi``) opens it the way it was built;
 - the structure itself is stored in the file (``faiss.serialize_index_binary``, the ``ann`` array,
   with ``ann_rows``: which row each FAISS label stands for), because building it again at every
-  load costs what FAISS users train once: IVF's k-means took 29 s on 262,144 of 10^6 codes and
-  HNSW's graph 11.6 s for 10^5 codes here (AVX-512 machine, 1 thread), against milliseconds to
-  read it back;
+  load costs what FAISS users train once: ``deephash bench faiss-upkeep`` measured IVF's build at
+  673 s for 10^6 codes (nlist 4,096) against 0.44 s to load the file that stores it, on a loaded
+  machine (README, "Search"; docs/results/faiss-backend-upkeep/);
 - it is built when the index is written (``finish``, ``save``) or first searched, and kept in
   step with ``add`` / ``remove`` and with the journal's records on load: added codes go into the
   structure (IVF assigns them to its trained lists; HNSW links them in); removed ones are taken out
-  by FAISS where it can (IVF's ``remove_ids``: 0.4 ms for 1 or 1,000 ids of 10^5, 27 ms for 1,000
-  of 10^6, against 0.35 s / 4.5 s to add every code again) and masked otherwise (HNSW and the
-  multi-index have no ``remove_ids``: rebuilding the HNSW graph would cost seconds to minutes per
-  removal), then dropped from the structure when the file is next rewritten, once the masked
-  codes pass a quarter of it.
+  by FAISS where it can (IVF's ``remove_ids``: 0.13 s for 1,000 of 10^6 codes, against 729 s to
+  build the structure again) and masked otherwise (HNSW and the multi-index have no
+  ``remove_ids``; rebuilding the HNSW graph costs what building it does), then dropped from the
+  structure when the file is next rewritten, once the masked codes pass a quarter of it.
 
 Opening with a URI whose parameters differ from the header's: other *search* parameters
 (``nprobe``, ``ef_search``, ``nflip``) apply to that session; another structure or other *build*
