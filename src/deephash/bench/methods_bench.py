@@ -23,6 +23,7 @@ import numpy as np
 from deephash import __version__
 from deephash.errors import ConfigError
 from deephash.eval.metrics import relevance_matrix
+from deephash.index.backend import index_type_for
 from deephash.utils import Timer, atomic_write_bytes, atomic_write_json
 
 PROTOCOL_NAMES = ("cifar10-50k", "cifar10-54k", "demo")
@@ -126,10 +127,6 @@ def _cosine_ceiling(fq: np.ndarray, fd: np.ndarray) -> Callable[[slice], np.ndar
 
 
 # --------------------------------------------------------------------------------------------- the bench
-def _code_kind(h: Any) -> str:
-    return "hamming" if h.code_kind == "hamming" else "asymmetric"
-
-
 def _reference_text(ref: dict | None) -> str:
     if not ref:
         return "—"
@@ -217,7 +214,7 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
             try:
                 params = {"seed": seed, **method_params.get(name, {})}
                 h = create_hasher(name, b, **params)
-                row.update(family=h.family, supervised=bool(h.supervised), distance=_code_kind(h),
+                row.update(family=h.family, supervised=bool(h.supervised), distance=index_type_for(h).metric,
                            reference=h.reference, params=h.get_params())
                 with Timer() as t:
                     h.fit(Xt, yt) if h.supervised else h.fit(Xt)
