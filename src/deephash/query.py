@@ -70,8 +70,9 @@ class Query:
     """One query: its packed code (1, K/8), its float features (1, D) when known, and what it is.
 
     ``self_id``: the indexed image this query is, when known (a search by id, or a query file
-    inside the indexed archive); ``distances``: for a quantisation index, the model's asymmetric
-    distance from this query to a block of codes (``codes -> (1, n)``); ``timings``: seconds of
+    inside the indexed archive); ``distances``: the model's distance from this query's float
+    features to a block of codes (``codes -> (1, n)``), what a view of ``metric`` "asymmetric" (a
+    quantisation index) ranks by; ``timings``: seconds of
     the stages that made it (decode, backbone, hash)."""
 
     code: np.ndarray
