@@ -203,13 +203,18 @@ class PQKit:
     code_kind, metric = "pq", "asymmetric"
 
     def __init__(self) -> None:
+        import warnings
+
         from deephash.hashers import create_hasher
+        from deephash.hashers._training_size import SmallTrainingSetWarning
 
         rng = np.random.default_rng(3)
         centres = rng.normal(size=(6, 8)) * 3
         def draw(n):
             return (centres[rng.integers(0, 6, n)] + rng.normal(size=(n, 8))).astype(np.float16).astype(np.float32)
-        self.h = create_hasher("pq", 32, seed=0).fit(draw(300))
+        with warnings.catch_warnings():  # 300 vectors for 256 centroids a sub-space: coarse codes, enough here
+            warnings.simplefilter("ignore", SmallTrainingSetWarning)
+            self.h = create_hasher("pq", 32, seed=0).fit(draw(300))
         feats = draw(500)
         feats[400:440] = feats[100:140]  # identical items: exact ties, ordered by id
         self.feats, self.codes = feats, self.h.encode(feats)
