@@ -273,7 +273,8 @@ def _search_asymmetric(snap, query: Query, k: int, radius: int | None, cls: int 
         raise ConfigError(ASYMMETRIC_RERANK_REFUSAL)
     if query.distances is None:
         raise ConfigError("this index ranks by asymmetric distance from the query's float features, which this query "
-                          "lacks (the index stores none for its images): search with the image itself")
+                          "lacks (an indexed image of an index that stores no features, or a Query built without "
+                          "deephash.api.make_query): search with the image itself")
     self_id = query.self_id if exclude_self else None
     with Timer() as t:
         n_cand = snap.count(cls) - (int(snap.has_id(self_id, cls)) if self_id is not None else 0)
