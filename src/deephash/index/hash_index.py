@@ -534,12 +534,12 @@ class HashIndex:
     def create_uri(cls, uri: str, n_bits: int, *, class_names: Sequence[str] = (), code_kind: str = "hamming",
                    meta: dict[str, Any] | None = None, feature_dim: int | None = None, labels: str | None = None,
                    **options: Any) -> "HashIndex":
-        """An empty index that :meth:`finish` writes to ``uri``, of the type that holds ``code_kind`` codes
-        (:func:`local_index_type`; features float16 and labels as the first ``add`` gives them;
-        ``options``: ``searcher``, ``n_threads``)."""
+        """An empty index that :meth:`finish` writes to ``uri`` (features float16 and labels as the first
+        ``add`` gives them; ``options``: ``searcher``, ``n_threads``)."""
         other = sorted(set(options) - {"searcher", "n_threads"})
         if other:
             raise ConfigError(f"option(s) {', '.join(other)} apply to server indexes (milvus://...), not to the file {uri}")
+        # the type that holds the model's codes: this class, or PQIndex for code_kind "pq"
         ix = local_index_type(code_kind)(n_bits, class_names=class_names, meta=meta, **options)
         ix._target = Path(uri[len("file:"):] if uri.startswith("file:") else uri)
         return ix
@@ -891,9 +891,7 @@ class HashIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, searcher: str | None = None, n_threads: int = 1) -> "HashIndex":
-        """Read an index written by :meth:`save`, as the type its ``code_kind`` names (:func:`local_index_type`:
-        a :class:`HashIndex` or a ``PQIndex``); refuses files it does not understand, and files of another
-        kind when called on a subclass."""
+        """Read an index written by :meth:`save`; refuses files it does not understand."""
         path = Path(path)
         if not path.is_file():
             raise DataError(f"index file {str(path)!r} does not exist")
@@ -919,6 +917,7 @@ class HashIndex:
                 raise IndexFormatError(f"{path}: index file is truncated or padded: its end marker is missing")
         paths = _decode_paths(arrays["paths"].tobytes(), header, path)
         _check_arrays(header, arrays, paths, path)
+        # the type the header's code_kind names (a HashIndex, or a PQIndex); another kind than cls's is refused
         kind = local_index_type(header.get("code_kind") or "hamming")
         if not issubclass(kind, cls):
             raise ConfigError(f"{path} holds {kind.code_kind!r} codes, not the {cls.code_kind!r} codes of {cls.__name__}: "
