@@ -105,7 +105,7 @@ def bench_scale(n, bits, k, n_queries, centres, flip, batch, single, milvus_uri,
                     json_path=json_path, say=click.echo)
 
 
-@bench.command("faiss-upkeep", short_help="FAISS structures inside an index file: build vs load, upkeep, recall.")
+@bench.command("faiss-upkeep", short_help="FAISS structures in an index file: build, load, upkeep.")
 @click.option("--n", type=int, default=100_000, show_default=True, help="database codes")
 @click.option("--bits", type=int, default=64, show_default=True)
 @click.option("--structures", default="ivf,hnsw,mih", show_default=True, help="comma-separated FAISS structures")
