@@ -12,59 +12,16 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from service_helpers import Server  # noqa: E402
-
-
-def percentile(xs: list[float], q: float) -> float:
-    """Nearest-rank percentile of ``xs`` (q in 0..100)."""
-    s = sorted(xs)
-    i = min(len(s) - 1, max(0, int(round(q / 100 * (len(s) - 1)))))
-    return s[i]
-
-
-def run_level(url: str, make_request, n_requests: int, concurrency: int) -> dict:
-    """``n_requests`` requests split over ``concurrency`` client threads, each with its own connection."""
-    latencies: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-    counter = iter(range(n_requests))
-
-    def worker() -> None:
-        with httpx.Client(base_url=url, timeout=120) as c:
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                t0 = time.perf_counter()
-                r = make_request(c, i)
-                dt = time.perf_counter() - t0
-                with lock:
-                    (latencies.append(dt) if r.status_code == 200 else failures.append(f"{r.status_code} {r.text[:100]}"))
-
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        for f in [pool.submit(worker) for _ in range(concurrency)]:
-            f.result()
-    wall = time.perf_counter() - t0
-    return {"concurrency": concurrency, "requests": n_requests, "ok": len(latencies), "failed": len(failures),
-            "wall_s": round(wall, 3), "searches_per_s": round(len(latencies) / wall, 1),
-            "p50_ms": round(1000 * statistics.median(latencies), 2) if latencies else None,
-            "p99_ms": round(1000 * percentile(latencies, 99), 2) if latencies else None,
-            "first_failures": failures[:3]}
+from deephash.bench.load import run_level
+from deephash.service.process import ServeProcess as Server
 
 
 def _meta(index: Path) -> dict:
