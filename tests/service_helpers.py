@@ -5,7 +5,7 @@ import io
 import shutil
 from pathlib import Path
 
-from deephash.service.process import ServeProcess as Server, free_port  # noqa: F401  (the tests' names)
+from deephash.service.process import ServeProcess, free_port  # noqa: F401  (re-exported for the tests)
 
 KEY = "test-key-0123456"
 
@@ -41,3 +41,6 @@ def bomb_png(w: int, h: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+Server = ServeProcess  # one launcher, the package's: deephash.service.process

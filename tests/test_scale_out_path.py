@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from service_helpers import KEY, Server, png_bytes
+from service_helpers import KEY, ServeProcess, png_bytes
 from synthetic import make_archive
 from test_index_backends import milvus_uri
-from test_milvus_service import _search, _start_all
+from test_milvus_service import _search
+
+from deephash.bench.replicas_bench import start_all  # noqa: E402  (after the tests' own modules)
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +57,11 @@ def test_index_with_ray_into_milvus_then_two_replicas_serve_it_as_one(milvus_ser
     assert f"indexed 130 images (32 bits) into {uri} (ray: 3 shards, 3 encoded, 0 reused" in p.stdout
     # 2. two replicas of the service on that one collection, two ports
     uploads = tmp_path / "shared-uploads"
-    a = Server(uri, tmp_path / "a.log", "--api-key", KEY, "--uploads", str(uploads))
-    b = Server(uri, tmp_path / "b.log", "--api-key", KEY, "--uploads", str(uploads))
+    a = ServeProcess(uri, tmp_path / "a.log", "--api-key", KEY, "--uploads", str(uploads))
+    b = ServeProcess(uri, tmp_path / "b.log", "--api-key", KEY, "--uploads", str(uploads))
     assert a.port != b.port
     try:
-        _start_all([a, b])
+        start_all([a, b])
         # 3. a search on each: the same hits, the query image itself first
         query = root / "train" / "ship" / "0002.jpg"
         with a.client(headers={"X-API-Key": KEY}) as ca, b.client(headers={"X-API-Key": KEY}) as cb:

@@ -3,7 +3,7 @@
 One archive, one model, two indexes of it — a local file and a Milvus collection — then, one
 setup after the other, real ``deephash serve`` processes on 127.0.0.1: the local-file service
 (one process), one replica on Milvus, two replicas on the same Milvus. Each setup gets the same
-load (:func:`deephash.bench.load.run_level`: a fixed number of requests over a fixed number of
+load (:func:`deephash.bench.service_bench.run_level`: a fixed number of requests over a fixed number of
 client threads, split evenly over its replicas), per query mode: ``id`` (``GET /api/search/{id}``,
 the search alone) and ``upload`` (``POST /api/search`` with an archive image: decode, backbone,
 hash, search). Reported per row: searches/s, p50/p99 latency, errors, and whether the setup's
@@ -37,8 +37,9 @@ def _drop(uri: str) -> None:
         pass
 
 
-def _start(servers: list) -> None:
-    """Start every server at once (each start is mostly waiting for the model to load)."""
+def start_all(servers: list) -> None:
+    """Start every :class:`~deephash.service.process.ServeProcess` at once (each start is mostly waiting
+    for the model to load); if one fails, stop them all and raise its error."""
     errors: list[BaseException] = []
 
     def go(s) -> None:
@@ -73,8 +74,9 @@ def run_replicas_bench(milvus_uri: str, *, dataset: str = "cifar10", n_images: i
                        say: Callable[[str], None] = print) -> dict[str, Any]:
     """Build the two indexes of ``n_images`` of ``dataset`` and measure every setup of :data:`SETUPS`."""
     from deephash import api
-    from deephash.bench.load import run_level
-    from deephash.bench.ray_bench import _cpu, _fit_model
+    from deephash.bench.machine import machine_facts
+    from deephash.bench.ray_bench import _fit_model
+    from deephash.bench.service_bench import run_level
     from deephash.data import load_dataset
     from deephash.service.process import ServeProcess
 
@@ -83,7 +85,7 @@ def run_replicas_bench(milvus_uri: str, *, dataset: str = "cifar10", n_images: i
         raise ConfigError(f"modes are id and upload; got {', '.join(modes) or 'none'}")
     if requests < 1 or concurrency < 1 or n_images < 1:
         raise ConfigError(f"requests, concurrency and n_images must be at least 1; got {requests}, {concurrency}, {n_images}")
-    machine = _cpu()
+    machine = machine_facts()
     full = load_dataset(dataset)
     archive = full.subset(np.unique(np.linspace(0, len(full) - 1, min(n_images, len(full))).astype(np.int64)))
     with tempfile.TemporaryDirectory(prefix="deephash-replicas-bench-") as tmp:
@@ -111,7 +113,7 @@ def run_replicas_bench(milvus_uri: str, *, dataset: str = "cifar10", n_images: i
         try:
             for name, (backend, replicas) in SETUPS.items():
                 servers = [ServeProcess(target[backend], tmp / f"{backend}-{j}.log") for j in range(replicas)]
-                _start(servers)
+                start_all(servers)
                 try:
                     urls = [s.url for s in servers]
                     answers = [_hits(u, sample, k) for u in urls]
@@ -145,10 +147,11 @@ def run_replicas_bench(milvus_uri: str, *, dataset: str = "cifar10", n_images: i
 
 
 def format_replicas_markdown(r: dict[str, Any]) -> str:
+    from deephash.bench.machine import machine_line
+
     lines = [f"{r['indexed']:,} images ({r['dataset']}, {r['image_size']} px), k={r['k']}, {r['requests_per_row']} requests "
-             f"per row over {r['concurrency']} client threads, loopback; {r['machine']['cores']} cores "
-             f"({'/'.join(r['machine']['isa']) or 'no AVX2'}), load average {r['load_average_before'][0]} before, "
-             f"{r['load_average_after'][0]} after", "",
+             f"per row over {r['concurrency']} client threads, loopback; load average {r['load_average_before'][0]} "
+             f"before, {r['load_average_after'][0]} after", machine_line(r["machine"]), "",
              "| service | query | searches/s | p50 ms | p99 ms | errors | hits as local file |",
              "|---|---|---:|---:|---:|---:|---|"]
     what = {"id": "by id (search only)", "upload": "upload (decode+backbone+hash+search)"}
