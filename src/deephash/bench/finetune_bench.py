@@ -110,14 +110,31 @@ def load_protocol_images(archive, protocol: str, *, seed: int = 0, tiny: bool = 
     return out
 
 
+def _hamming_map(h, dq, cq, cdb, yq, ydb, topk) -> dict[str, float]:
+    from deephash.eval.retrieval import hamming_map
+
+    return {"map": hamming_map(cq, cdb, yq, ydb, topk), "bit_mean": float(np.unpackbits(cdb, axis=1)[:, : h.n_bits].mean())}
+
+
+def _asymmetric_map(h, dq, cq, cdb, yq, ydb, topk) -> dict[str, float]:
+    """Quantisation codes: asymmetric distances, a chunk of queries at a time."""
+    from deephash.eval.metrics import evaluate_distances
+
+    return {"map": evaluate_distances(lambda sl: h.query_distances(dq[sl], cdb), len(yq), len(ydb), yq, ydb, topk)["map"]}
+
+
+#: the metric of the index type that holds the hasher's codes -> its mAP (and code statistics)
+_MAP_BY_METRIC = {"hamming": _hamming_map, "asymmetric": _asymmetric_map}
+
+
 def evaluate_finetuned(h, data: ProtocolImages, *, batch: int = 1024, rerank_queries: int = 0,
                        seed: int = 0) -> dict[str, Any]:
     """mAP (the protocol's cutoff) of a fine-tuned hasher on its protocol split — Hamming ranking,
     or asymmetric distance for quantisation codes — with the query classification accuracy where
     the method classifies, embedding speed and, with ``rerank_queries`` > 0, DLBHC's
     coarse-to-fine search (Hamming pool, re-ranked by the deep features) on that many random queries."""
-    from deephash.eval.metrics import evaluate_distances
-    from deephash.eval.retrieval import coarse_to_fine_evaluation, hamming_map
+    from deephash.eval.retrieval import coarse_to_fine_evaluation
+    from deephash.index.backend import index_type_for
     from deephash.train.finetune import embed_images
 
     te = time.perf_counter()
@@ -128,18 +145,13 @@ def evaluate_finetuned(h, data: ProtocolImages, *, batch: int = 1024, rerank_que
     yq, ydb = data.labels[data.query], data.labels[data.database]
     tm = time.perf_counter()
     res: dict[str, Any] = {"protocol": data.protocol, "map_at": data.topk or "all", **{f"n_{k}": v for k, v in data.sizes().items()}}
-    if h.code_kind == "hamming":
-        res["map"] = hamming_map(cq, cdb, yq, ydb, data.topk)
-        res["bit_mean"] = float(np.unpackbits(cdb, axis=1)[:, : h.n_bits].mean())
-    else:  # quantisation codes: asymmetric distances, a chunk of queries at a time
-        res["map"] = evaluate_distances(lambda sl: h.query_distances(dq[sl], cdb), len(yq), len(ydb), yq, ydb,
-                                        data.topk)["map"]
+    res.update(_MAP_BY_METRIC[index_type_for(h).metric](h, dq, cq, cdb, yq, ydb, data.topk))
     res["distance"] = h.code_kind
     res["map_seconds"] = time.perf_counter() - tm
     res["query_accuracy"] = float((h.classify(dq) == yq).mean()) if hasattr(h, "classify") else None
     res["embed_seconds"] = t_embed
     res["embed_images_per_second"] = (len(yq) + len(ydb)) / t_embed
-    if rerank_queries > 0 and hasattr(h, "rerank_features") and h.code_kind == "hamming":
+    if rerank_queries > 0 and hasattr(h, "rerank_features"):  # DLBHC, Deep Ranking, SPP-PMT: Hamming codes
         sel = np.random.default_rng(seed).choice(len(yq), min(rerank_queries, len(yq)), replace=False)
         t0 = time.perf_counter()
         c2f = coarse_to_fine_evaluation(cq[sel], h.rerank_features(dq[sel]), cdb, h.rerank_features(ddb), yq[sel], ydb,

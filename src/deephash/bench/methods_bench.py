@@ -23,6 +23,7 @@ from deephash import __version__
 from deephash.bench.machine import machine_facts
 from deephash.errors import ConfigError
 from deephash.eval.metrics import relevance_matrix
+from deephash.index.backend import index_type_for
 from deephash.utils import Timer, atomic_write_bytes, atomic_write_json
 
 PROTOCOL_NAMES = ("cifar10-50k", "cifar10-54k", "demo")
@@ -142,17 +143,13 @@ def _extra_measures(h: Any, Xq: np.ndarray, Xd: np.ndarray, yq: np.ndarray, yd: 
     out: dict[str, Any] = {}
     if hasattr(h, "classify"):
         out["query_accuracy"] = float((np.asarray(h.classify(Xq)) == yq).mean())
-    if rerank_queries > 0 and hasattr(h, "rerank_features") and h.code_kind == "hamming":
+    if rerank_queries > 0 and hasattr(h, "rerank_features"):  # DLBHC, Deep Ranking, SPP-PMT: Hamming codes
         from deephash.eval.retrieval import coarse_to_fine_evaluation
 
         n = min(rerank_queries, len(Xq))
         out["coarse_to_fine"] = coarse_to_fine_evaluation(h.encode(Xq[:n]), h.rerank_features(Xq[:n]), db_codes,
                                                           h.rerank_features(Xd), yq[:n], yd, k=1000)
     return out
-
-
-def _code_kind(h: Any) -> str:
-    return "hamming" if h.code_kind == "hamming" else "asymmetric"
 
 
 def _reference_text(ref: dict | None) -> str:
@@ -247,7 +244,7 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
             try:
                 params = {"seed": seed, **method_params.get(name, {})}
                 h = create_hasher(name, b, **params)
-                row.update(family=h.family, supervised=bool(h.supervised), distance=_code_kind(h),
+                row.update(family=h.family, supervised=bool(h.supervised), distance=index_type_for(h).metric,
                            reference=h.reference, params=h.get_params())
                 with Timer() as t:
                     h.fit(Xt, yt) if h.supervised else h.fit(Xt)
