@@ -11,8 +11,9 @@ Rows: ``old`` (the encoder as it was: full decode in 2 threads, then the backbon
 the other, on an ONNX Runtime session whose threads spin while idle, as they did; kept here only to
 be measured), ``new`` (:class:`deephash.encoding.StreamEncoder` as deephash runs it: draft decoding,
 decoder processes where the measured costs call for them, overlapped with the backbone),
-``new-workers`` (CIFAR set: the same with a decoder process per core forced, as it was before the
-choice was measured), ``new-full`` (12-MP set: without draft decoding), ``new-int8`` (the int8
+``old-nospin`` (CIFAR set: the old encoder on the new session, whose threads do not spin: what of
+the difference is the session setting), ``new-workers`` (CIFAR set: the streaming encoder with a
+decoder process per core forced, as it was before the choice was measured), ``new-full`` (12-MP set: without draft decoding), ``new-int8`` (the int8
 backbone), ``backbone-only`` (CIFAR set: the backbone alone on the images decoded beforehand, in
 batches of 64: the limit for small files) and ``decode-only`` (the decoder processes alone, no
 backbone: the limit for large files). Each row also gets the CPU time it used per image (this
@@ -283,6 +284,7 @@ def run_encode_bench(*, n_small: int = 3000, n_large: int = 60, repeats: int = 3
             "new": lambda p=paths, i=info: new_encode(p, bb, info=i),
         }
         if set_name == "cifar":  # draft decoding never applies to 32-px files: no "new-full" here
+            jobs["old-nospin"] = lambda p=paths: old_encode(p, bb)
             jobs["new-workers"] = lambda p=paths: new_encode(p, bb, workers=os.cpu_count())
         else:
             jobs["new-full"] = lambda p=paths: new_encode(p, bb, draft=False)
