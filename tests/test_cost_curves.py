@@ -85,7 +85,7 @@ def test_encode_curve_on_a_small_archive(small_cifar, tmp_path):
             for e in ("old", "new"):
                 assert r["images_per_s"][e] == pytest.approx(r["n"] / r["seconds"][e])
                 assert r["cpu_ms_per_image"][e] >= 0
-        assert set(c["fit"]) == {"old", "new"} and c["new_decoder_processes"] in (0, *range(1, 9))
+        assert set(c["fit"]) == set(c["fit_cpu"]) == {"old", "new"} and c["new_decoder_processes"] in (0, *range(1, 9))
     assert (tmp_path / "scaling-encode.png").stat().st_size > 0
     assert "| cifar | 40 |" in cost_curves.format_encode_curve(saved)
 
