@@ -13,7 +13,7 @@ The one path by which deephash turns images into features and codes: the feature
   By default the number is chosen from measured costs (:func:`choose_workers`): the first chunk is
   decoded inline and the backbone timed on a few of its images; worker processes start only where
   decoding an image costs a good fraction of embedding it (large photos). For CIFAR-size images
-  decoding is ~7 % of the backbone's time and shipping the decoded arrays between processes,
+  decoding is ~15 % of the backbone's time and shipping the decoded arrays between processes,
   plus the decoders competing with the backbone's threads for the cores, cost more than it saved.
 - *backbone* and *hasher*: in the calling process, one call per batch.
 - *writer*: the caller, who gets one :class:`EncodedBatch` per batch, in source order.
