@@ -1,5 +1,6 @@
 """The index-backend contract (deephash.index.backend), parametrised over every backend: the local file
-index and Milvus (the real standalone server the session fixture starts; no mock).
+index of Hamming codes, the local file index of PQ codes (a real PQ model's, ranked by asymmetric
+distance) and Milvus (the real standalone server the session fixture starts; no mock).
 
 Every backend must give the same hits as a brute-force answer computed here the slow obvious way,
 and — for re-rank, whose pool rule lives in deephash.query — the same hits as the other backends.
@@ -17,6 +18,7 @@ from deephash.index import hamming_matrix
 from deephash.index.backend import INDEX_BACKENDS, open_index, new_index, scheme_of
 
 BACKENDS = ["file", "milvus"]  # every registered backend must be here (test_every_registered_backend_is_tested)
+CODE_KINDS = ["hamming", "pq"]  # every local index type too (deephash.index.LOCAL_INDEX_TYPES)
 CLASSES = ["a", "b", "c"]
 _names = itertools.count()
 
@@ -55,9 +57,10 @@ WHERE = {"file": _file_uri, "milvus": _milvus_uri}
 
 
 def test_every_registered_backend_is_tested():
-    import deephash.index  # noqa: F401  (registers every backend)
+    from deephash.index import LOCAL_INDEX_TYPES  # registers every backend and index type
 
     assert sorted(INDEX_BACKENDS) == sorted(BACKENDS) == sorted(WHERE)
+    assert sorted(LOCAL_INDEX_TYPES) == sorted(CODE_KINDS) == sorted(k.code_kind for s, k in CONTRACT.values() if s == "file")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -66,9 +69,9 @@ def backend_uri(request, tmp_path):
     yield from WHERE[request.param](request, tmp_path)
 
 
-def _build(uri: str, codes, feats, labels, paths):
+def _build(uri: str, codes, feats, labels, paths, code_kind: str = "hamming"):
     ix = new_index(uri, codes.shape[1] * 8, class_names=CLASSES, meta={"model_identity": {"method": "t", "bits": 32, "digest": "0"}},
-                   feature_dim=feats.shape[1], labels="single")
+                   feature_dim=feats.shape[1], labels="single", code_kind=code_kind)
     ix.add(codes, ids=np.arange(len(codes)) * 2 + 5, paths=paths, labels=labels, features=feats)
     ix.finish()
     return open_index(uri)
@@ -163,3 +166,165 @@ def test_uris_choose_the_backend_and_bad_ones_say_what_was_expected(tmp_path):
         new_index(tmp_path / "x.dhi", 64, index_type="ivf")
     with pytest.raises(DataError, match="does not exist"):
         open_index(tmp_path / "missing.dhi")
+
+
+# ----------------------------------------------------------------------------- one contract, every index type
+class HammingKit:
+    """Hamming codes (:func:`_data`) and the brute-force answer of deephash.query's Hamming rule."""
+
+    code_kind, metric = "hamming", "hamming"
+
+    def __init__(self) -> None:
+        self.codes, self.feats, self.labels, self.paths = _data(n=500, seed=2)
+
+    def query(self, row: int) -> Q.Query:
+        return Q.Query(self.codes[row : row + 1], self.feats[row : row + 1])
+
+    def brute(self, row: int, live: list[int], ids, k: int, cls=None) -> tuple[list[int], list[float]]:
+        got, d = _brute(self.codes[live], self.feats[live], self.labels[live], ids[live], self.codes[row : row + 1],
+                        self.feats[row : row + 1], k=k, cls=cls)
+        return got, [float(x) for x in d]
+
+    @staticmethod
+    def hit_distances(h: Q.Hits) -> list[float]:
+        return [float(x) for x in h.hamming]
+
+    def check_faiss_contract(self, ix, rows: list[int], live: list[int], ids) -> None:
+        D, I = ix.search(self.codes[rows], 5)  # the server picks which members of a tie at the 5th place come back
+        np.testing.assert_array_equal(D, np.sort(hamming_matrix(self.codes[rows], self.codes[live]), axis=1)[:, :5])
+        assert set(I.ravel().tolist()) <= set(ids[live].tolist())
+
+
+class PQKit:
+    """Codes of a real PQ model (deephash's ``pq``: FAISS k-means codebooks, 4 sub-spaces of 2 dims) and
+    the brute-force asymmetric answer: each stored item decoded from the codebooks by hand, its squared
+    L2 distance to the query's float features in float64, ordered by (distance, id)."""
+
+    code_kind, metric = "pq", "asymmetric"
+
+    def __init__(self) -> None:
+        import warnings
+
+        from deephash.hashers import create_hasher
+        from deephash.hashers._training_size import SmallTrainingSetWarning
+
+        rng = np.random.default_rng(3)
+        centres = rng.normal(size=(6, 8)) * 3
+        def draw(n):
+            return (centres[rng.integers(0, 6, n)] + rng.normal(size=(n, 8))).astype(np.float16).astype(np.float32)
+        with warnings.catch_warnings():  # 300 vectors for 256 centroids a sub-space: coarse codes, enough here
+            warnings.simplefilter("ignore", SmallTrainingSetWarning)
+            self.h = create_hasher("pq", 32, seed=0).fit(draw(300))
+        feats = draw(500)
+        feats[400:440] = feats[100:140]  # identical items: exact ties, ordered by id
+        self.feats, self.codes = feats, self.h.encode(feats)
+        self.labels = rng.integers(0, 3, 500)
+        self.paths = [f"img/{i:04d}.jpg" for i in range(500)]
+
+    def _distances(self, row: int):
+        f = self.feats[row : row + 1]
+        return lambda codes: self.h.query_distances(f, codes)
+
+    def query(self, row: int) -> Q.Query:
+        return Q.Query(self.codes[row : row + 1], self.feats[row : row + 1], distances=self._distances(row))
+
+    def brute(self, row: int, live: list[int], ids, k: int, cls=None) -> tuple[list[int], list[float]]:
+        q = self.feats[row].astype(np.float64)
+        dist = {}
+        for r in live:
+            if cls is None or self.labels[r] == cls:
+                item = np.concatenate([self.h.centroids_[m][self.codes[r, m]] for m in range(self.codes.shape[1])])
+                dist[r] = float(((q - item) ** 2).sum())
+        best = sorted(dist, key=lambda r: (dist[r], ids[r]))[:k]
+        return [int(ids[r]) for r in best], [dist[r] for r in best]
+
+    @staticmethod
+    def hit_distances(h: Q.Hits) -> list[float]:
+        return [float(x) for x in h.distance]
+
+    def check_faiss_contract(self, ix, rows: list[int], live: list[int], ids) -> None:
+        D, I = ix.search(lambda codes: self.h.query_distances(self.feats[rows], codes), 5)
+        assert D.dtype == np.float32 and I.dtype == np.int64 and D.shape == I.shape == (len(rows), 5)
+        for j, row in enumerate(rows):
+            want_ids, want_d = self.brute(row, live, ids, 5)
+            assert I[j].tolist() == want_ids
+            np.testing.assert_allclose(D[j], want_d, rtol=1e-4, atol=1e-4)
+
+
+#: every index type behind the interface: (the backend's scheme, its codes and brute force)
+CONTRACT = {"file": ("file", HammingKit), "pq": ("file", PQKit), "milvus": ("milvus", HammingKit)}
+
+
+@pytest.fixture(params=list(CONTRACT))
+def contract(request, tmp_path):
+    """(where a fresh index of this type goes, its kit); a Milvus collection is dropped after the test."""
+    scheme, kit = CONTRACT[request.param]
+    where = WHERE[scheme](request, tmp_path)
+    yield next(where), kit()
+    next(where, None)
+
+
+def _check_answers(ix, kit, live: list[int], ids) -> None:
+    for row in (live[3], live[150], live[-2]):  # every answer against the slow obvious one
+        for label, cls in ((None, None), ("b", 1)):
+            h = Q.search(ix, kit.query(row), 10, label=label)
+            want_ids, want_d = kit.brute(row, live, ids, 10, cls)
+            assert h.ids.tolist() == want_ids, (row, label)
+            np.testing.assert_allclose(kit.hit_distances(h), want_d, rtol=1e-4, atol=1e-4)
+            assert h.ranked_by.startswith(ix.metric)
+            js = Q.hit_json(h, ix.class_names)
+            assert [r["path"] for r in js] == [kit.paths[(i - 5) // 2] for i in want_ids]
+            assert [r["label"] for r in js] == [CLASSES[kit.labels[(i - 5) // 2]] for i in want_ids]
+    kit.check_faiss_contract(ix, [live[0], live[77]], live, ids)
+
+
+def test_every_index_type_adds_removes_searches_reloads_and_counts(contract):
+    """The contract on every index type: a build made durable and opened again (save/reload, reconnect) is
+    of the type its codes need, answers like brute force, takes additions and removals, keeps them across
+    a reopen, and counts them in its stats."""
+    uri, kit = contract
+    ids = np.arange(500) * 2 + 5
+    ix = _build(uri, kit.codes[:450], kit.feats[:450], kit.labels[:450], kit.paths[:450], code_kind=kit.code_kind)
+    kind = type(ix)
+    assert ix.code_kind == kit.code_kind and ix.metric == ix.snapshot().metric == kit.metric and len(ix) == 450
+    live = list(range(450))
+    _check_answers(ix, kit, live, ids)
+    new = ix.add(kit.codes[450:], ids=ids[450:], paths=kit.paths[450:], labels=kit.labels[450:], features=kit.feats[450:])
+    assert new.tolist() == ids[450:].tolist()
+    assert ix.remove([5, 7, 925]) == 3  # rows 0, 1 and 460
+    ix.persist(new, [5, 7, 925])
+    ix = open_index(uri)
+    assert type(ix) is kind and len(ix) == 497
+    live = [r for r in range(500) if r not in (0, 1, 460)]
+    _check_answers(ix, kit, live, ids)
+    st = ix.stats()
+    counts = np.bincount(kit.labels[live], minlength=3)
+    assert st["backend"] == scheme_of(uri) and st["per_class"] == dict(zip(CLASSES, counts.tolist()))
+    with pytest.raises(DataError, match="unknown image id"):
+        ix.remove([6])
+
+
+def test_pq_index_ranks_by_asymmetric_distance_and_refuses_hamming_notions(tmp_path):
+    """What a PQ index cannot do, it refuses with one line: a radius, a re-rank, a query without float
+    features, Milvus (Hamming codes only); a stored image as the query excludes itself."""
+    from deephash.index import HashIndex, MilvusIndex, PQIndex
+
+    kit = PQKit()
+    ids = np.arange(500) * 2 + 5
+    ix = _build(str(tmp_path / "pq.dhi"), kit.codes, kit.feats, kit.labels, kit.paths, code_kind="pq")
+    assert type(ix) is PQIndex and type(HashIndex.load(tmp_path / "pq.dhi")) is PQIndex
+    for kw, why in (({"radius": 2}, "a radius is a Hamming distance"), ({"rerank": True}, "re-rank orders a Hamming pool")):
+        with pytest.raises(ConfigError, match=why) as e:
+            Q.search(ix, kit.query(3), 5, **kw)
+        assert "asymmetric distance" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="ranks by asymmetric distance from the query's float features, which this query lacks"):
+        Q.search(ix, Q.Query(kit.codes[:1]), 5)
+    q = Q.Query.of_id(ix, 25)  # row 10: its stored code and features
+    np.testing.assert_array_equal(q.code, kit.codes[10:11])
+    q.distances = kit._distances(10)
+    h = Q.search(ix, q, 5, exclude_self=True)
+    assert 25 not in h.ids.tolist() and h.ids.tolist() == [i for i in kit.brute(10, list(range(500)), ids, 6)[0] if i != 25][:5]
+    for make in (lambda: new_index("milvus://127.0.0.1:1/c", 32, code_kind="pq"),
+                 lambda: MilvusIndex.from_hash_index(ix, "http://127.0.0.1:1", "c")):
+        with pytest.raises(ConfigError, match="Milvus holds Hamming codes only; these are 'pq' codes"):
+            make()

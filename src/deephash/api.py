@@ -340,16 +340,14 @@ def open_for_search(index_path: str | os.PathLike, model: str | os.PathLike | No
     """Open an index (a file or ``milvus://...``: :func:`deephash.index.backend.open_index`) and the model
     to query it with (the one it names unless ``model`` is given); a model other than the one the index
     was built with is refused. Returns ``(index, model)``."""
-    from deephash.index.backend import open_index
+    from deephash.index.backend import open_index, require_model_codes
     from deephash.model import HashModel, model_path_of, require_same_model
 
     index = open_index(index_path, **backend_options)
     where = index.location
     m = HashModel.load(model if model is not None else model_path_of(index.meta, index_path))
     require_same_model(index.meta, m, where)
-    if m.hasher.n_bits != index.n_bits or m.hasher.code_kind != index.code_kind:
-        raise ConfigError(f"the model makes {m.hasher.n_bits}-bit {m.hasher.code_kind!r} codes but {where} holds "
-                          f"{index.n_bits}-bit {index.code_kind!r} codes: pass the model the index was built with (--model)")
+    require_model_codes(index, m.hasher, where)
     return index, m
 
 
@@ -382,11 +380,13 @@ class SearchAnswer:
 
 def make_query(model, code: np.ndarray, feature: np.ndarray | None, timings: dict[str, float] | None = None,
                self_id: int | None = None, name: str | None = None):
-    """A :class:`deephash.query.Query` for ``model``'s index (binds the asymmetric distance of PQ / DPQ)."""
+    """A :class:`deephash.query.Query` for ``model``'s index: its code, and with the float ``feature`` the
+    model's distance from it to stored codes (``hasher.query_distances``: the asymmetric distance that
+    ranks a PQ index; a Hamming view ranks by the code and never calls it)."""
     from deephash.query import Query
 
     dist = None
-    if model.hasher.code_kind != "hamming" and feature is not None:
+    if feature is not None:
         f = np.atleast_2d(np.asarray(feature, np.float32))
         dist = lambda codes: model.hasher.query_distances(f, codes)  # noqa: E731
     return Query(code, feature, self_id=self_id, distances=dist, timings=dict(timings or {}), name=name)

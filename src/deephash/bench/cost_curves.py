@@ -52,10 +52,9 @@ def linear_fit(ns: Sequence[float], seconds: Sequence[float]) -> dict[str, float
 
 
 def _machine() -> dict[str, Any]:
-    from deephash.bench.encode_bench import cpu_isa
-    from deephash.bench.search_bench import _cpu_name
+    from deephash.bench.machine import machine_facts
 
-    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "isa": cpu_isa(), "load_average_start": list(os.getloadavg())}
+    return machine_facts()
 
 
 # ----------------------------------------------------------------------------- encode
@@ -106,7 +105,7 @@ def add_fits(curve: dict[str, Any]) -> dict[str, Any]:
 
 def run_encode_curve(cifar_sizes: Sequence[int] = DEFAULT_ENCODE_CIFAR, large_sizes: Sequence[int] = DEFAULT_ENCODE_12MP,
                      *, repeats: int = 1, image_size: int = 128, backbone_name: str = "efficientnet-lite0",
-                     data: str | None = None, seed: int = 0, out_dir: str | os.PathLike | None = "bench/results/scaling",
+                     data: str | None = None, seed: int = 0, out_dir: str | os.PathLike | None = "docs/results/encode-time-vs-archive-size",
                      large_size: tuple[int, int] | None = None, verbose: bool = True) -> dict[str, Any]:
     """Encode time vs archive size, CIFAR-size and 12-MP JPEGs, old vs new encoder; ``encode-scaling.json`` and
     ``scaling-encode.png`` in ``out_dir``. ``large_size``: the large set's width and height (default 4000x3000)."""
@@ -127,7 +126,7 @@ def run_encode_curve(cifar_sizes: Sequence[int] = DEFAULT_ENCODE_CIFAR, large_si
     bb_old.embed(np.zeros((2, image_size, image_size, 3), np.uint8))
     machine = _machine()
     say(f"# deephash encode cost curve: {backbone_name} at {image_size} px; CIFAR n={cifar_sizes}, 12-MP n={large_sizes}; "
-        f"repeats {repeats}; ISA: {machine['isa']}; {machine['cores']} cores; load {machine['load_average_start'][0]:.1f}")
+        f"repeats {repeats}; ISA: {machine['isa']}; {machine['cores']} cores; load {machine['load_avg_1m_at_start']}")
     sets = {"cifar": small, "12mp": large}
     sizes = {"cifar": cifar_sizes, "12mp": large_sizes}
     curves: dict[str, Any] = {}
@@ -208,7 +207,7 @@ def train_curve(X: np.ndarray, y: np.ndarray, ns: Sequence[int], methods: Sequen
 
 
 def run_train_curve(ns: Sequence[int] = DEFAULT_TRAIN_NS, methods: Sequence[str] | None = None, *, bits: int = 64,
-                    train_iters: int = 200, seed: int = 0, out_dir: str | os.PathLike | None = "bench/results/scaling",
+                    train_iters: int = 200, seed: int = 0, out_dir: str | os.PathLike | None = "docs/results/train-time-vs-training-set-size",
                     verbose: bool = True) -> dict[str, Any]:
     """Training time vs training-set size, one method of each family; ``train-scaling.json`` and
     ``scaling-train.png`` in ``out_dir``."""
@@ -226,7 +225,7 @@ def run_train_curve(ns: Sequence[int] = DEFAULT_TRAIN_NS, methods: Sequence[str]
     machine = _machine()
     say(f"# deephash training cost curve: methods {methods}; n={ns}; {bits} bits; {train_iters} iterations; seed {seed}; "
         f"ISA: {machine['isa']}; {machine['cores']} cores; torch threads {os.environ.get('DEEPHASH_THREADS', '1')}; "
-        f"load {machine['load_average_start'][0]:.1f}")
+        f"load {machine['load_avg_1m_at_start']}")
     X, y = clustered_features(max(ns), seed=seed)
     curves = train_curve(X, y, ns, methods, bits=bits, train_iters=train_iters, seed=seed, say=say)
     out = {"curve": "train", "bits": bits, "train_iters": train_iters, "seed": seed,

@@ -9,9 +9,10 @@ Changes made after a save can be appended to ``<index>.journal`` (:meth:`HashInd
 :meth:`HashIndex.log_removed`; :mod:`deephash.index.journal`) instead of rewriting the file;
 :meth:`HashIndex.load` replays them and :meth:`HashIndex.save` folds them in.
 
-An index of quantisation codes (``code_kind="pq"``: PQ / DPQ, one byte of codeword index per
-sub-space) keeps the same arrays and file, and is searched by asymmetric distance
-(:meth:`HashIndex.search_asymmetric`, the query a float vector); its Hamming searches refuse.
+The file's ``code_kind`` names the index type that holds its codes (:data:`LOCAL_INDEX_TYPES`):
+"hamming", this class; "pq" (PQ / DPQ codeword indices, the same arrays and file),
+:class:`deephash.index.pq_index.PQIndex`, which ranks by asymmetric distance. :meth:`HashIndex.load`
+and ``new_index(path, code_kind=...)`` give the type the file or the model names.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -45,6 +46,24 @@ CODE_KINDS = ("hamming", "pq")
 #: how the paths array stores names: their file-system bytes (os.fsencode) separated by NUL; files
 #: without the header field store newline-separated UTF-8
 PATH_ENCODING = "fsbytes-nul"
+
+#: code kind -> the local index class that holds such codes (filled by :func:`register_local_index`)
+LOCAL_INDEX_TYPES: dict[str, type] = {}
+
+
+def register_local_index(cls: type) -> type:
+    """Class decorator: index files whose header names ``cls.code_kind`` load as ``cls``."""
+    LOCAL_INDEX_TYPES[cls.code_kind] = cls
+    return cls
+
+
+def local_index_type(code_kind: str) -> type:
+    """The local index class for ``code_kind`` ("hamming": :class:`HashIndex`, "pq": ``PQIndex``)."""
+    import deephash.index  # noqa: F401  (registers every local index type)
+
+    if code_kind not in LOCAL_INDEX_TYPES:
+        raise ConfigError(f"code_kind must be one of {list(LOCAL_INDEX_TYPES)}; got {code_kind!r}")
+    return LOCAL_INDEX_TYPES[code_kind]
 
 
 def _read_head(fh, path: Path, size: int) -> dict[str, Any]:
@@ -302,6 +321,8 @@ class IndexSnapshot:
     Mutations replace arrays (or append past ``len(ids)``), never edit rows in place, so a
     snapshot stays consistent while the index changes; row ``r`` is the same image in every array."""
 
+    #: how :func:`deephash.query.search` ranks this view: by Hamming distance between packed codes
+    metric: ClassVar[str] = "hamming"
     n_bits: int
     codes: np.ndarray
     ids: np.ndarray
@@ -309,7 +330,6 @@ class IndexSnapshot:
     features: np.ndarray | None
     paths: list[str]
     searcher: Any
-    code_kind: str = "hamming"
     class_names: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -422,6 +442,7 @@ class IndexSnapshot:
 
 
 @register_backend("file")
+@register_local_index
 class HashIndex:
     """An on-disk-persistable index of packed binary codes (the local backend of
     :mod:`deephash.index.backend`: a path or ``file:PATH``).
@@ -429,6 +450,11 @@ class HashIndex:
     ``search(codes, k) -> (D int32 (nq, k), ids int64 (nq, k))``, padded with -1 like FAISS;
     ties in Hamming distance are ordered by insertion (which is id order for auto ids).
     """
+
+    #: what the stored bytes are (the file header's ``code_kind``): packed bits
+    code_kind: ClassVar[str] = "hamming"
+    #: how it ranks (its view's ``metric``): Hamming distance between packed codes
+    metric: ClassVar[str] = "hamming"
 
     def __init__(
         self,
@@ -439,12 +465,8 @@ class HashIndex:
         meta: dict[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
         feature_dtype: str = "float16",
-        code_kind: str = "hamming",
     ) -> None:
         self.n_bits = check_n_bits(n_bits)
-        if code_kind not in CODE_KINDS:
-            raise ConfigError(f"code_kind must be one of {list(CODE_KINDS)}; got {code_kind!r}")
-        self.code_kind = code_kind
         if feature_dtype not in ("float16", "float32"):
             raise ConfigError(f"feature_dtype must be 'float16' or 'float32'; got {feature_dtype!r}")
         if searcher is None:  # the C kernel when it is built, else FAISS (with a one-time warning)
@@ -517,7 +539,8 @@ class HashIndex:
         other = sorted(set(options) - {"searcher", "n_threads"})
         if other:
             raise ConfigError(f"option(s) {', '.join(other)} apply to server indexes (milvus://...), not to the file {uri}")
-        ix = cls(n_bits, class_names=class_names, code_kind=code_kind, meta=meta, **options)
+        # the type that holds the model's codes: this class, or PQIndex for code_kind "pq"
+        ix = local_index_type(code_kind)(n_bits, class_names=class_names, meta=meta, **options)
         ix._target = Path(uri[len("file:"):] if uri.startswith("file:") else uri)
         return ix
 
@@ -586,7 +609,7 @@ class HashIndex:
 
     def reopen(self) -> "HashIndex":
         """The index as its file (and journal) hold it: what to use after a failed write."""
-        return HashIndex.load(self._bound_journal().index_path, searcher=self.searcher_name, n_threads=self.n_threads)
+        return type(self).load(self._bound_journal().index_path, searcher=self.searcher_name, n_threads=self.n_threads)
 
     def stats(self) -> dict[str, Any]:
         """Backend facts for ``/api/stats``: per-class counts, uploads, searcher, file, journal."""
@@ -707,9 +730,8 @@ class HashIndex:
     def snapshot(self) -> IndexSnapshot:
         """A consistent view of the index for one query (see :class:`IndexSnapshot`)."""
         with self._lock:
-            searcher = self._get_searcher() if self.code_kind == "hamming" else None
-            return IndexSnapshot(self.n_bits, self.codes, self.ids, self.labels, self.features, self.paths, searcher,
-                                 self.code_kind, list(self.class_names))
+            return IndexSnapshot(self.n_bits, self.codes, self.ids, self.labels, self.features, self.paths,
+                                 self._get_searcher(), list(self.class_names))
 
     def _get_searcher(self) -> ExactSearcher:
         with self._lock:
@@ -723,43 +745,11 @@ class HashIndex:
     def search_path(self) -> str:
         """The code path exact Hamming search runs on: ``"<isa>/<layout>"`` for deephash's C kernel
         (e.g. ``"avx2/byte-sliced"``; ``DEEPHASH_ISA`` forces one), else the searcher's name."""
-        if self.code_kind != "hamming":
-            return "asymmetric"
         return getattr(self._get_searcher(), "path", self.searcher_name)
 
     # ------------------------------------------------------------------ search
-    def _require_hamming(self, what: str) -> None:
-        if self.code_kind != "hamming":
-            raise ConfigError(f"this index holds {self.code_kind!r} codes (quantisation: Hamming distance between them "
-                              f"means nothing), so {what} does not apply; rank with search_asymmetric — e.g. "
-                              f"index.search_asymmetric(lambda codes: hasher.query_distances(query_features, codes), k)")
-
-    def search_asymmetric(self, distances, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact k-NN by a caller's distance: ``distances(codes)`` -> ``(nq, n)`` for this index's
-        codes (in row order), e.g. a PQ / DPQ hasher's asymmetric ``query_distances`` bound to the
-        query features. Returns ``(D float32 (nq, k), ids int64 (nq, k))`` padded with inf / -1;
-        equal distances are ordered by id (:func:`deephash.query.asymmetric_topk`, the one top-k)."""
-        from deephash.query import asymmetric_topk
-
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigError(f"k must be >= 1; got {k}")
-        with self._lock:
-            codes, ids = self.codes, self.ids
-        D = np.atleast_2d(np.asarray(distances(codes), dtype=np.float32))
-        if D.shape[1] != len(ids):
-            raise ConfigError(f"distances must have one column per indexed item ({len(ids)}); got shape {D.shape}")
-        check_result_size(len(D), int(k), len(ids))
-        kk = min(int(k), len(ids))
-        out_d = np.full((len(D), kk), np.inf, np.float32)
-        out_i = np.full((len(D), kk), -1, np.int64)
-        for qi, d in enumerate(D):
-            o = asymmetric_topk(d, ids, kk)
-            out_d[qi, : len(o)], out_i[qi, : len(o)] = d[o], ids[o]
-        return _pad_to(out_d, out_i, int(k), np.inf)
-
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact Hamming k-NN: ``(D int32 (nq, k), ids int64 (nq, k))`` padded with -1."""
-        self._require_hamming("Hamming search")
         queries = check_codes(np.atleast_2d(queries), self.n_bits)
         if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
             check_result_size(len(queries), int(k), len(self))
@@ -774,7 +764,6 @@ class HashIndex:
         """All codes within Hamming distance ``radius`` of each query, sorted by (distance, row)."""
         from deephash.index.codes import hamming_matrix
 
-        self._require_hamming("a Hamming-radius search")
         queries = check_codes(np.atleast_2d(queries), self.n_bits)
         if radius < 0:
             raise ConfigError(f"radius must be >= 0; got {radius}")
@@ -808,7 +797,6 @@ class HashIndex:
         ``min_pool`` candidates; at most ``max_pool``; ranked by Euclidean feature distance)."""
         from deephash.query import Query, Rerank, search
 
-        self._require_hamming("the coarse-to-fine search (a Hamming pool)")
         if self.features is None:
             raise ConfigError("this index stores no float features; build it with features to re-rank")
         queries = check_codes(np.atleast_2d(queries), self.n_bits)
@@ -929,9 +917,14 @@ class HashIndex:
                 raise IndexFormatError(f"{path}: index file is truncated or padded: its end marker is missing")
         paths = _decode_paths(arrays["paths"].tobytes(), header, path)
         _check_arrays(header, arrays, paths, path)
-        idx = cls(header["n_bits"], searcher=searcher or header.get("searcher") or "faiss-flat", n_threads=n_threads,
-                  meta=header.get("meta"), class_names=header.get("class_names"),
-                  feature_dtype=header.get("feature_dtype") or "float16", code_kind=header.get("code_kind") or "hamming")
+        # the type the header's code_kind names (a HashIndex, or a PQIndex); another kind than cls's is refused
+        kind = local_index_type(header.get("code_kind") or "hamming")
+        if not issubclass(kind, cls):
+            raise ConfigError(f"{path} holds {kind.code_kind!r} codes, not the {cls.code_kind!r} codes of {cls.__name__}: "
+                              "open it with deephash.index.open_index (or HashIndex.load)")
+        idx = kind(header["n_bits"], searcher=searcher or header.get("searcher") or "faiss-flat", n_threads=n_threads,
+                   meta=header.get("meta"), class_names=header.get("class_names"),
+                   feature_dtype=header.get("feature_dtype") or "float16")
         idx.codes, idx.ids = arrays["codes"], arrays["ids"]  # codes first: its length sets the size
         idx.paths = paths
         idx.labels = arrays.get("labels")
