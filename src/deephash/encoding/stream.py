@@ -11,7 +11,8 @@ The one path by which deephash turns images into features and codes: the feature
 - *decoder*: :func:`deephash.encoding.decode.decode_chunk` in ``workers`` processes, ``prefetch``
   batches ahead of the backbone, so decoding overlaps inference (``workers=0``: inline, no processes).
   By default the number is chosen from measured costs (:func:`choose_workers`): the first chunk is
-  decoded inline and the backbone timed on a few of its images; worker processes start only where
+  decoded inline and embedded on its own (timed; its features are kept, so nothing is computed
+  twice, and where a chunk is a whole batch nothing changes at all); worker processes start only where
   decoding an image costs a good fraction of embedding it (large photos). For CIFAR-size images
   decoding is ~15 % of the backbone's time and shipping the decoded arrays between processes,
   plus the decoders competing with the backbone's threads for the cores, cost more than it saved.
@@ -41,8 +42,6 @@ CHUNK_BYTES = 1 << 20
 CHUNK_MAX = 32
 #: decoder processes start only if decoding an image takes at least this fraction of the backbone's time for it
 WORKERS_MIN_DECODE_RATIO = 0.25
-#: images of the first chunk the backbone is timed on, to choose the number of decoder processes
-PROBE_IMAGES = 8
 
 
 def decode_size_of(backbone) -> int:
@@ -135,45 +134,55 @@ class StreamEncoder:
         self.spec = DecodeSpec(decode_size_of(backbone), bool(draft), None if max_pixels is None else int(max_pixels))
 
     # -- the stages -------------------------------------------------------------------------------
-    def _chunks(self, sources: Sequence, start: int, stop: int) -> list[tuple[int, int]]:
+    def _chunks(self, sources: Sequence, start: int, stop: int, max_items: int | None = CHUNK_MAX) -> list[tuple[int, int]]:
         out, s, acc = [], start, 0
         for i in range(start, stop):
             acc += source_bytes(sources[i])
-            if acc >= CHUNK_BYTES or i + 1 - s >= CHUNK_MAX:
+            if acc >= CHUNK_BYTES or (max_items is not None and i + 1 - s >= max_items):
                 out.append((s, i + 1))
                 s, acc = i + 1, 0
         if s < stop:
             out.append((s, stop))
         return out
 
-    def _finish(self, start: int, stop: int, parts: list[tuple[int, DecodedChunk]], wait: float,
-                workers: int) -> EncodedBatch:
-        """Backbone and hasher on one batch's decoded chunks (``parts``: (first position, chunk))."""
-        imgs = [c.images for _, c in parts if len(c.images)]
+    def _finish(self, start: int, stop: int, parts: list[tuple[int, DecodedChunk]], wait: float, workers: int,
+                embedded: dict[int, tuple[np.ndarray, float]]) -> EncodedBatch:
+        """Backbone and hasher on one batch's decoded chunks (``parts``: (first position, chunk)); chunks whose
+        first position is in ``embedded`` come with their features and backbone seconds already."""
         positions = np.concatenate([s + np.flatnonzero(c.ok) for s, c in parts]) if parts else np.zeros(0, np.int64)
         failed = [(s + j, why) for s, c in parts for j, why in c.reasons]
+        pre = {s: embedded.pop(s) for s, _ in parts if s in embedded}
+        feats: list[np.ndarray] = []
+        run: list[np.ndarray] = []  # decoded images not embedded yet, in order
         with Timer() as t_bb:
-            if imgs:
-                feats = self.backbone.embed(imgs[0] if len(imgs) == 1 else np.concatenate(imgs))
-            else:
-                feats = np.zeros((0, self.backbone.dim), np.float32)
+            for s, c in parts:
+                if s in pre:
+                    feats += [self.backbone.embed(np.concatenate(run))] if run else []
+                    run = []
+                    feats.append(pre[s][0])
+                elif len(c.images):
+                    run.append(c.images)
+            if run:
+                feats.append(self.backbone.embed(run[0] if len(run) == 1 else np.concatenate(run)))
+        out = np.concatenate(feats) if len(feats) > 1 else feats[0] if feats else np.zeros((0, self.backbone.dim), np.float32)
         codes = None
         with Timer() as t_h:
-            if self.hasher is not None and len(feats):
-                codes = self.hasher.encode(feats)
-        timings = {"decode": sum(c.seconds for _, c in parts), "decode_wait": wait, "backbone": t_bb.seconds,
-                   "hash": t_h.seconds}
-        return EncodedBatch(start, stop, positions.astype(np.int64), feats, codes, failed, timings, workers)
+            if self.hasher is not None and len(out):
+                codes = self.hasher.encode(out)
+        timings = {"decode": sum(c.seconds for _, c in parts), "decode_wait": wait,
+                   "backbone": t_bb.seconds + sum(secs for _, secs in pre.values()), "hash": t_h.seconds}
+        return EncodedBatch(start, stop, positions.astype(np.int64), out, codes, failed, timings, workers)
 
-    def _probe(self, chunk: DecodedChunk) -> int:
-        """Decoder processes for the rest, from the first chunk (decoded inline) and the backbone timed on a few of its images."""
-        n_ok = len(chunk.images)
-        if n_ok == 0:
-            return choose_workers(1.0, 0.0)  # nothing decoded to time: assume decoding matters
-        sample = chunk.images[:PROBE_IMAGES]
+    def _probe(self, chunk: DecodedChunk, rest: bool) -> tuple[int, np.ndarray, float]:
+        """Embed the first chunk (decoded inline); from its decode and backbone times, the decoder processes for
+        the ``rest`` of the sources (0 if there is none). Returns them, the chunk's features and the backbone seconds."""
         with Timer() as t:
-            self.backbone.embed(sample)
-        return choose_workers(chunk.seconds / len(chunk.ok), t.seconds / len(sample))
+            feats = self.backbone.embed(chunk.images) if len(chunk.images) else np.zeros((0, self.backbone.dim), np.float32)
+        if not rest:
+            return 0, feats, t.seconds
+        if not len(chunk.images):  # nothing decoded to time the backbone on: assume decoding matters
+            return choose_workers(1.0, 0.0), feats, t.seconds
+        return choose_workers(chunk.seconds / len(chunk.ok), t.seconds / len(chunk.images)), feats, t.seconds
 
     def stream(self, sources: Sequence, names: Sequence[str] | None = None) -> Iterator[EncodedBatch]:
         """Encode ``sources`` (paths or bytes); ``names`` label them in the reasons of bad images."""
@@ -189,11 +198,16 @@ class StreamEncoder:
 
         workers = self.workers if self.workers is not None else env_workers()
         ready: dict[int, Future] = {}  # chunks decoded before the decoder was chosen, by first position
+        embedded: dict[int, tuple[np.ndarray, float]] = {}  # and their features, backbone seconds
+        chunks_of = {bounds[0]: self._chunks(sources, *bounds[0])}
         if workers is None:
-            cs, ce = self._chunks(sources, *bounds[0])[0]
+            # the first chunk is cut by bytes only: a batch of small files is one chunk (one backbone call as ever)
+            cs, ce = self._chunks(sources, *bounds[0], max_items=None)[0]
+            chunks_of[bounds[0]] = [(cs, ce)] + self._chunks(sources, ce, bounds[0][1])
             first = decode_chunk(*args(cs, ce))
             ready[cs] = _done(first)
-            workers = 0 if ce >= n else self._probe(first)
+            workers, feats, secs = self._probe(first, rest=ce < n)
+            embedded[cs] = (feats, secs)
         pool = _process_pool(workers) if workers else None
         prefetch = self.prefetch if pool is not None else 0  # inline decoding ahead of the backbone overlaps nothing
 
@@ -210,7 +224,8 @@ class StreamEncoder:
         def submit() -> None:
             b = next(todo, None)
             if b is not None:
-                pending.append((b, [(cs, decode(cs, ce)) for cs, ce in self._chunks(sources, *b)]))
+                chunks = chunks_of.pop(b, None) or self._chunks(sources, *b)
+                pending.append((b, [(cs, decode(cs, ce)) for cs, ce in chunks]))
 
         finished = False
         try:
@@ -225,7 +240,7 @@ class StreamEncoder:
                 with Timer() as t_wait:
                     parts = [(cs, f.result()) for cs, f in futs]
                 submit()  # keep the decoders busy while the backbone runs
-                yield self._finish(s, e, parts, t_wait.seconds, workers)
+                yield self._finish(s, e, parts, t_wait.seconds, workers, embedded)
             finished = True
         finally:
             if pool is not None:
