@@ -267,6 +267,7 @@ class IndexUpdate:
     rewritten: bool  # True: the index file was rewritten; False: the changes went to its journal
     journal_bytes: int
     ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
+    encoding: dict[str, Any] = field(default_factory=dict)  # the engine's stats for the new images (deephash.engines)
 
 
 def _index_labels(index, archive, rows: np.ndarray) -> np.ndarray | None:
@@ -284,16 +285,20 @@ def _index_labels(index, archive, rows: np.ndarray) -> np.ndarray | None:
 
 
 def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.PathLike, *, prune: bool = False,
-                 progress: bool = True, fold_ratio: float = 0.25, **backend_options: Any) -> IndexUpdate:
+                 progress: bool = True, fold_ratio: float = 0.25, engine: str = "local",
+                 engine_options: dict[str, Any] | None = None, **backend_options: Any) -> IndexUpdate:
     """Bring an index (a file or ``milvus://...``) up to date with its archive without retraining:
     encode and add the images it does not hold yet (matched by path), and with ``prune`` remove the
     entries whose files are gone. A local file gets the changes in its journal, and is rewritten (the
-    journal folded in) when the journal passes ``fold_ratio`` of it or new class names appeared."""
+    journal folded in) when the journal passes ``fold_ratio`` of it or new class names appeared.
+    ``engine`` / ``engine_options``: where the new images are encoded, as in :func:`build_index`
+    (every engine adds the same codes, features and ids)."""
     from deephash.data import open_archive
-    from deephash.features import extract_features
+    from deephash.engines import create_engine
     from deephash.index.backend import open_index
     from deephash.model import HashModel, model_path_of, require_same_model
 
+    runner = create_engine(engine, **(engine_options or {}))  # a bad engine or option is refused before any work
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
     index = open_index(index_path, **backend_options)
@@ -317,13 +322,14 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
     new_rows = np.array([i for i, p in enumerate(archive.paths) if p not in have], np.int64)
     added = np.zeros(0, np.int64)
     failed: Skipped = []
+    stats: dict[str, Any] = {}
     if len(new_rows):
-        fs = extract_features(archive, model.backbone, new_rows, progress=progress)
-        failed = fs.failed
-        if len(fs.index):
-            added = index.add(model.hasher.encode(fs.features), paths=[archive.paths[i] for i in fs.index],
-                              labels=_index_labels(index, archive, fs.index),
-                              features=fs.features if index.has_features else None)
+        enc = runner.encode(archive, checkpoint, model, positions=new_rows, progress=progress)
+        failed, stats = enc.failed, enc.stats
+        if len(enc.ids):
+            added = index.add(enc.codes, paths=[archive.paths[i] for i in enc.ids],
+                              labels=_index_labels(index, archive, enc.ids),
+                              features=enc.features if index.has_features else None)
     gone: list[int] = []
     if prune:
         present = set(archive.paths)
@@ -332,7 +338,7 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
             index.remove(gone)
     rewritten = index.persist(added, gone, fold_ratio=fold_ratio)
     return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewritten,
-                       getattr(index, "journal_bytes", 0), list(archive.ignored))
+                       getattr(index, "journal_bytes", 0), list(archive.ignored), stats)
 
 
 # ----------------------------------------------------------------------------- search

@@ -32,33 +32,42 @@ def percentile(xs: Sequence[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, int(round(q / 100 * (len(s) - 1)))))]
 
 
-def run_level(url: str, make_request: Callable[[Any, int], Any], n_requests: int, concurrency: int) -> dict[str, Any]:
-    """``n_requests`` requests split over ``concurrency`` client threads, each with its own keep-alive connection."""
+def run_level(url: str | Sequence[str], make_request: Callable[[Any, int], Any], n_requests: int,
+              concurrency: int) -> dict[str, Any]:
+    """``n_requests`` requests split over ``concurrency`` client threads, each with its own keep-alive connection.
+
+    ``url`` may be several (replicas of one service): client thread ``j`` talks to ``url[j % len(url)]``.
+    A request that gets no answer is counted as failed with its reason, like a non-200 answer."""
     from deephash.optional import require
 
     httpx = require("httpx", "deephash bench service")
+    urls = [url] if isinstance(url, str) else list(url)
 
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
     counter = iter(range(n_requests))
 
-    def worker() -> None:
-        with httpx.Client(base_url=url, timeout=120) as c:
+    def worker(j: int) -> None:
+        with httpx.Client(base_url=urls[j % len(urls)], timeout=120) as c:
             while True:
                 with lock:
                     i = next(counter, None)
                 if i is None:
                     return
                 t0 = time.perf_counter()
-                r = make_request(c, i)
+                try:
+                    r = make_request(c, i)
+                    why = None if r.status_code == 200 else f"{r.status_code} {r.text[:100]}"
+                except httpx.HTTPError as e:
+                    why = f"{type(e).__name__}: {e}"
                 dt = time.perf_counter() - t0
                 with lock:
-                    (latencies.append(dt) if r.status_code == 200 else failures.append(f"{r.status_code} {r.text[:100]}"))
+                    (latencies.append(dt) if why is None else failures.append(why))
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        for f in [pool.submit(worker) for _ in range(concurrency)]:
+        for f in [pool.submit(worker, j) for j in range(concurrency)]:
             f.result()
     wall = time.perf_counter() - t0
     return {"concurrency": concurrency, "requests": n_requests, "ok": len(latencies), "failed": len(failures),

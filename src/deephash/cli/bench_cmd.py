@@ -77,7 +77,7 @@ def bench_query_latency(index_path, queries, n_images, k, json_path):
 
 
 @bench.command("scale", short_help="Local index vs FAISS vs Milvus: insert, memory, q/s, recall.")
-@click.option("--n", type=int, default=1_000_000, show_default=True, help="database codes (the issue's 10^7 needs ~10x this machine's time)")
+@click.option("--n", type=int, default=1_000_000, show_default=True, help="database codes (10^7 took 13.5 min on a loaded 2-core machine)")
 @click.option("--bits", type=int, default=64, show_default=True)
 @click.option("--k", type=int, default=100, show_default=True)
 @click.option("--queries", "n_queries", type=int, default=200, show_default=True)
@@ -103,6 +103,27 @@ def bench_scale(n, bits, k, n_queries, centres, flip, batch, single, milvus_uri,
                     nprobes=_int_list(nprobe, "--nprobe"), nlist=nlist, centres=centres, flip=flip, batch=batch,
                     single=single, milvus_kinds=[m for m in milvus_kinds.split(",") if m], seed=seed,
                     json_path=json_path, say=click.echo)
+
+
+@bench.command("replicas", short_help="Serve replicas on one Milvus vs a local file, bounded load.")
+@click.option("--milvus", "milvus_uri", required=True, help="milvus://HOST:PORT/COLLECTION for the replicas (created, dropped after)")
+@click.option("--dataset", default="cifar10", show_default=True, help="'cifar10' or the path of an archive")
+@click.option("--n", "n_images", type=int, default=10_000, show_default=True, help="images indexed (evenly spaced over the archive)")
+@click.option("--model", type=click.Path(), default=None, help="checkpoint (default: ITQ-64 fitted on 1,000 of the images)")
+@click.option("--image-size", type=int, default=128, show_default=True, help="backbone input size of the default model")
+@click.option("--requests", type=int, default=300, show_default=True, help="requests per row (a bounded load)")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="client threads, split evenly over the replicas")
+@click.option("--modes", default="id,upload", show_default=True, help="id: search by indexed id; upload: POST an archive image")
+@click.option("-k", "k", type=int, default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(), default=None)
+def bench_replicas(milvus_uri, dataset, n_images, model, image_size, requests, concurrency, modes, k, seed, json_path):
+    """(c) the local-file service vs one and two `deephash serve` replicas on one Milvus, under one bounded loopback load."""
+    from deephash.bench.replicas_bench import run_replicas_bench
+
+    run_replicas_bench(milvus_uri, dataset=dataset, n_images=n_images, model=model, image_size=image_size,
+                       requests=requests, concurrency=concurrency, modes=tuple(m for m in modes.split(",") if m), k=k,
+                       seed=seed, json_path=json_path, say=click.echo)
 
 
 @bench.command("milvus-layout", short_help="Bytes per image and query time of deephash's Milvus layout.")

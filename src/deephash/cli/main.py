@@ -222,8 +222,6 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, 
     opts = backend_options(milvus_token)
     given = {"address": address, "workers": workers, "shard_size": shard_size}
     engine_options = {k: v for k, v in given.items() if v is not None}
-    if update and (engine != "local" or engine_options):
-        raise click.UsageError("--engine and its options apply to building an index, not to --update")
     from deephash.index.backend import is_remote
 
     if not update and not is_remote(out):
@@ -232,22 +230,26 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, 
         check_writable(out)  # before a .tar.gz is unpacked and encoded
     a = _open(archive, split, labels)
     if update:
-        r = api.update_index(a, checkpoint, out, prune=prune, **opts)
+        r = api.update_index(a, checkpoint, out, prune=prune, engine=engine, engine_options=engine_options, **opts)
         _report_skipped(r.skipped, r.ignored)
         how = "rewrote the index file" if r.rewritten else (f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
                                                              if r.journal_bytes else "written to the server")
-        click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}")
+        click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}"
+                   f"{_engine_note(r.encoding)}")
         return
     if milvus_index is not None:
         opts["index_type"] = milvus_index
     b = api.build_index(a, checkpoint, out, store_features=features, engine=engine, engine_options=engine_options,
                         int8=int8, **opts)
     _report_skipped(b.skipped, b.ignored)
-    how = ""
-    if b.encoding.get("shards"):
-        e = b.encoding
-        how = f" ({e['engine']}: {e['shards']} shards, {e['computed_shards']} encoded, {e['reused_shards']} reused from {e['run_dir']})"
-    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}{how}")
+    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}{_engine_note(b.encoding)}")
+
+
+def _engine_note(e: dict) -> str:
+    """`` (ray: 9 shards, 9 encoded, 0 reused from DIR)`` for a sharded engine's stats, else nothing."""
+    if not e.get("shards"):
+        return ""
+    return f" ({e['engine']}: {e['shards']} shards, {e['computed_shards']} encoded, {e['reused_shards']} reused from {e['run_dir']})"
 
 
 def backend_options(milvus_token: str | None) -> dict:
