@@ -210,29 +210,69 @@ def bench_methods(dataset, bits, protocol, methods, n_query, n_train, backbone, 
         click.echo("report: " + ", ".join(str(f) for f in files.values()), err=True)
 
 
-@bench.command("scaling", short_help="Cost curves vs N: search q/s, IVF recall, memory, index I/O.")
-@click.option("--n", "ns", default="100000,1000000,10000000", show_default=True, help="comma-separated database sizes")
-@click.option("--bits", default="64,128", show_default=True, help="comma-separated code lengths")
+#: ``deephash bench scaling --curve NAME``: what each curve measures, and the folder its results go to by default
+SCALING_CURVES = {
+    "search": ("exact and IVF search q/s, memory, index save/load time and peak memory vs N codes",
+               "docs/results/search-scaling-vs-n"),
+    "encode": ("encode time vs archive size, CIFAR-size and 12-MP JPEGs, old vs new encoder",
+               "docs/results/encode-time-vs-archive-size"),
+    "train": ("training time vs training-set size, one method of each family",
+              "docs/results/train-time-vs-training-set-size"),
+}
+
+
+@bench.command("scaling", short_help="Cost curves: search vs N, encode vs images, train vs items.")
+@click.option("--curve", "curves", default="search", show_default=True,
+              help="comma-separated curves: " + "; ".join(f"{k}: {v[0]}" for k, v in SCALING_CURVES.items()))
+@click.option("--n", "ns", default="100000,1000000,10000000", show_default=True, help="search: comma-separated database sizes")
+@click.option("--bits", default="64,128", show_default=True, help="search: comma-separated code lengths")
 @click.option("--k", type=int, default=100, show_default=True)
 @click.option("--isa", "isas", default=None,
               help="comma-separated instruction sets for deephash (avx512, avx2, scalar); default: every vector ISA the CPU has")
 @click.option("--nlist", type=int, default=1024, show_default=True, help="FAISS IVF lists")
 @click.option("--nprobe", "nprobes", default="4,16", show_default=True, help="comma-separated IVF nprobe values")
-@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--repeats", type=int, default=None, help="interleaved repeats (medians) [default: 3 for search, 1 for encode]")
 @click.option("--no-index-io", is_flag=True, help="skip the HashIndex save/load and peak-memory measurements")
+@click.option("--encode-cifar", default="500,1000,2000,4000", show_default=True, help="encode: CIFAR-10 test JPEGs per point")
+@click.option("--encode-12mp", "encode_large", default="10,20,40", show_default=True, help="encode: 12-MP JPEGs per point")
+@click.option("--data", type=click.Path(), default=None, help="encode: CIFAR-10 archive (default: $DEEPHASH_CIFAR10 or shared/data)")
+@click.option("--train-n", "train_ns", default="2000,5000,10000,20000,50000", show_default=True,
+              help="train: comma-separated training-set sizes")
+@click.option("--train-methods", default=None, help="train: comma-separated methods [default: dpsh,deep-ranking,mihash,dlbhc,dpq]")
+@click.option("--train-iters", type=int, default=200, show_default=True, help="train: iterations per fit (validated once, at the end)")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(), default="docs/results/search-scaling-vs-n", show_default=True,
-              help="folder for scaling.json and the PNG plots")
-@click.option("--resume", is_flag=True, help="keep the (N, bits) rows an earlier run wrote to --out; measure only the others")
-def bench_scaling(ns, bits, k, isas, nlist, nprobes, repeats, no_index_io, seed, out_dir, resume):
-    """Cost curves: exact and IVF search q/s, memory, index save/load time and peak memory vs N."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from deephash.bench.scaling_bench import run_scaling_bench
+@click.option("--out", "out_dir", type=click.Path(), default=None,
+              help="folder for the JSON files and PNG plots [default: docs/results/<the curve's folder>]")
+@click.option("--resume", is_flag=True, help="search: keep the (N, bits) rows an earlier run wrote to --out; measure only the others")
+def bench_scaling(curves, ns, bits, k, isas, nlist, nprobes, repeats, no_index_io, encode_cifar, encode_large, data,
+                  train_ns, train_methods, train_iters, seed, out_dir, resume):
+    """Cost curves: search (q/s, memory, index save/load vs N), encode time vs archive size, training time vs training-set size."""
+    from deephash.errors import ConfigError
 
-    run_scaling_bench(_int_list(ns, "--n"), _int_list(bits, "--bits"), k=k,
-                      isas=[i for i in isas.split(",") if i] if isas else None, nlist=nlist,
-                      nprobes=_int_list(nprobes, "--nprobe"), repeats=repeats, seed=seed, index_io=not no_index_io,
-                      out_dir=out_dir, resume=resume)
+    chosen = [c for c in curves.split(",") if c]
+    unknown = [c for c in chosen if c not in SCALING_CURVES]
+    if unknown or not chosen:
+        raise ConfigError(f"--curve must name curves among {', '.join(SCALING_CURVES)}; got {curves!r}")
+    if repeats is not None and repeats < 1:
+        raise ConfigError(f"--repeats must be a positive whole number; got {repeats}")
+    if "search" in chosen:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        from deephash.bench.scaling_bench import run_scaling_bench
+
+        run_scaling_bench(_int_list(ns, "--n"), _int_list(bits, "--bits"), k=k,
+                          isas=[i for i in isas.split(",") if i] if isas else None, nlist=nlist,
+                          nprobes=_int_list(nprobes, "--nprobe"), repeats=repeats or 3, seed=seed,
+                          index_io=not no_index_io, out_dir=out_dir or SCALING_CURVES["search"][1], resume=resume)
+    if "encode" in chosen:
+        from deephash.bench.cost_curves import run_encode_curve
+
+        run_encode_curve(_int_list(encode_cifar, "--encode-cifar"), _int_list(encode_large, "--encode-12mp"),
+                         repeats=repeats or 1, data=data, seed=seed, out_dir=out_dir or SCALING_CURVES["encode"][1])
+    if "train" in chosen:
+        from deephash.bench.cost_curves import run_train_curve
+
+        run_train_curve(_int_list(train_ns, "--train-n"), [m for m in train_methods.split(",") if m] if train_methods else None,
+                        train_iters=train_iters, seed=seed, out_dir=out_dir or SCALING_CURVES["train"][1])
 
 
 @bench.command("ray-encode", short_help="Encoding images/s: one process vs a local Ray cluster.")
