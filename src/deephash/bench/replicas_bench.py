@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from deephash.errors import ConfigError, DeepHashError
+from deephash.optional import require
 from deephash.utils import atomic_write_json
 
 #: setup name -> (which index it serves, replicas)
@@ -60,8 +61,7 @@ def start_all(servers: list) -> None:
 
 
 def _hits(url: str, ids: list[int], k: int) -> list[list[tuple[int, int]]]:
-    import httpx
-
+    httpx = require("httpx", "deephash bench replicas")
     with httpx.Client(base_url=url, timeout=60) as c:
         return [[(h["id"], h["hamming"]) for h in c.get(f"/api/search/{i}", params={"k": k}).json()["results"]]
                 for i in ids]
