@@ -1,4 +1,7 @@
-"""Binary codes: {0,1} bit matrices <-> packed uint8 ``(n, n_bits // 8)`` (FAISS's contract)."""
+"""Binary codes: {0,1} bit matrices <-> packed uint8 ``(n, n_bits // 8)`` (FAISS's contract).
+
+A leaf module (it imports nothing of deephash but its errors): hashers, the index package and
+evaluation all read it, so none of them has to import another to pack or compare codes."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,6 @@
 """A local standalone Milvus (the PyPI package ``milvus``, 2.3.x) on 127.0.0.1, for tests, benchmarks and development.
 
-From deephash: ``with start_local_milvus(data_dir) as srv: MilvusIndex(srv.uri, ...)``. It runs
+From the tests (tests/milvus_fixtures.py): ``with start_local_milvus(data_dir) as srv: MilvusIndex(srv.uri, ...)``. It runs
 this file as a script with a Python that has ``milvus`` installed (``DEEPHASH_MILVUS_PYTHON``,
 e.g. a venv of its own: see docs/milvus-ci.sh), which prints ``READY <port>`` once the server
 answers its health check or ``FAILED <reason>``, and stops the server when its stdin closes.
