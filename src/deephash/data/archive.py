@@ -208,6 +208,8 @@ def _unpack_zip(path: Path, u: _Unpacking) -> None:
 def _unpack_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, u: _Unpacking) -> str | None:
     """Unpack one member; returns why it was skipped (None when it was unpacked)."""
     name = info.filename
+    if not name:
+        return "a member without a name: skipped"
     if name.startswith("/"):
         return _PATH_LEAVES
     target = Path(os.path.normpath(u.dest / name))
