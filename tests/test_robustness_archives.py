@@ -96,6 +96,22 @@ def test_unsafe_members_are_skipped_one_by_one_and_the_rest_indexed(kind, tmp_pa
     assert len(HashIndex.load(out)) == len(REAL) + 2
 
 
+@pytest.mark.parametrize("kind", sorted(WRITERS))
+def test_dotdot_after_a_link_is_judged_where_it_lands(kind, tmp_path, tmp_cache):
+    """``top/cat/l/../../../../x.png`` with ``l`` a link to ``a/b``: the system follows the link before
+    the ``..``, so it lands beside ``top``, inside — and one more ``..`` leaves. A name normalised as
+    text puts the first outside the unpacked folder: a .zip did, found while writing these tests."""
+    files = {**_images(tmp_path / "src"), "top/cat/a/b/deep.png": b"\x89PNG-not-really"}
+    arc = WRITERS[kind](tmp_path / f"l.{kind}", files, {"top/cat/l": ("symlink", "a/b"),
+                                                         "top/cat/l/../../../../x.png": ("file", None),
+                                                         "top/cat/l/../../../../../out.png": ("file", None)})
+    a = open_archive(arc)
+    assert dict(a.skipped)["top/cat/l/../../../../../out.png"] == "member path leaves the archive (absolute or with ..): skipped"
+    assert (a.root / "x.png").is_file() and (a.root / "top").is_dir()  # beside top/, where the link took it
+    assert [p.name for p in (tmp_cache / "archives").iterdir()] == [a.root.name]  # nothing beside the folder
+    assert not list(tmp_cache.rglob("out.png"))
+
+
 def test_a_damaged_zip_member_is_skipped_alone(tmp_path, tmp_cache):
     files = _images(tmp_path / "src")
     arc = _write_zip(tmp_path / "d.zip", files, {})

@@ -194,8 +194,9 @@ def _unpack_zip(path: Path, u: _Unpacking) -> None:
     """Every member screened as :func:`_unpack_tar` screens a tar member (a refused member is skipped
     and reported, the rest unpacked): no absolute path or one that ``..`` or a link takes outside, no
     link leaving the archive (links inside it are made, as from a tar), no device or pipe, nothing
-    encrypted, no member over the size limit; a damaged member is skipped alone. Sizes are the central directory's, checked before any data is read (zipfile stops a
-    member at its declared size), and their total must fit on the disk."""
+    encrypted, no member over the size limit; a damaged member is skipped alone. Sizes are the
+    central directory's, checked before any data is read (zipfile stops a member at its declared
+    size), and their total must fit on the disk."""
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
         u.take(sum(i.file_size for i in infos if i.file_size <= u.limit))
@@ -212,10 +213,13 @@ def _unpack_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, u: _Unpacking
         return "a member without a name: skipped"
     if name.startswith("/"):
         return _PATH_LEAVES
-    target = Path(os.path.normpath(u.dest / name))
-    if not u.inside(u.dest / name):  # by .., or through a link unpacked before
+    # where the system would put it: its folder resolved (links unpacked before, then ..), never
+    # the name normalised as text — "l/../../x" with l a link to a/b lies at a/x, not at ../x
+    path = u.dest / name
+    target = Path(os.path.realpath(path.parent)) / path.name if path.name != ".." else Path(os.path.realpath(path))
+    if not target.is_relative_to(u.real_dest):
         return _PATH_LEAVES
-    if target == u.dest:
+    if target == u.real_dest:
         return None if info.is_dir() else "names the archive's own folder, not a file in it: skipped"
     kind = stat.S_IFMT(info.external_attr >> 16)
     if info.is_dir():
