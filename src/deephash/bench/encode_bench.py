@@ -26,22 +26,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from deephash.bench.machine import cpu_isa, cpu_name
 from deephash.utils import atomic_write_json, cache_dir
 
 LARGE_SIZE = (4000, 3000)
 LARGE_QUALITY = 90
 LARGE_NOISE = 4.5  # std of the Gaussian noise added after up-scaling, in grey levels
-
-
-def cpu_isa() -> str:
-    """The vector instruction sets ONNX Runtime and libjpeg-turbo can use here (from /proc/cpuinfo)."""
-    try:
-        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    names = [("avx2", "AVX2"), ("avx512f", "AVX-512F"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
-             ("amx_int8", "AMX-INT8")]
-    return ", ".join(n for f, n in names if f in flags) or "SSE only"
 
 
 # ----------------------------------------------------------------------------- the image sets
@@ -196,7 +186,6 @@ def run_encode_bench(*, n_small: int = 3000, n_large: int = 60, repeats: int = 3
                      verbose: bool = True) -> dict[str, Any]:
     """Run the benchmark, print the table, write JSON (``json_path``) and return the dict."""
     from deephash.backbones import create_backbone
-    from deephash.bench.search_bench import _cpu_name
     from deephash.data import load_cifar10
     from deephash.encoding.int8 import int8_backbone
 
@@ -207,7 +196,7 @@ def run_encode_bench(*, n_small: int = 3000, n_large: int = 60, repeats: int = 3
     t = time.perf_counter()
     large = large_jpegs(n_large, [archive.abspath(int(i)) for i in test])
     mb = sum(p.stat().st_size for p in large) / len(large) / 1e6
-    say(f"# deephash encode benchmark: {backbone_name} at {image_size} px, {os.cpu_count()} cores; CPU: {_cpu_name()}; "
+    say(f"# deephash encode benchmark: {backbone_name} at {image_size} px, {os.cpu_count()} cores; CPU: {cpu_name()}; "
         f"ISA: {cpu_isa()}")
     say(f"sets: {len(small)} CIFAR-10 test JPEGs (32x32); {len(large)} 12-MP JPEGs ({LARGE_SIZE[0]}x{LARGE_SIZE[1]}, "
         f"q{LARGE_QUALITY}, {mb:.2f} MB each; ready in {time.perf_counter() - t:.1f} s)")
@@ -219,7 +208,7 @@ def run_encode_bench(*, n_small: int = 3000, n_large: int = 60, repeats: int = 3
         q8 = int8_backbone(bb, [archive.abspath(int(i)) for i in archive.split_indices("train")])
         q8.embed(np.zeros((2, image_size, image_size, 3), np.uint8))
         say(f"int8 backbone ready in {time.perf_counter() - t:.1f} s ({q8.int8_path.name})")
-    result: dict[str, Any] = {"machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "isa": cpu_isa()},
+    result: dict[str, Any] = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "isa": cpu_isa()},
                               "backbone": backbone_name, "image_size": image_size, "repeats": repeats, "seed": seed,
                               "sets": {"cifar": {"n": len(small)}, "12mp": {"n": len(large), "mb_per_file": mb}}}
     for set_name, paths in (("cifar", small), ("12mp", large)):

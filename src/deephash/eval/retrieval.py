@@ -33,7 +33,7 @@ def hamming_map(q_codes: np.ndarray, db_codes: np.ndarray, yq: np.ndarray, ydb: 
     import torch
 
     from deephash.index.codes import unpack_bits
-    from deephash.train.trainer import pick_device
+    from deephash.devices import pick_device
 
     dev = pick_device(device)
     yq, ydb = np.asarray(yq), np.asarray(ydb)
