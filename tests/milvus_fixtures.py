@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from deephash.errors import BackendUnavailableError
-from deephash.index.milvus_server import server_python, start_local_milvus
+from milvus_server import server_python, start_local_milvus
 
 
 @dataclass

@@ -100,15 +100,15 @@ def test_pq_models_index_and_search_by_asymmetric_distance(small_cifar, tmp_path
     Hamming-only options are refused with the reason."""
     import numpy as np
 
-    from deephash.index import HashIndex
+    from deephash.index import PQIndex, open_index
     from deephash.model import HashModel
 
     ck, ix = tmp_path / "pq.pt", tmp_path / "pq.dhi"
     r = run("train", small_cifar, "--split", "train", "--method", "pq", "--bits", 32, "--image-size", 32, "--out", ck)
     assert r.exit_code == 0, r.output
     assert run("index", small_cifar, "--split", "test", "--model", ck, "--out", ix).exit_code == 0
-    index = HashIndex.load(ix)
-    assert index.code_kind == "pq"
+    index = open_index(ix)  # the model's code kind picked the index type; the file's picks it again
+    assert type(index) is PQIndex and index.code_kind == "pq" and index.metric == "asymmetric"
     img = next((small_cifar / "test" / "cat").glob("*.jpg"))
     res = json.loads(run("search", ix, img, "-k", 5, "--json").output)
     model = HashModel.load(ck)
@@ -201,3 +201,33 @@ def test_index_update_adds_new_images_and_prunes_gone_ones_without_retraining(sm
                "--out", other).exit_code == 0
     r = CliRunner().invoke(cli, ["index", str(arch), "--split", "test", "--model", str(other), "--out", str(ix), "--update"])
     assert r.exit_code == 2 and "not comparable" in r.output
+
+
+def test_faiss_uris_build_update_and_search_an_index(small_cifar, tmp_path):
+    """``--out faiss-ivf:FILE?...`` builds the file with an IVF structure recorded in it; ``search`` on the
+    plain path uses it and says the answer is approximate; ``--update --out faiss-hnsw:FILE`` turns it
+    into an HNSW file; a bad parameter is a one-line error."""
+    import shutil
+
+    from deephash.index.hash_index import read_header
+
+    arch = tmp_path / "arch"
+    shutil.copytree(small_cifar, arch)
+    ck, ix = tmp_path / "itq.pt", tmp_path / "i.dhi"
+    assert run("train", arch, "--split", "train", "--method", "itq", "--bits", 16, "--image-size", 32,
+               "--out", ck).exit_code == 0
+    r = run("index", arch, "--split", "test", "--model", ck, "--out", f"faiss-ivf:{ix}?nprobe=2")
+    assert r.exit_code == 0 and "indexed 100 images (16 bits)" in r.output, r.output
+    assert read_header(ix)["search"] == {"name": "ivf", "nlist": 2, "nprobe": 2}
+    q = sorted((arch / "test" / "ship").glob("*.jpg"))[3]
+    res = json.loads(run("search", ix, q, "-k", 3, "--json").output)
+    assert res["search"]["name"] == "ivf" and res["search"]["exact"] is False
+    assert res["results"][0]["path"] == q.relative_to(arch).as_posix() and res["results"][0]["hamming"] == 0
+    shutil.copyfile(q, arch / "test" / "ship" / "again.jpg")
+    r = run("index", arch, "--split", "test", "--model", ck, "--out", f"faiss-hnsw:{ix}", "--update")
+    assert r.exit_code == 0 and "added 1, removed 0; it holds 101 images; rewrote the index file" in r.output, r.output
+    assert read_header(ix)["search"]["name"] == "hnsw"
+    text = run("search", f"faiss-hnsw:{ix}?ef_search=200", q, "-k", 2).output
+    assert "approximate: FAISS hnsw (M=16, ef_construction=40, ef_search=200) may miss neighbours" in text
+    r = CliRunner().invoke(cli, ["search", f"faiss-ivf:{ix}?nprobes=2", str(q)])
+    assert r.exit_code != 0 and r.output.strip().splitlines()[-1].endswith("faiss-ivf has no parameter 'nprobes'; it takes nlist, nprobe")

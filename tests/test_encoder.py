@@ -210,3 +210,56 @@ def test_encoder_rejects_bad_settings(backbone):
         StreamEncoder(backbone, workers=-1)
     with pytest.raises(ConfigError, match="names must match the images one to one"):
         list(StreamEncoder(backbone).stream([b"x"], names=["a", "b"]))
+
+
+def test_choose_workers_from_measured_costs():
+    from deephash.encoding.stream import choose_workers
+
+    assert choose_workers(0.0003, 0.0045, cores=2) == 0  # CIFAR-size: decoding ~7 % of the backbone, inline
+    assert choose_workers(0.040, 0.0045, cores=2) == 2  # 12-MP: decoding dominates, one process per core
+    assert choose_workers(0.040, 0.0045, cores=1) == 0  # one core: workers would hide nothing
+    assert choose_workers(0.040, 0.0045, cores=64) == 8
+
+
+@pytest.mark.parametrize("chosen", [0, 2])
+def test_measured_decoder_choice_changes_nothing_but_speed(corrupt_archive, backbone, monkeypatch, chosen):
+    """workers=None: the first chunk is decoded inline and timed, then ``choose_workers`` decides; whatever it
+    decides, features, order and skipped images are those of the inline encoder."""
+    import deephash.encoding.stream as stream
+
+    monkeypatch.delenv("DEEPHASH_DECODE_WORKERS", raising=False)
+    calls = []
+    monkeypatch.setattr(stream, "choose_workers", lambda d, b, cores=None: calls.append((d, b)) or chosen)
+    paths = [corrupt_archive.abspath(i) for i in range(len(corrupt_archive))]
+    ref = list(StreamEncoder(backbone, batch_size=16, workers=0).stream(paths))
+    got = list(StreamEncoder(backbone, batch_size=16).stream(paths))
+    assert len(calls) == 1 and calls[0][0] > 0 and calls[0][1] > 0
+    assert {b.workers for b in got} == {chosen} and {b.workers for b in ref} == {0}
+    assert [(b.start, b.stop) for b in got] == [(b.start, b.stop) for b in ref]
+    for a, b in zip(ref, got):
+        assert np.array_equal(a.positions, b.positions) and a.failed == b.failed
+        assert np.allclose(a.features, b.features, atol=1e-5)
+
+
+def test_decoder_choice_from_the_environment(small_cifar, backbone, monkeypatch):
+    import deephash.encoding.stream as stream
+
+    paths = sorted((small_cifar / "test").rglob("*.jpg"))[:40]
+    monkeypatch.setattr(stream, "choose_workers", lambda *a, **k: pytest.fail("DEEPHASH_DECODE_WORKERS is set"))
+    monkeypatch.setenv("DEEPHASH_DECODE_WORKERS", "0")
+    assert {b.workers for b in StreamEncoder(backbone, batch_size=16).stream(paths)} == {0}
+    monkeypatch.setenv("DEEPHASH_DECODE_WORKERS", "two")
+    with pytest.raises(ConfigError, match="DEEPHASH_DECODE_WORKERS must be a whole number"):
+        list(StreamEncoder(backbone, batch_size=16).stream(paths))
+
+
+def test_ort_spinning_setting(monkeypatch):
+    from deephash.backbones._onnx_runtime import spinning_default
+
+    monkeypatch.delenv("DEEPHASH_ORT_SPINNING", raising=False)
+    assert spinning_default() is False
+    monkeypatch.setenv("DEEPHASH_ORT_SPINNING", "1")
+    assert spinning_default() is True
+    monkeypatch.setenv("DEEPHASH_ORT_SPINNING", "yes")
+    with pytest.raises(ConfigError, match="DEEPHASH_ORT_SPINNING must be 0 or 1; got 'yes'"):
+        spinning_default()

@@ -344,7 +344,7 @@ def test_evaluate_codes_agrees_with_the_matrix_functions_in_blocks(monkeypatch):
     rng = np.random.default_rng(2)
     qc, ql = _labelled_codes(rng, 37, n_classes=4, n_bytes=2)
     dc, dl = _labelled_codes(rng, 210, n_classes=4, n_bytes=2)
-    from deephash.index.codes import hamming_matrix
+    from deephash.codes import hamming_matrix
 
     dist, rel = hamming_matrix(qc, dc), relevance_matrix(ql, dl)
     res = evaluate_codes(qc, dc, ql, dl, 50)

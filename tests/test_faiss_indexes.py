@@ -6,7 +6,7 @@ import pytest
 
 from deephash.errors import ConfigError, NotFittedError, UnknownNameError
 from deephash.index import SEARCHERS
-from deephash.index.codes import hamming_matrix
+from deephash.codes import hamming_matrix
 from deephash.index.faiss_indexes import ANN_INDEXES, create_ann_index, list_ann_indexes, recall_at_k
 from deephash.index.search import topk_from_distances
 

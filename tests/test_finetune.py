@@ -7,7 +7,8 @@ from deephash.config import Preprocessing
 from deephash.errors import ConfigError
 from deephash.hashers import load_hasher
 from deephash.index import pack_bits
-from deephash.train.finetune import ImageBank, embed_images, fine_tune
+from deephash.data.image_bank import ImageBank
+from deephash.train.finetune import embed_images, fine_tune
 
 
 @pytest.fixture(scope="module")

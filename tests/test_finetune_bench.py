@@ -57,7 +57,7 @@ def test_corrupt_images_are_left_out_and_the_cache_is_reused(broken_small, tmp_p
 
 
 def test_evaluation_matches_the_slow_obvious_map(small_cifar):
-    from deephash.index.codes import hamming_matrix, pack_bits
+    from deephash.codes import hamming_matrix, pack_bits
     from deephash.train.finetune import embed_images, fine_tune
 
     d = load_protocol_images(open_archive(small_cifar), "cifar10-50k")
@@ -124,3 +124,47 @@ def test_dpq_validates_end_to_end_by_asymmetric_distance(small_cifar, monkeypatc
                   val_fraction=0.2, device="cpu")
     assert seen and all(c[1][1] == 2 and c[2] == np.uint8 for c in seen)  # 16 bits = 2 sub-spaces of codeword ids
     assert h.report_["best_val_map"] is not None and 0 < h.report_["best_val_map"] <= 1
+
+
+def test_bench_finetune_runs_each_variant_and_writes_its_json(small_cifar, tmp_path):
+    """`deephash bench finetune --variants` on CPU, tiny: each variant's recipe is the options
+    overridden by the variant, --param reaches its method, and every variant's JSON is written."""
+    import json
+
+    from click.testing import CliRunner
+
+    from deephash.cli.main import cli
+
+    out, js = tmp_path / "runs", tmp_path / "ft.json"
+    variants = '[{"name": "a", "epochs": 2}, {"name": "b", "method": "csq", "scale_min": 0.5}]'
+    r = CliRunner().invoke(cli, ["bench", "finetune", "--dataset", str(small_cifar), "--protocol", "10k50k",
+                                 "--image-size", "32", "--epochs", "1", "--batch-size", "32", "--val-fraction", "0",
+                                 "--device", "cpu", "--rerank-queries", "10", "--param", "dlbhc.label_smoothing=0.1",
+                                 "--save-max-mb", "0.001", "--variants", variants, "--out", str(out), "--json", str(js)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    j = json.loads(js.read_text())
+    assert j["benchmark"] == "finetune" and j["protocol"] == "cifar10-50k" and j["device"] == "cpu"
+    assert j["sizes"] == {"query": 100, "train": 300, "database": 300} and j["machine"]["isa"]
+    a, b = j["variants"]
+    assert (a["name"], a["method"], a["recipe"]["epochs"], a["recipe"]["params"]) == ("a", "dlbhc", 2, {"label_smoothing": 0.1})
+    assert (b["name"], b["method"], b["recipe"]["epochs"], b["recipe"]["scale_min"]) == ("b", "csq", 1, 0.5)
+    assert b["recipe"]["params"] == {}  # --param dlbhc.* is not csq's
+    assert a["recipe"]["val_fraction"] == 0 and b["recipe"]["val_fraction"] == 0
+    for v in (a, b):
+        assert 0 < v["map"] <= 1 and v["n_query"] == 100 and v["map_at"] == 1000
+        assert v["checkpoint"] is None and not (out / f"{v['name']}.pt").exists()  # over --save-max-mb: deleted
+        assert json.loads((out / f"{v['name']}.json").read_text())["map"] == v["map"]
+    assert "coarse_to_fine" in a and "| b | csq | 64 | 1 |" in r.output
+
+
+@pytest.mark.parametrize("variants, message", [("[{", "not valid JSON"), ('{"a": 1}', "non-empty JSON list"),
+                                               ('[{"epoch": 3}]', "unknown field"),
+                                               ('[{"name": "x"}, {"name": "x"}]', "two variants are named")])
+def test_bench_finetune_refuses_bad_variants_before_any_work(small_cifar, variants, message):
+    from click.testing import CliRunner
+
+    from deephash.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["bench", "finetune", "--dataset", str(small_cifar), "--variants", variants])
+    assert r.exit_code != 0 and message in r.output and "Traceback" not in r.output

@@ -652,3 +652,118 @@ def test_fuzz_checkpoint_overwrites(ckpt_file, tmp_path_factory, edits):
     p = tmp_path_factory.mktemp("cfz") / "o.pt"
     p.write_bytes(bytes(bad[: len(data)]))
     _ckpt_contract(p, codes, X)
+
+
+# ----------------------------------------------------------------------------- byte-level: archives
+def _archive_seeds() -> dict[str, bytes]:
+    """A small .zip, .tar and .tar.gz: two classes of images, a folder entry, a link inside, a text file."""
+    import tarfile
+
+    members = {"top/cat/a.png": _save(_img(seed=60), "PNG"), "top/dog/b.jpg": _save(_img(seed=61), "JPEG"),
+               "top/notes.txt": b"hello"}
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("top/", b"")
+        for n, d in members.items():
+            z.writestr(n, d)
+        link = zipfile.ZipInfo("top/cat/link.png")
+        link.external_attr = 0o120777 << 16
+        z.writestr(link, "a.png")
+    tbuf = io.BytesIO()
+    with tarfile.open(fileobj=tbuf, mode="w") as t:
+        for n, d in members.items():
+            ti = tarfile.TarInfo(n)
+            ti.size = len(d)
+            t.addfile(ti, io.BytesIO(d))
+        ti = tarfile.TarInfo("top/cat/link.png")
+        ti.type, ti.linkname = tarfile.SYMTYPE, "a.png"
+        t.addfile(ti)
+    import gzip
+
+    return {"zip": zbuf.getvalue(), "tar": tbuf.getvalue(), "tar.gz": gzip.compress(tbuf.getvalue(), mtime=0)}
+
+
+_ARCHIVES = _archive_seeds()
+
+
+@contextlib.contextmanager
+def _cache_in(d: Path):
+    saved = os.environ.get("DEEPHASH_CACHE")
+    os.environ["DEEPHASH_CACHE"] = str(d)
+    try:
+        yield d
+    finally:
+        os.environ["DEEPHASH_CACHE"] = saved if saved is not None else ""
+        if saved is None:
+            del os.environ["DEEPHASH_CACHE"]
+
+
+@FUZZ
+@given(kind=st.sampled_from(sorted(_ARCHIVES)), gz=st.booleans(),
+       edits=st.lists(st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=8)), min_size=1, max_size=3),
+       cut=st.none() | st.integers(0, 10**6))
+def test_fuzz_archives_unpack_inside_the_cache_or_are_refused(tmp_path_factory, kind, gz, edits, cut):
+    """Overwritten and cut .zip / .tar / .tar.gz bytes (a .tar also gzip'ed after the damage, so that
+    damaged headers reach the tar reader): listed with every file inside the unpacked folder and every
+    skip reason one line, or refused in one line — and nothing is written outside the cache."""
+    import gzip
+
+    bad = bytearray(_ARCHIVES[kind])
+    for off, b in edits:
+        off %= len(bad)
+        bad[off:off + len(b)] = b
+    bad = bytes(bad[: len(_ARCHIVES[kind])])
+    if cut is not None:
+        bad = bad[: max(1, cut % (len(bad) + 1))]
+    suffix = kind
+    if kind == "tar" and gz:
+        bad, suffix = gzip.compress(bad, mtime=0), "tar.gz"
+    _archive_contract(tmp_path_factory.mktemp("afz"), suffix, bad)
+
+
+def _archive_contract(d: Path, suffix: str, data: bytes):
+    """Open the archive ``data`` with its cache in ``d``: listed with every file inside the unpacked
+    folder and one-line skip reasons, or refused in one line; nothing is written outside the cache."""
+    arc = d / f"a.{suffix}"
+    arc.write_bytes(data)
+    with _cache_in(d / "cache") as cache, no_hang(60):
+        try:
+            a = open_archive(arc)
+        except DataError as e:
+            one_line(str(e))
+            a = None
+    assert {p.name for p in d.iterdir()} <= {arc.name, "cache"}
+    if a is None:  # nothing half-unpacked is left behind
+        assert not any(p.name.startswith(".unpack-") for p in (cache / "archives").glob("*"))
+        return
+    for i in range(len(a)):
+        assert Path(os.path.realpath(a.abspath(i))).is_relative_to(os.path.realpath(cache)), a.paths[i]
+    for _name, why in a.skipped:
+        one_line(why)
+    return a
+
+
+_MEMBER = st.lists(st.sampled_from(["..", ".", "", "a", "b", "top", "x.png"]), min_size=1, max_size=5).map("/".join)
+
+
+@FUZZ
+@given(members=st.lists(st.tuples(st.sampled_from(["file", "dir", "link"]), st.booleans(), _MEMBER, _MEMBER),
+                        min_size=1, max_size=6))
+def test_fuzz_zip_member_names_and_links_stay_inside(tmp_path_factory, members):
+    """Members named and linked with any mix of ``..``, ``.``, empty parts and a leading ``/`` — files,
+    folders, links, in any order: nothing is written or linked outside the unpacked folder."""
+    png = _save(_img(seed=62), "PNG")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("top/cat/keep.png", png)
+        for kind, absolute, name, target in members:
+            zi = zipfile.ZipInfo(("/" if absolute else "") + name + ("/" if kind == "dir" else ""))
+            zi.external_attr = {"file": 0o100644, "dir": 0o040755, "link": 0o120777}[kind] << 16
+            z.writestr(zi, {"file": png, "dir": b"", "link": target.encode()}[kind])
+    d = tmp_path_factory.mktemp("zfz")
+    _archive_contract(d, "zip", buf.getvalue())
+    unpacked = os.path.realpath(d / "cache" / "archives")
+    for dirpath, dirnames, filenames in os.walk(d / "cache"):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            assert Path(os.path.realpath(p)).is_relative_to(unpacked), (p, os.readlink(p) if os.path.islink(p) else None)

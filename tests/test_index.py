@@ -165,29 +165,39 @@ def test_bad_inputs_say_what_was_expected():
 
 
 def test_asymmetric_search_matches_a_slow_sort_and_pq_indexes_refuse_hamming_search(tmp_path):
+    from deephash.index import PQIndex, new_index, open_index
+
     rng = np.random.default_rng(5)
     codes = rng.integers(0, 256, (300, 4), dtype=np.uint8)
-    ix = HashIndex(32, code_kind="pq")
+    ix = PQIndex(32)
     ix.add(codes, ids=np.arange(1000, 1300))
     ix.remove([1003, 1010])
     D = rng.integers(0, 6, (7, len(ix))).astype(np.float32)  # many ties: order must follow insertion
-    d, ids = ix.search_asymmetric(lambda c: D if c.shape[0] == len(ix) else None, 12)
+    d, ids = ix.search(lambda c: D if c.shape[0] == len(ix) else None, 12)
     for q in range(7):
         order = sorted(range(len(ix)), key=lambda r: (D[q, r], r))[:12]
         assert ids[q].tolist() == ix.ids[order].tolist() and np.array_equal(d[q], D[q, order])
-    d, ids = ix.search_asymmetric(lambda c: D, 400)  # more than the index holds: padded like FAISS
+    d, ids = ix.search(lambda c: D, 400)  # more than the index holds: padded like FAISS
     assert (ids[:, len(ix):] == -1).all() and np.isinf(d[:, len(ix):]).all()
-    for call in (lambda: ix.search(codes[:1], 3), lambda: ix.search_radius(codes[:1], 2),
-                 lambda: ix.search_rerank(codes[:1], np.zeros((1, 4)), 3)):
-        with pytest.raises(ConfigError, match="holds 'pq' codes"):
+    for call, why in ((lambda: ix.search(codes[:1], 3), "its query is the model's distance function"),
+                      (lambda: ix.search_radius(codes[:1], 2), "a radius is a Hamming distance"),
+                      (lambda: ix.snapshot().within(lambda c: D[:1], 2), "a radius is a Hamming distance"),
+                      (lambda: ix.search_rerank(codes[:1], np.zeros((1, 4)), 3), "re-rank orders a Hamming pool")):
+        with pytest.raises(ConfigError, match=why) as e:
             call()
+        assert "asymmetric distance" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(ConfigError, match="one column per indexed item"):
-        ix.search_asymmetric(lambda c: D[:, :5], 3)
+        ix.search(lambda c: D[:, :5], 3)
+    assert ix.search_path == "asymmetric" and ix.stats()["searcher"] == "asymmetric"
     ix.save(tmp_path / "pq.dhi")
-    back = HashIndex.load(tmp_path / "pq.dhi")
-    assert back.code_kind == "pq" and np.array_equal(back.codes, ix.codes)
-    with pytest.raises(ConfigError, match="code_kind"):
-        HashIndex(32, code_kind="opq")
+    for back in (HashIndex.load(tmp_path / "pq.dhi"), PQIndex.load(tmp_path / "pq.dhi"), open_index(tmp_path / "pq.dhi")):
+        assert type(back) is PQIndex and back.code_kind == "pq" and np.array_equal(back.codes, ix.codes)
+    HashIndex(32).save(tmp_path / "h.dhi")
+    assert type(open_index(tmp_path / "h.dhi")) is HashIndex
+    with pytest.raises(ConfigError, match="holds 'hamming' codes, not the 'pq' codes of PQIndex"):
+        PQIndex.load(tmp_path / "h.dhi")
+    with pytest.raises(ConfigError, match="code_kind must be one of"):
+        new_index(tmp_path / "x.dhi", 32, code_kind="opq")
 
 
 def _journal_index(tmp_path, n=40, with_features=True):

@@ -14,7 +14,7 @@ import pytest
 from deephash.errors import ConfigError
 from deephash.index import SEARCHERS, HashIndex
 from deephash.index import kernel_searcher as ks
-from deephash.index.codes import hamming_matrix
+from deephash.codes import hamming_matrix
 
 pytestmark = pytest.mark.skipif(not ks.kernel_available() and os.environ.get("DEEPHASH_REQUIRE_EXT") != "1",
                                 reason="the C kernel is not built")

@@ -8,7 +8,7 @@ import pytest
 
 from deephash.errors import UnknownNameError
 
-from deephash.bench.methods_bench import _protocol_split, run_methods_bench
+from deephash.bench.methods_bench import _protocol_split, format_methods_markdown, run_methods_bench
 from deephash.errors import ConfigError
 from deephash.eval.metrics import mean_average_precision, relevance_matrix
 from deephash.hashers import create_hasher
@@ -216,3 +216,48 @@ def test_run_methods_bench_records_a_failing_method_and_goes_on():
     assert "needs n_bits <= feature dim" in rows["itq"]["error"] and "map" in rows["lsh"]
     with pytest.raises(ConfigError, match="unknown method"):
         run_methods_bench(X, y, splits, methods=["nope"], bits=(16,))
+
+
+def test_methods_bench_subsamples_training_and_adds_coarse_to_fine(tmp_path):
+    """--n-train draws the training images equally per class from the protocol's; --rerank-queries
+    adds DLBHC's coarse-to-fine search, equal to calling the evaluation on the same codes directly."""
+    from deephash.eval.retrieval import coarse_to_fine_evaluation
+    from deephash.hashers import create_hasher
+
+    X, y, splits = _synthetic(n_per=300, dim=32)
+    s = _protocol_split("cifar10-50k", y, splits, seed=0, n_query=100, n_train=500)
+    assert len(s.train) == 500 and (np.bincount(y[s.train]) == 50).all()
+    assert set(s.train) <= set(np.flatnonzero(splits == "train")) and len(s.database) == (splits == "train").sum()
+    params = {"dlbhc": {"n_iters": 60, "eval_every": 30}}
+    r = run_methods_bench(X, y, splits, methods=["dlbhc", "lsh"], bits=(16,), protocol="cifar10-50k", n_query=100,
+                          n_train=500, rerank_queries=40, method_params=params, json_path=tmp_path / "m.json")
+    rows = {x["method"]: x for x in r["results"]}
+    assert r["protocol_detail"]["n_train"] == 500 and r["rerank_queries"] == 40 and r["machine"]["isa"]
+    assert "coarse_to_fine" not in rows["lsh"] and "query_accuracy" not in rows["lsh"]
+    c = rows["dlbhc"]["coarse_to_fine"]
+    assert c["n_query"] == 40 and 0 <= rows["dlbhc"]["query_accuracy"] <= 1
+    # the same evaluation, recomputed on a hasher trained the same way on the same split
+    h = create_hasher("dlbhc", 16, seed=0, **params["dlbhc"]).fit(X[s.train], y[s.train])
+    q, db = X[s.query[:40]], X[s.database]
+    want = coarse_to_fine_evaluation(h.encode(q), h.rerank_features(q), h.encode(db), h.rerank_features(db),
+                                     y[s.query[:40]], y[s.database], k=1000)
+    assert c["map_coarse_to_fine"] == pytest.approx(want["map_coarse_to_fine"])
+    assert c["map_hamming"] == pytest.approx(want["map_hamming"])
+    assert "Coarse-to-fine on the first 40 queries" in format_methods_markdown(r)
+
+
+def test_bench_methods_command_takes_n_train_and_rerank_queries(small_cifar, tmp_path):
+    from click.testing import CliRunner
+
+    from deephash.cli.main import cli
+
+    out = tmp_path / "m.json"
+    r = CliRunner().invoke(cli, ["bench", "methods", "--dataset", str(small_cifar), "--protocol", "cifar10-50k",
+                                 "--methods", "dlbhc", "--bits", "16", "--image-size", "32", "--n-train", "200",
+                                 "--rerank-queries", "20", "--param", "n_iters=30", "--json", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    j = json.loads(out.read_text())
+    row = j["results"][0]
+    assert j["protocol_detail"]["n_train"] == 200 and row["method"] == "dlbhc" and row["params"]["n_iters"] == 30
+    assert row["coarse_to_fine"]["n_query"] == 20 and "Coarse-to-fine on the first 20 queries" in r.output

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from deephash.bench.replicas_bench import start_all
 from deephash.cli.main import cli
 from milvus_fixtures import TcpRelay
 from service_helpers import KEY, Server, free_port, png_bytes
@@ -114,26 +114,6 @@ def test_an_unreachable_milvus_is_one_line_naming_the_uri(tmp_path, small_cifar,
     assert r.exit_code == 2 and "unknown option(s) color" in r.output, r.output
 
 
-def _start_all(servers: list[Server]) -> None:
-    errors: list[BaseException] = []
-
-    def go(s: Server) -> None:
-        try:
-            s.start()
-        except BaseException as e:  # noqa: BLE001  (re-raised below)
-            errors.append(e)
-
-    threads = [threading.Thread(target=go, args=(s,)) for s in servers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        for s in servers:
-            s.stop()
-        raise errors[0]
-
-
 def _search(client: httpx.Client, data: bytes, **params) -> list[dict]:
     r = client.post("/api/search", files={"file": ("q.png", data, "image/png")}, params=params)
     assert r.status_code == 200, r.text
@@ -148,7 +128,7 @@ def test_two_serve_replicas_on_one_milvus_act_as_one_service(built, milvus_serve
     b = Server(uri.replace(f":{milvus_server.uri.rsplit(':', 1)[1]}/", f":{relay.port}/") + "?timeout=2",
                tmp_path / "b.log", "--api-key", KEY, "--uploads", str(uploads))
     t0 = time.monotonic()
-    _start_all([a, b])
+    start_all([a, b])
     print(f"replicas up in {time.monotonic() - t0:.1f} s")
     try:
         with a.client(headers={"X-API-Key": KEY}) as ca, b.client(headers={"X-API-Key": KEY}) as cb:

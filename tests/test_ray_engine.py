@@ -8,6 +8,7 @@ process dies in the middle of a shard (Ray redoes the shard; nothing is indexed 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,6 +154,83 @@ def test_cli_without_address_starts_and_stops_a_local_cluster(archive_root, chec
     assert "(ray: 4 shards, 4 encoded, 0 reused" in p.stdout
     idx = HashIndex.load(tmp_path / "own.dhi")
     assert np.array_equal(idx.ids, local.ids) and np.array_equal(idx.codes, local.codes)
+
+
+def _contents(index):
+    """Everything an index holds, by id, through the backend interface (a file or a Milvus collection alike)."""
+    ids, paths = index.id_paths()
+    order = np.argsort(ids)
+    ids, paths = np.asarray(ids)[order], [paths[j] for j in order]
+    view = index.snapshot()
+    keys = np.asarray([view.key_of(int(i)) for i in ids])
+    got_paths, labels = view.records_of(keys)
+    assert list(got_paths) == paths
+    return ids, paths, view.codes_of(keys), view.features_of(keys), list(labels)
+
+
+@pytest.mark.parametrize("backend", ["file", "milvus"])
+def test_update_with_ray_equals_update_with_local(backend, cluster, archive_root, checkpoint, tmp_path, request):
+    """`deephash index --update --prune --engine ray` on an archive that gained 24 images (one of them
+    corrupt) and lost 7 gives the index `--update --prune` (the local engine) gives: same ids, paths,
+    codes, features, labels and the same skipped-file report; only the new images are encoded, in shards."""
+    from deephash.cli.main import cli
+    from deephash.index.backend import open_index
+
+    arch = tmp_path / "arch"
+    shutil.copytree(archive_root, arch)
+    files = sorted(arch.glob("train/*/*.jpg"))
+    held = sorted(set(files[::6]) | {arch / "train/cat/9990_corrupt.jpg"})  # out for the first build, back for the update
+    assert len(held) == 24
+    stash = tmp_path / "held"
+    for f in held:
+        (stash / f.relative_to(arch)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(f, stash / f.relative_to(arch))
+    if backend == "file":
+        outs = [str(tmp_path / "local.dhi"), str(tmp_path / "ray.dhi")]
+    else:
+        from test_index_backends import milvus_uri
+
+        base = milvus_uri(request.getfixturevalue("milvus_server"))
+        outs = [f"{base}dh_upd_local_{os.getpid()}", f"{base}dh_upd_ray_{os.getpid()}"]
+
+    def run(*args):
+        return CliRunner().invoke(cli, list(map(str, args)))
+
+    try:
+        for out in outs:
+            r = run("index", arch, "--model", checkpoint, "--out", out)
+            assert r.exit_code == 0 and "indexed 107 images" in r.output, r.output
+        for f in held:
+            shutil.move(stash / f.relative_to(arch), f)
+        gone = [f for f in sorted(arch.glob("train/*/*.jpg")) if f not in held and f.name[:4] != "9991"][::16]
+        assert len(gone) == 7
+        for f in gone:
+            f.unlink()
+        r_local = run("index", arch, "--model", checkpoint, "--out", outs[0], "--update", "--prune")
+        r_ray = run("index", arch, "--model", checkpoint, "--out", outs[1], "--update", "--prune", "--engine", "ray",
+                    "--shard-size", "5")
+        for r, out in ((r_local, outs[0]), (r_ray, outs[1])):
+            assert r.exit_code == 0, r.output
+            assert f"updated {out}: added 23, removed 7; it holds 123 images" in r.output
+        # only the files the index lacks are encoded: the 24 back, and the empty and truncated files that failed before
+        assert "(ray: 6 shards, 6 encoded, 0 reused" in r_ray.output
+
+        def report(out: str) -> list[str]:  # the skipped-file lines, without progress bars and the last line
+            return [ln for ln in out.replace("\r", "\n").splitlines() if ln and "%|" not in ln and not ln.startswith("updated ")]
+
+        assert any("9990_corrupt.jpg" in ln for ln in report(r_local.output))
+        assert report(r_local.output) == report(r_ray.output)
+        a, b = (_contents(open_index(out)) for out in outs)
+        assert len(a[0]) == 123 and not any(str(f.relative_to(arch)) in a[1] for f in gone)
+        for x, y in zip(a, b):
+            assert (np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y)
+    finally:
+        if backend == "milvus":
+            for out in outs:
+                try:
+                    open_index(out).drop()
+                except Exception:  # noqa: BLE001  (a collection the test never made)
+                    pass
 
 
 KILLED_RUN = """

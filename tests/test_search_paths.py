@@ -132,3 +132,26 @@ def test_k_beyond_the_index_is_capped_and_says_so(served):
     assert len(lib["results"]) == n and lib.get("k_capped_at") == n
     r = http.get("/api/search/0", params={"k": 10**9})  # the service has its own documented limit on k
     assert r.status_code == 422 and "less than or equal to" in r.text, r.text
+
+
+def test_a_faiss_uri_answers_alike_from_http_python_and_cli(demo_index, tmp_path):
+    """The same ``faiss-hnsw:FILE?...`` name serves, searches from Python and from the CLI; every answer
+    and the service's stats say which structure answered and that it is approximate."""
+    index = copy_index(demo_index, tmp_path / "idx")
+    uri = f"faiss-hnsw:{index}?ef_search=24"
+    srv = Server(uri, tmp_path / "server.log").start()
+    try:
+        with srv.client() as http:
+            qid = int(HashIndex.load(index).ids[5])
+            for case in ({"k": 7}, {"k": 6, "rerank": True}, {"k": 300, "radius": 20}):
+                lib = api.search(uri, ids=[qid], **case)[0].json
+                r = http.get(f"/api/search/{qid}", params=http_params(case))
+                assert r.status_code == 200, r.text
+                cli_res = cli_json(uri, "--id", qid, *cli_args(case))[0]
+                assert hits(r.json()["results"]) == hits(lib["results"]) == hits(cli_res["results"]) and lib["results"]
+                assert r.json()["search"] == lib["search"] == cli_res["search"]
+                assert lib["search"]["name"] == "hnsw" and lib["search"]["ef_search"] == 24 and lib["search"]["exact"] is False
+            stats = http.get("/api/stats").json()["search"]
+            assert stats["name"] == "hnsw" and stats["exact"] is False
+    finally:
+        srv.stop()

@@ -22,7 +22,7 @@ httpx = pytest.importorskip("httpx")
 from service_helpers import KEY, Server, bomb_png, copy_index, png_bytes  # noqa: E402
 
 from deephash.index import HashIndex  # noqa: E402
-from deephash.index.codes import hamming_matrix  # noqa: E402
+from deephash.codes import hamming_matrix  # noqa: E402
 
 MAX_UPLOAD = 256 * 1024  # the server below runs with --max-upload-mb 0.25
 

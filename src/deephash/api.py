@@ -207,10 +207,10 @@ class IndexBuild:
 def _model_ref(checkpoint: str | os.PathLike, out: str | os.PathLike) -> str:
     """How an index names its model: relative to a local index file's folder (the pair moves together),
     absolute for a server index."""
-    from deephash.index.backend import is_remote
+    from deephash.index.backend import local_path
 
-    full = Path(checkpoint).resolve()
-    return str(full) if is_remote(out) else os.path.relpath(full, Path(out).resolve().parent)
+    full, file = Path(checkpoint).resolve(), local_path(out)
+    return str(full) if file is None else os.path.relpath(full, file.resolve().parent)
 
 
 def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, *, store_features: bool = True,
@@ -227,12 +227,13 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
     quantised, calibrated on the archive (recorded in the index's ``meta["backbone"]``)."""
     from deephash.data import open_archive
     from deephash.engines import create_engine
-    from deephash.index.backend import is_remote, new_index
+    from deephash.index.backend import local_path, new_index
     from deephash.model import HashModel
     from deephash.utils import check_writable
 
-    if not is_remote(out):
-        check_writable(out)  # before the archive is encoded, not after
+    file = local_path(out)  # None for a server index; a bad URI is refused here, before any work
+    if file is not None:
+        check_writable(file)  # before the archive is encoded, not after
     runner = create_engine(engine, **(engine_options or {}))  # a bad engine or option is refused before any work
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
@@ -252,7 +253,7 @@ def build_index(archive, checkpoint: str | os.PathLike, out: str | os.PathLike, 
     index.add(enc.codes, ids=enc.ids, paths=[archive.paths[i] for i in enc.ids], labels=labels,
               features=enc.features if store_features else None)
     index.finish()
-    return IndexBuild(index, str(out) if is_remote(out) else Path(out), archive.skipped + enc.failed, enc.stats,
+    return IndexBuild(index, str(out) if file is None else file, archive.skipped + enc.failed, enc.stats,
                       list(archive.ignored))
 
 
@@ -267,6 +268,7 @@ class IndexUpdate:
     rewritten: bool  # True: the index file was rewritten; False: the changes went to its journal
     journal_bytes: int
     ignored: list[str] = field(default_factory=list)  # files of the archive that are no images (by suffix)
+    encoding: dict[str, Any] = field(default_factory=dict)  # the engine's stats for the new images (deephash.engines)
 
 
 def _index_labels(index, archive, rows: np.ndarray) -> np.ndarray | None:
@@ -284,16 +286,20 @@ def _index_labels(index, archive, rows: np.ndarray) -> np.ndarray | None:
 
 
 def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.PathLike, *, prune: bool = False,
-                 progress: bool = True, fold_ratio: float = 0.25, **backend_options: Any) -> IndexUpdate:
+                 progress: bool = True, fold_ratio: float = 0.25, engine: str = "local",
+                 engine_options: dict[str, Any] | None = None, **backend_options: Any) -> IndexUpdate:
     """Bring an index (a file or ``milvus://...``) up to date with its archive without retraining:
     encode and add the images it does not hold yet (matched by path), and with ``prune`` remove the
     entries whose files are gone. A local file gets the changes in its journal, and is rewritten (the
-    journal folded in) when the journal passes ``fold_ratio`` of it or new class names appeared."""
+    journal folded in) when the journal passes ``fold_ratio`` of it or new class names appeared.
+    ``engine`` / ``engine_options``: where the new images are encoded, as in :func:`build_index`
+    (every engine adds the same codes, features and ids)."""
     from deephash.data import open_archive
-    from deephash.features import extract_features
+    from deephash.engines import create_engine
     from deephash.index.backend import open_index
     from deephash.model import HashModel, model_path_of, require_same_model
 
+    runner = create_engine(engine, **(engine_options or {}))  # a bad engine or option is refused before any work
     if not hasattr(archive, "paths"):
         archive = open_archive(archive)
     index = open_index(index_path, **backend_options)
@@ -302,7 +308,7 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
     if index.meta.get("model_identity"):
         require_same_model(index.meta, model, where)
     else:  # an index from before identities were recorded: the model must be the file it names
-        used = model_path_of(index.meta, index_path).resolve()
+        used = model_path_of(index.meta, where).resolve()
         if used != Path(checkpoint).resolve():
             raise ConfigError(f"{where} was built with {used}, not {Path(checkpoint).resolve()}: codes of another "
                               "model are not comparable; use that model, or rebuild the index with deephash index")
@@ -317,13 +323,14 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
     new_rows = np.array([i for i, p in enumerate(archive.paths) if p not in have], np.int64)
     added = np.zeros(0, np.int64)
     failed: Skipped = []
+    stats: dict[str, Any] = {}
     if len(new_rows):
-        fs = extract_features(archive, model.backbone, new_rows, progress=progress)
-        failed = fs.failed
-        if len(fs.index):
-            added = index.add(model.hasher.encode(fs.features), paths=[archive.paths[i] for i in fs.index],
-                              labels=_index_labels(index, archive, fs.index),
-                              features=fs.features if index.has_features else None)
+        enc = runner.encode(archive, checkpoint, model, positions=new_rows, progress=progress)
+        failed, stats = enc.failed, enc.stats
+        if len(enc.ids):
+            added = index.add(enc.codes, paths=[archive.paths[i] for i in enc.ids],
+                              labels=_index_labels(index, archive, enc.ids),
+                              features=enc.features if index.has_features else None)
     gone: list[int] = []
     if prune:
         present = set(archive.paths)
@@ -332,7 +339,7 @@ def update_index(archive, checkpoint: str | os.PathLike, index_path: str | os.Pa
             index.remove(gone)
     rewritten = index.persist(added, gone, fold_ratio=fold_ratio)
     return IndexUpdate(int(len(added)), len(gone), archive.skipped + failed, len(index), rewritten,
-                       getattr(index, "journal_bytes", 0), list(archive.ignored))
+                       getattr(index, "journal_bytes", 0), list(archive.ignored), stats)
 
 
 # ----------------------------------------------------------------------------- search
@@ -340,16 +347,14 @@ def open_for_search(index_path: str | os.PathLike, model: str | os.PathLike | No
     """Open an index (a file or ``milvus://...``: :func:`deephash.index.backend.open_index`) and the model
     to query it with (the one it names unless ``model`` is given); a model other than the one the index
     was built with is refused. Returns ``(index, model)``."""
-    from deephash.index.backend import open_index
+    from deephash.index.backend import open_index, require_model_codes
     from deephash.model import HashModel, model_path_of, require_same_model
 
     index = open_index(index_path, **backend_options)
     where = index.location
-    m = HashModel.load(model if model is not None else model_path_of(index.meta, index_path))
+    m = HashModel.load(model if model is not None else model_path_of(index.meta, where))
     require_same_model(index.meta, m, where)
-    if m.hasher.n_bits != index.n_bits or m.hasher.code_kind != index.code_kind:
-        raise ConfigError(f"the model makes {m.hasher.n_bits}-bit {m.hasher.code_kind!r} codes but {where} holds "
-                          f"{index.n_bits}-bit {index.code_kind!r} codes: pass the model the index was built with (--model)")
+    require_model_codes(index, m.hasher, where)
     return index, m
 
 
@@ -382,11 +387,13 @@ class SearchAnswer:
 
 def make_query(model, code: np.ndarray, feature: np.ndarray | None, timings: dict[str, float] | None = None,
                self_id: int | None = None, name: str | None = None):
-    """A :class:`deephash.query.Query` for ``model``'s index (binds the asymmetric distance of PQ / DPQ)."""
+    """A :class:`deephash.query.Query` for ``model``'s index: its code, and with the float ``feature`` the
+    model's distance from it to stored codes (``hasher.query_distances``: the asymmetric distance that
+    ranks a PQ index; a Hamming view ranks by the code and never calls it)."""
     from deephash.query import Query
 
     dist = None
-    if model.hasher.code_kind != "hamming" and feature is not None:
+    if feature is not None:
         f = np.atleast_2d(np.asarray(feature, np.float32))
         dist = lambda codes: model.hasher.query_distances(f, codes)  # noqa: E731
     return Query(code, feature, self_id=self_id, distances=dist, timings=dict(timings or {}), name=name)

@@ -60,3 +60,7 @@ class EngineError(DeepHashError):
 
 class EngineUnavailableError(EngineError):
     """An encoding engine cannot be used here: its optional package is not installed."""
+
+
+class ServeError(DeepHashError):
+    """A ``deephash serve`` child process exited or did not answer ``/health`` in time."""

@@ -19,6 +19,7 @@ OPTIONAL: dict[str, tuple[str, str | None]] = {
     "fastapi": ("fastapi", "serve"),
     "multipart": ("python-multipart", "serve"),
     "python_multipart": ("python-multipart", "serve"),
+    "httpx": ("httpx", "serve"),
     "faiss": ("faiss-cpu", None),
     "pymilvus": ("pymilvus", "milvus"),
     "onnxruntime": ("onnxruntime", None),

@@ -24,9 +24,11 @@ How a query is answered (Hamming codes):
 The index is read through the view of :mod:`deephash.index.backend` (``nearest``, ``within``,
 ``features_of``, ...), so the same code answers on a local file and on Milvus.
 
-Quantisation indexes (PQ / DPQ codes; local files only) are ranked by the model's asymmetric distance from the
-query's float features (:func:`asymmetric_topk`, the one implementation); ties by id. Radius and
-re-rank are Hamming notions and refused there.
+The view's ``metric`` picks the ranking (:data:`RANKINGS`). Quantisation indexes (PQ / DPQ codes:
+:class:`deephash.index.PQIndex`, ``metric`` "asymmetric") are ranked by the model's asymmetric
+distance from the query's float features (``Query.distances``; :func:`asymmetric_topk`, the one
+implementation, in the view's ``nearest``); ties by id. Radius and re-rank are Hamming notions:
+the view refuses a radius, and re-rank is refused here.
 
 :func:`answer_json` gives the one JSON shape of an answer (and of a hit) that ``deephash search
 --json``, the HTTP API and :func:`deephash.api.search` return.
@@ -41,7 +43,7 @@ import numpy as np
 from deephash.names import display_path  # file names are bytes: shown with \xNN escapes
 
 from deephash.errors import ConfigError
-from deephash.index.codes import check_codes, hamming_matrix
+from deephash.codes import check_codes, hamming_matrix
 from deephash.utils import Timer
 
 #: the answer stages reported in ``timings_ms`` (None for a stage that did not run)
@@ -68,8 +70,9 @@ class Query:
     """One query: its packed code (1, K/8), its float features (1, D) when known, and what it is.
 
     ``self_id``: the indexed image this query is, when known (a search by id, or a query file
-    inside the indexed archive); ``distances``: for a quantisation index, the model's asymmetric
-    distance from this query to a block of codes (``codes -> (1, n)``); ``timings``: seconds of
+    inside the indexed archive); ``distances``: the model's distance from this query's float
+    features to a block of codes (``codes -> (1, n)``), what a view of ``metric`` "asymmetric" (a
+    quantisation index) ranks by; ``timings``: seconds of
     the stages that made it (decode, backbone, hash)."""
 
     code: np.ndarray
@@ -164,17 +167,24 @@ def asymmetric_topk(distances: np.ndarray, ids: np.ndarray, k: int) -> np.ndarra
 def search(index, query: Query, k: int, radius: int | None = None, label: str | int | None = None,
            rerank: Rerank | bool | None = None, exclude_self: bool = False, *, class_names: Sequence[str] | None = None) -> Hits:
     """Answer one query (see the module docstring for the rules). ``index`` is any backend of
-    :mod:`deephash.index.backend` (a :class:`HashIndex`, a :class:`MilvusIndex`) or a view of one
-    (its ``snapshot()``); ``label`` a class name (or index) of that index."""
+    :mod:`deephash.index.backend` (a :class:`HashIndex`, a :class:`PQIndex`, a :class:`MilvusIndex`) or a
+    view of one (its ``snapshot()``); ``label`` a class name (or index) of that index."""
     k = _check_k(k)
     snap = _snapshot(index)
-    code_kind = snap.code_kind
     names = class_names if class_names is not None else snap.class_names
     rr = Rerank() if rerank is True else (rerank or None)
+    cls = None
+    if label is not None:
+        if not snap.has_labels:
+            raise ConfigError("this index stores no labels, so results cannot be filtered by label")
+        cls = class_index_of(names, label)
+    return RANKINGS[snap.metric](snap, query, k, radius, cls, rr, exclude_self, dict(query.timings))
+
+
+def _search_hamming(snap, query: Query, k: int, radius: int | None, cls: int | None, rr: Rerank | None,
+                    exclude_self: bool, timings: dict[str, float]) -> Hits:
+    """Steps 1-5 of the module docstring on a view of Hamming codes."""
     n_bits = snap.n_bits
-    timings = dict(query.timings)
-    if code_kind != "hamming":
-        return _search_asymmetric(snap, query, k, radius, label, rr, exclude_self, names, code_kind, timings)
     code = check_codes(query.code, n_bits)
     if code.shape[0] != 1:
         raise ConfigError(f"search takes one query; got {code.shape[0]} codes (use search_many)")
@@ -186,11 +196,6 @@ def search(index, query: Query, k: int, radius: int | None = None, label: str | 
     if rr is not None and not use_feats:
         raise ConfigError("re-ranking needs float features: this index stores none (build it with --features)"
                           if not snap.has_features else "re-ranking needs the query's float features")
-    cls = None
-    if label is not None:
-        if not snap.has_labels:
-            raise ConfigError("this index stores no labels, so results cannot be filtered by label")
-        cls = class_index_of(names, label)
     self_id = query.self_id if exclude_self else None
     with Timer() as t:
         n_cand = snap.count(cls)
@@ -255,28 +260,40 @@ def _drop_identical_self(o: np.ndarray, d: np.ndarray, fd: np.ndarray | None, qu
     return o[1:] if fd[o[0]] <= 2e-3 * max(scale, 1e-6) else o
 
 
-def _search_asymmetric(snap, query: Query, k: int, radius, label, rr, exclude_self: bool, names, code_kind: str,
-                       timings: dict[str, float]) -> Hits:
-    if radius is not None or rr is not None:
-        raise ConfigError(f"radius and rerank are Hamming-code notions; this index holds {code_kind!r} codes, "
-                          "ranked by asymmetric distance: search without them")
+#: why re-rank does not apply to an asymmetric ranking (one line, shown as it is)
+ASYMMETRIC_RERANK_REFUSAL = ("re-rank orders a Hamming pool by float-feature distance, and this index holds PQ codes "
+                             "ranked by asymmetric distance from the query's float features already: search without re-rank")
+
+
+def _search_asymmetric(snap, query: Query, k: int, radius: int | None, cls: int | None, rr: Rerank | None,
+                       exclude_self: bool, timings: dict[str, float]) -> Hits:
+    """A view of quantisation codes: the ``k`` nearest by the model's asymmetric distance (the view's
+    ``nearest``), ties by id; ``exclude_self`` drops ``Query.self_id``."""
+    if rr is not None:
+        raise ConfigError(ASYMMETRIC_RERANK_REFUSAL)
     if query.distances is None:
-        raise ConfigError(f"this index holds {code_kind!r} codes: searching it needs the model that made them "
-                          "(its asymmetric distance from the query's float features)")
+        raise ConfigError("this index ranks by asymmetric distance from the query's float features, which this query "
+                          "lacks (an indexed image of an index that stores no features, or a Query built without "
+                          "deephash.api.make_query): search with the image itself")
+    self_id = query.self_id if exclude_self else None
     with Timer() as t:
-        rows = np.arange(len(snap)) if label is None else label_rows(snap.labels, class_index_of(names, label))
-        if exclude_self and query.self_id is not None:
-            rows = rows[snap.ids[rows] != query.self_id]
-        n_cand = len(rows)
-        d = (np.asarray(query.distances(snap.codes[rows]), np.float32).reshape(-1) if len(rows)
-             else np.zeros(0, np.float32))
-        if len(d) != len(rows):
-            raise ConfigError(f"distances must have one value per candidate ({len(rows)}); got {len(d)}")
-        o = asymmetric_topk(d, snap.ids[rows], k)
+        n_cand = snap.count(cls) - (int(snap.has_id(self_id, cls)) if self_id is not None else 0)
+        if radius is not None:
+            d, keys = snap.within(query.distances, radius, cls)
+        else:
+            d, keys = snap.nearest(query.distances, k + (self_id is not None), cls)
+        ids = snap.ids_of(keys)
+        if self_id is not None:
+            keep = ids != self_id
+            d, keys, ids = d[keep], keys[keep], ids[keep]
+        d, keys, ids = d[:k], keys[:k], ids[:k]
     timings["search"] = t.seconds
     capped = n_cand if k > n_cand else None
-    return Hits(snap.ids[rows[o]], rows[o], None, d[o], None, "asymmetric", k if capped is None else capped, capped,
-                timings, snapshot=snap)
+    return Hits(ids, keys, None, d, None, "asymmetric", k if capped is None else capped, capped, timings, snapshot=snap)
+
+
+#: a view's ``metric`` -> how a query is answered on it
+RANKINGS: dict[str, Callable[..., Hits]] = {"hamming": _search_hamming, "asymmetric": _search_asymmetric}
 
 
 def search_many(index, queries: Sequence[Query], k: int, **kw: Any) -> list[Hits]:
@@ -318,14 +335,16 @@ def hit_json(hits: Hits, class_names: Sequence[str]) -> list[dict[str, Any]]:
 
 def answer_json(hits: Hits, query: Query, class_names: Sequence[str], **params: Any) -> dict[str, Any]:
     """One answer: hits, count, the parameters, per-stage ms, the query's code, the re-rank pool,
-    the cap on k. ``deephash search --json``, the HTTP API and :func:`deephash.api.search` give this."""
+    the cap on k, how the index searched (``search``: ``{"name": "ivf", "nprobe": 8, ..., "exact":
+    false}`` for a FAISS structure, whose answers may miss neighbours; null where the backend does
+    not say). ``deephash search --json``, the HTTP API and :func:`deephash.api.search` give this."""
     t_ms = {s: (round(hits.timings[s] * 1000, 3) if s in hits.timings else None) for s in STAGES}
     t_ms["total"] = round(sum(v for v in t_ms.values() if v is not None), 3)
     results = hit_json(hits, class_names)
     return {"results": results, "count": len(results), "params": params, "timings_ms": t_ms,
             "code": query.code[0].tobytes().hex(), "ranked_by": hits.ranked_by,
             "rerank_pool": None if hits.pool_size is None else {"size": hits.pool_size, "radius": hits.pool_radius},
-            "k_capped_at": hits.k_capped_at}
+            "k_capped_at": hits.k_capped_at, "search": getattr(hits.snapshot, "search_info", None)}
 
 
 def format_timings(t_ms: dict[str, Any]) -> str:
@@ -359,4 +378,8 @@ def format_table(answer: dict[str, Any]) -> str:
         notes.append(f"re-rank pool {answer['rerank_pool']['size']} within Hamming radius {answer['rerank_pool']['radius']}")
     if answer.get("k_capped_at") is not None:
         notes.append(f"k capped at {answer['k_capped_at']} (the images the index holds)")
+    how = answer.get("search") or {}
+    if how.get("exact") is False:
+        params = ", ".join(f"{k}={v}" for k, v in how.items() if k not in ("name", "exact", "built", "masked"))
+        notes.append(f"approximate: FAISS {how['name']} ({params}) may miss neighbours")
     return "\n".join(lines + ["  " + "; ".join(notes)])

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from deephash.errors import OutputError
+from deephash.errors import ConfigError, OutputError
 
 
 def cache_dir() -> Path:
@@ -26,6 +26,21 @@ def cache_dir() -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
 
+
+
+def limit_from_env(name: str, default: int, *, unit: str, ceiling_exp: int) -> int:
+    """A positive whole-number limit from the environment variable ``name`` (``_`` allowed as a digit
+    separator), else ``default``; anything else is a one-line :class:`ConfigError`."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        v = int(raw.replace("_", ""))
+    except ValueError:
+        v = 0
+    if not 1 <= v <= 2**ceiling_exp:
+        raise ConfigError(f"{name} must be a whole number of {unit} between 1 and 2^{ceiling_exp}; got {raw!r}")
+    return v
 
 #: errno values of a write that failed for lack of room or a read-only disk (reported as OutputError)
 _DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}

@@ -6,11 +6,23 @@ from pathlib import Path
 
 import numpy as np
 
-from deephash.errors import BackboneUnavailableError
+from deephash.errors import BackboneUnavailableError, ConfigError
 from deephash.utils import atomic_path, cache_dir
 
 
-def ort_session(onnx_path: str | os.PathLike, n_threads: int | None = None):
+def spinning_default() -> bool:
+    """Whether ONNX Runtime's intra-op threads spin while they wait for work: no, unless
+    ``DEEPHASH_ORT_SPINNING=1``. Spinning threads burn the CPU that the decoder processes and every
+    other process on the machine need (``deephash bench encode`` measures both settings)."""
+    env = os.environ.get("DEEPHASH_ORT_SPINNING", "0").strip()
+    if env not in ("0", "1"):
+        raise ConfigError(f"DEEPHASH_ORT_SPINNING must be 0 or 1; got {env!r}")
+    return env == "1"
+
+
+def ort_session(onnx_path: str | os.PathLike, n_threads: int | None = None, *, spinning: bool | None = None):
+    """An ONNX Runtime CPU session: ``n_threads`` intra-op threads (default ``DEEPHASH_THREADS`` or one per
+    core) that spin while idle only if ``spinning`` (default :func:`spinning_default`)."""
     from deephash.optional import require
 
     ort = require("onnxruntime", "running a backbone", error=BackboneUnavailableError)
@@ -18,6 +30,8 @@ def ort_session(onnx_path: str | os.PathLike, n_threads: int | None = None):
     so.intra_op_num_threads = int(n_threads or os.environ.get("DEEPHASH_THREADS", 0) or os.cpu_count() or 1)
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    spin = spinning_default() if spinning is None else spinning
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     try:
         return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types
@@ -67,8 +81,9 @@ def simplified_onnx(path: Path) -> Path:
 class OrtRunner:
     """Calls an ONNX session on float32 NCHW batches; returns float32 (n, dim)."""
 
-    def __init__(self, onnx_path: str | os.PathLike, n_threads: int | None = None) -> None:
-        self.session = ort_session(onnx_path, n_threads)
+    def __init__(self, onnx_path: str | os.PathLike, n_threads: int | None = None, *,
+                 spinning: bool | None = None) -> None:
+        self.session = ort_session(onnx_path, n_threads, spinning=spinning)
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

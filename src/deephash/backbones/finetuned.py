@@ -1,4 +1,5 @@
-"""A backbone fine-tuned end to end, rebuilt from a checkpoint (see deephash.train.finetune)."""
+"""A backbone fine-tuned end to end, rebuilt from a checkpoint (see deephash.train.finetune); it embeds
+images through the same image bank (deephash.data.image_bank) that trained it."""
 from __future__ import annotations
 
 from typing import Any
@@ -17,7 +18,7 @@ class FinetunedBackbone(Backbone):
 
     def __init__(self, name: str, trunk, preprocessing: Preprocessing, *, decode_size: int | None = None,
                  device: str = "auto", batch: int = 256) -> None:
-        from deephash.train.trainer import pick_device
+        from deephash.devices import pick_device
 
         super().__init__(preprocessing)
         self.name = name
@@ -41,7 +42,7 @@ class FinetunedBackbone(Backbone):
 
     def embed(self, images: np.ndarray) -> np.ndarray:
         """uint8 NHWC (any square size) -> descriptors, preprocessed as in fine-tuning (ImageBank)."""
-        from deephash.train.finetune import ImageBank, run_network
+        from deephash.data.image_bank import ImageBank, run_network
 
         if not len(images):
             return np.zeros((0, self.dim), np.float32)

@@ -1,4 +1,4 @@
-"""Benchmarks run from bench/ and the ``deephash bench`` CLI (never as timed tests)."""
+"""The benchmarks behind ``deephash bench <name>`` (one module each; never run as timed tests)."""
 from deephash.bench.methods_bench import format_methods_markdown, run_methods_bench
 from deephash.bench.search_bench import make_codes, run_search_bench
 

@@ -8,10 +8,16 @@ Images per second (median of ``repeats``, the encoders interleaved) on two sets:
   written once to ``$DEEPHASH_CACHE/bench/encode-12mp-v1``; anyone regenerates the same files.
 
 Rows: ``old`` (the encoder as it was: full decode in 2 threads, then the backbone, one batch after
-the other; kept here only to be measured), ``new`` (:class:`deephash.encoding.StreamEncoder`: draft
-decoding in worker processes overlapped with the backbone), ``new-full`` (the same without draft
-decoding), ``new-int8`` (the int8 backbone), and ``decode-only`` (the same workers decoding to the
-input size, no backbone: the limit for large files). Fidelity (``--quality``): cosine between
+the other, on an ONNX Runtime session whose threads spin while idle, as they did; kept here only to
+be measured), ``new`` (:class:`deephash.encoding.StreamEncoder` as deephash runs it: draft decoding,
+decoder processes where the measured costs call for them, overlapped with the backbone),
+``old-nospin`` (CIFAR set: the old encoder on the new session, whose threads do not spin: what of
+the difference is the session setting), ``new-workers`` (CIFAR set: the streaming encoder with a
+decoder process per core forced, as it was before the choice was measured), ``new-full`` (12-MP set: without draft decoding), ``new-int8`` (the int8
+backbone), ``backbone-only`` (CIFAR set: the backbone alone on the images decoded beforehand, in
+batches of 64: the limit for small files) and ``decode-only`` (the decoder processes alone, no
+backbone: the limit for large files). Each row also gets the CPU time it used per image (this
+process and its decoder processes), which a loaded machine disturbs less than the wall clock. Fidelity (``--quality``): cosine between
 features of draft-decoded and fully decoded 12-MP images, and mAP of a CIFAR subset up-scaled
 to 1024x768, draft against full decoding, int8 against float32.
 """
@@ -26,22 +32,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from deephash.bench.machine import cpu_isa, cpu_name, machine_facts
 from deephash.utils import atomic_write_json, cache_dir
 
 LARGE_SIZE = (4000, 3000)
 LARGE_QUALITY = 90
 LARGE_NOISE = 4.5  # std of the Gaussian noise added after up-scaling, in grey levels
-
-
-def cpu_isa() -> str:
-    """The vector instruction sets ONNX Runtime and libjpeg-turbo can use here (from /proc/cpuinfo)."""
-    try:
-        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    names = [("avx2", "AVX2"), ("avx512f", "AVX-512F"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
-             ("amx_int8", "AMX-INT8")]
-    return ", ".join(n for f, n in names if f in flags) or "SSE only"
 
 
 # ----------------------------------------------------------------------------- the image sets
@@ -92,11 +88,41 @@ def old_encode(paths: Sequence[Path], backbone, batch_size: int = 64, n_readers:
     return done
 
 
-def new_encode(paths: Sequence[Path], backbone, *, draft: bool = True, batch_size: int = 64, workers: int | None = None) -> int:
+def spinning_copy(backbone):
+    """``backbone`` on an ONNX Runtime session whose intra-op threads spin while idle (as every session did
+    before ``DEEPHASH_ORT_SPINNING``): the old encoder's backbone. Backbones not run by ONNX Runtime come back as they are."""
+    import copy
+
+    from deephash.backbones._onnx_runtime import OrtRunner
+
+    if not isinstance(getattr(backbone, "_runner", None), OrtRunner):
+        return backbone
+    out = copy.copy(backbone)
+    out._runner = OrtRunner(backbone.onnx_path(), getattr(backbone, "n_threads", None), spinning=True)
+    return out
+
+
+def new_encode(paths: Sequence[Path], backbone, *, draft: bool = True, batch_size: int = 64, workers: int | None = None,
+               info: dict[str, Any] | None = None) -> int:
+    """The streaming encoder as deephash runs it (``workers=None``: chosen from measured costs); ``info`` gets
+    the number of decoder processes it ran."""
     from deephash.encoding import StreamEncoder
 
-    enc = StreamEncoder(backbone, batch_size=batch_size, workers=workers or os.cpu_count(), draft=draft)
-    return sum(len(b.positions) for b in enc.stream(list(paths)))
+    enc = StreamEncoder(backbone, batch_size=batch_size, workers=workers, draft=draft)
+    done, used = 0, 0
+    for b in enc.stream(list(paths)):
+        done += len(b.positions)
+        used = max(used, b.workers)
+    if info is not None:
+        info["workers"] = used
+    return done
+
+
+def backbone_only(images: np.ndarray, backbone, batch_size: int = 64) -> int:
+    """The backbone alone on images decoded beforehand: the limit of any encoder of small files."""
+    for s in range(0, len(images), batch_size):
+        backbone.embed(images[s : s + batch_size])
+    return len(images)
 
 
 def decode_only(paths: Sequence[Path], size: int, *, workers: int | None = None) -> int:
@@ -111,18 +137,32 @@ def decode_only(paths: Sequence[Path], size: int, *, workers: int | None = None)
         return sum(int(f.result().ok.sum()) for f in futs)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished child processes (the decoders), user + system."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _rates(jobs: dict[str, Callable[[], int]], n: int, repeats: int, say) -> dict[str, dict[str, Any]]:
+    """Images/s and CPU ms per image of each job, ``repeats`` interleaved runs; medians."""
     runs: dict[str, list[float]] = {k: [] for k in jobs}
+    cpu: dict[str, list[float]] = {k: [] for k in jobs}
     for r in range(repeats):
         for name, fn in jobs.items():
+            c = cpu_seconds()
             t = time.perf_counter()
             got = fn()
             dt = time.perf_counter() - t
             if got != n:
                 raise AssertionError(f"{name} encoded {got} of {n} images")
             runs[name].append(n / dt)
-            say(f"  repeat {r + 1}/{repeats} {name:<12} {n / dt:8.1f} img/s")
-    return {k: {"median": statistics.median(v), "runs": v} for k, v in runs.items()}
+            cpu[name].append(1000 * (cpu_seconds() - c) / n)
+            say(f"  repeat {r + 1}/{repeats} {name:<13} {n / dt:8.1f} img/s  {cpu[name][-1]:6.2f} CPU ms/img  "
+                f"load {os.getloadavg()[0]:.1f}")
+    return {k: {"median": statistics.median(v), "runs": v, "cpu_ms_per_image": statistics.median(cpu[k]),
+                "cpu_ms_runs": cpu[k]} for k, v in runs.items()}
 
 
 # ----------------------------------------------------------------------------- fidelity
@@ -196,8 +236,8 @@ def run_encode_bench(*, n_small: int = 3000, n_large: int = 60, repeats: int = 3
                      verbose: bool = True) -> dict[str, Any]:
     """Run the benchmark, print the table, write JSON (``json_path``) and return the dict."""
     from deephash.backbones import create_backbone
-    from deephash.bench.search_bench import _cpu_name
     from deephash.data import load_cifar10
+    from deephash.encoding.decode import DecodeSpec, decode_chunk
     from deephash.encoding.int8 import int8_backbone
 
     say = print if verbose else (lambda *a, **kw: None)
@@ -207,35 +247,44 @@ def run_encode_bench(*, n_small: int = 3000, n_large: int = 60, repeats: int = 3
     t = time.perf_counter()
     large = large_jpegs(n_large, [archive.abspath(int(i)) for i in test])
     mb = sum(p.stat().st_size for p in large) / len(large) / 1e6
-    say(f"# deephash encode benchmark: {backbone_name} at {image_size} px, {os.cpu_count()} cores; CPU: {_cpu_name()}; "
+    say(f"# deephash encode benchmark: {backbone_name} at {image_size} px, {os.cpu_count()} cores; CPU: {cpu_name()}; "
         f"ISA: {cpu_isa()}")
     say(f"sets: {len(small)} CIFAR-10 test JPEGs (32x32); {len(large)} 12-MP JPEGs ({LARGE_SIZE[0]}x{LARGE_SIZE[1]}, "
         f"q{LARGE_QUALITY}, {mb:.2f} MB each; ready in {time.perf_counter() - t:.1f} s)")
     bb = create_backbone(backbone_name, image_size=image_size)
     bb.embed(np.zeros((2, image_size, image_size, 3), np.uint8))  # export/load the ONNX model outside the timings
+    bb_old = spinning_copy(bb)
+    bb_old.embed(np.zeros((2, image_size, image_size, 3), np.uint8))
     q8 = None
     if int8:
         t = time.perf_counter()
         q8 = int8_backbone(bb, [archive.abspath(int(i)) for i in archive.split_indices("train")])
         q8.embed(np.zeros((2, image_size, image_size, 3), np.uint8))
         say(f"int8 backbone ready in {time.perf_counter() - t:.1f} s ({q8.int8_path.name})")
-    result: dict[str, Any] = {"machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "isa": cpu_isa()},
+    result: dict[str, Any] = {"machine": machine_facts(),
                               "backbone": backbone_name, "image_size": image_size, "repeats": repeats, "seed": seed,
                               "sets": {"cifar": {"n": len(small)}, "12mp": {"n": len(large), "mb_per_file": mb}}}
+    decoded = decode_chunk(small, DecodeSpec(image_size, True)).images
     for set_name, paths in (("cifar", small), ("12mp", large)):
+        info: dict[str, Any] = {}
         jobs: dict[str, Callable[[], int]] = {
-            "old": lambda p=paths: old_encode(p, bb),
-            "new": lambda p=paths: new_encode(p, bb),
-            "new-full": lambda p=paths: new_encode(p, bb, draft=False),
+            "old": lambda p=paths: old_encode(p, bb_old),
+            "new": lambda p=paths, i=info: new_encode(p, bb, info=i),
         }
+        if set_name == "cifar":  # draft decoding never applies to 32-px files: no "new-full" here
+            jobs["old-nospin"] = lambda p=paths: old_encode(p, bb)
+            jobs["new-workers"] = lambda p=paths: new_encode(p, bb, workers=os.cpu_count())
+        else:
+            jobs["new-full"] = lambda p=paths: new_encode(p, bb, draft=False)
         if q8 is not None:
             jobs["new-int8"] = lambda p=paths: new_encode(p, q8)
-        jobs["decode-only"] = lambda p=paths: decode_only(p, image_size)
         if set_name == "cifar":
-            jobs.pop("new-full")  # draft decoding never applies to 32-px files: the same as "new"
+            jobs["backbone-only"] = lambda: backbone_only(decoded, bb)
+        jobs["decode-only"] = lambda p=paths: decode_only(p, image_size)
         say(f"## {set_name}")
         rates = _rates(jobs, len(paths), repeats, say)
         result["sets"][set_name]["rates"] = rates
+        result["sets"][set_name]["new_decoder_processes"] = info.get("workers")
     if quality:
         result["fidelity"] = fidelity(large, archive, bb, q8, n_per_class=40, n_query_per_class=10, seed=seed, say=say)
     say("")
@@ -247,22 +296,25 @@ def run_encode_bench(*, n_small: int = 3000, n_large: int = 60, repeats: int = 3
 
 
 def format_encode_table(result: dict[str, Any]) -> str:
-    """The Markdown table: images/s (median) per encoder and set, and ratios to the old encoder and to decode-only."""
+    """The Markdown table: images/s (median) and CPU ms per image per encoder and set, and the ratios to the
+    old encoder and to the set's limit (``backbone-only`` where measured, else ``decode-only``)."""
     sets = result["sets"]
     names = list(dict.fromkeys(k for s in sets.values() for k in s.get("rates", {})))
+    limit = {k: ("backbone-only" if "backbone-only" in s.get("rates", {}) else "decode-only") for k, s in sets.items()}
     lines = [f"ISA: {result['machine']['isa']}; {result['machine']['cores']} cores; {result['backbone']} at "
              f"{result['image_size']} px; medians of {result['repeats']} interleaved runs",
              "",
-             "| encoder | " + " | ".join(f"{s} img/s | {s} vs old | {s} vs decode-only" for s in sets) + " |",
-             "|---|" + "---:|---:|---:|" * len(sets)]
+             "| encoder | " + " | ".join(f"{s} img/s | {s} vs old | {s} vs {limit[s]} | {s} CPU ms/img" for s in sets) + " |",
+             "|---|" + "---:|---:|---:|---:|" * len(sets)]
     for n in names:
         cells = []
-        for s in sets.values():
+        for k, s in sets.items():
             r = s.get("rates", {})
             if n not in r:
-                cells += ["–", "–", "–"]
+                cells += ["–"] * 4
                 continue
             v = r[n]["median"]
-            cells += [f"{v:.1f}", f"{v / r['old']['median']:.2f}", f"{v / r['decode-only']['median']:.2f}"]
+            cells += [f"{v:.1f}", f"{v / r['old']['median']:.2f}", f"{v / r[limit[k]]['median']:.2f}",
+                      f"{r[n].get('cpu_ms_per_image', float('nan')):.2f}"]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,21 +1,30 @@
-"""Shared set-up of the end-to-end fine-tuning benchmarks (``bench/finetune_cifar.py``,
-``bench/finetune_sweep.py``): a named protocol's split of an archive, its images decoded once,
-and the evaluation of a fine-tuned hasher on that split.
+"""``deephash bench finetune``: end-to-end fine-tuning under a named protocol — one run, or several
+variants back to back in one process (images decoded once, cuDNN autotuning paid once) — each
+evaluated on the protocol's split (mAP at the protocol's cutoff, query accuracy, embedding speed,
+optionally DLBHC's coarse-to-fine search). Each variant's JSON and checkpoint are written to the
+output folder as soon as it ends, so a run cut off keeps the finished variants.
+
+The parts: a named protocol's split of an archive with its images decoded once
+(:func:`load_protocol_images`), the evaluation of a fine-tuned hasher on that split
+(:func:`evaluate_finetuned`), and the runner (:func:`run_finetune_bench`).
 
 The split is the registered protocol's (:func:`deephash.eval.protocols.get_protocol`), so an
 end-to-end figure and a head-only figure under the same protocol name use the same rule.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from deephash.bench.machine import machine_facts, machine_line
 from deephash.errors import ConfigError
+from deephash.utils import atomic_write_json
 
 #: the short names the first GPU runs used (docs/finetune.md), mapped to the registered protocols
 PROTOCOL_ALIASES = {"10k50k": "cifar10-50k", "1k5k54k": "cifar10-54k"}
@@ -101,14 +110,31 @@ def load_protocol_images(archive, protocol: str, *, seed: int = 0, tiny: bool = 
     return out
 
 
+def _hamming_map(h, dq, cq, cdb, yq, ydb, topk) -> dict[str, float]:
+    from deephash.eval.retrieval import hamming_map
+
+    return {"map": hamming_map(cq, cdb, yq, ydb, topk), "bit_mean": float(np.unpackbits(cdb, axis=1)[:, : h.n_bits].mean())}
+
+
+def _asymmetric_map(h, dq, cq, cdb, yq, ydb, topk) -> dict[str, float]:
+    """Quantisation codes: asymmetric distances, a chunk of queries at a time."""
+    from deephash.eval.metrics import evaluate_distances
+
+    return {"map": evaluate_distances(lambda sl: h.query_distances(dq[sl], cdb), len(yq), len(ydb), yq, ydb, topk)["map"]}
+
+
+#: the metric of the index type that holds the hasher's codes -> its mAP (and code statistics)
+_MAP_BY_METRIC = {"hamming": _hamming_map, "asymmetric": _asymmetric_map}
+
+
 def evaluate_finetuned(h, data: ProtocolImages, *, batch: int = 1024, rerank_queries: int = 0,
                        seed: int = 0) -> dict[str, Any]:
     """mAP (the protocol's cutoff) of a fine-tuned hasher on its protocol split — Hamming ranking,
     or asymmetric distance for quantisation codes — with the query classification accuracy where
     the method classifies, embedding speed and, with ``rerank_queries`` > 0, DLBHC's
     coarse-to-fine search (Hamming pool, re-ranked by the deep features) on that many random queries."""
-    from deephash.eval.metrics import evaluate_distances
-    from deephash.eval.retrieval import coarse_to_fine_evaluation, hamming_map
+    from deephash.eval.retrieval import coarse_to_fine_evaluation
+    from deephash.index.backend import index_type_for
     from deephash.train.finetune import embed_images
 
     te = time.perf_counter()
@@ -119,18 +145,13 @@ def evaluate_finetuned(h, data: ProtocolImages, *, batch: int = 1024, rerank_que
     yq, ydb = data.labels[data.query], data.labels[data.database]
     tm = time.perf_counter()
     res: dict[str, Any] = {"protocol": data.protocol, "map_at": data.topk or "all", **{f"n_{k}": v for k, v in data.sizes().items()}}
-    if h.code_kind == "hamming":
-        res["map"] = hamming_map(cq, cdb, yq, ydb, data.topk)
-        res["bit_mean"] = float(np.unpackbits(cdb, axis=1)[:, : h.n_bits].mean())
-    else:  # quantisation codes: asymmetric distances, a chunk of queries at a time
-        res["map"] = evaluate_distances(lambda sl: h.query_distances(dq[sl], cdb), len(yq), len(ydb), yq, ydb,
-                                        data.topk)["map"]
+    res.update(_MAP_BY_METRIC[index_type_for(h).metric](h, dq, cq, cdb, yq, ydb, data.topk))
     res["distance"] = h.code_kind
     res["map_seconds"] = time.perf_counter() - tm
     res["query_accuracy"] = float((h.classify(dq) == yq).mean()) if hasattr(h, "classify") else None
     res["embed_seconds"] = t_embed
     res["embed_images_per_second"] = (len(yq) + len(ydb)) / t_embed
-    if rerank_queries > 0 and hasattr(h, "rerank_features") and h.code_kind == "hamming":
+    if rerank_queries > 0 and hasattr(h, "rerank_features"):  # DLBHC, Deep Ranking, SPP-PMT: Hamming codes
         sel = np.random.default_rng(seed).choice(len(yq), min(rerank_queries, len(yq)), replace=False)
         t0 = time.perf_counter()
         c2f = coarse_to_fine_evaluation(cq[sel], h.rerank_features(dq[sel]), cdb, h.rerank_features(ddb), yq[sel], ydb,
@@ -139,3 +160,117 @@ def evaluate_finetuned(h, data: ProtocolImages, *, batch: int = 1024, rerank_que
         res["coarse_to_fine"] = c2f
     return res
 
+
+
+# --------------------------------------------------------------------------------------------- the runner
+def parse_variants(text: str | None) -> list[dict[str, Any]]:
+    """``--variants``: a JSON list of dicts, each :class:`~deephash.train.finetune.FinetuneConfig` fields
+    (``params`` for the method's own) plus an optional ``name``."""
+    if text is None:
+        return [{}]
+    try:
+        vs = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"--variants is not valid JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(vs, list) or not vs or not all(isinstance(v, dict) for v in vs):
+        raise ConfigError('--variants expects a non-empty JSON list of objects, e.g. \'[{"name": "a", "epochs": 40}]\'')
+    return vs
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def _resolve_variants(variants: Sequence[dict[str, Any]], defaults: dict[str, Any], protocol: str,
+                      method_params: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, FinetuneConfig fields) of every variant: ``defaults`` overridden by the variant; the
+    ``--param`` values of its method under the variant's own ``params``."""
+    from deephash.train.finetune import FinetuneConfig
+
+    known = {f.name for f in fields(FinetuneConfig)}
+    out: list[tuple[str, dict[str, Any]]] = []
+    for v in variants:
+        v = dict(v)
+        name = v.pop("name", None)
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ConfigError(f"variant {name or v}: unknown field(s) {unknown}; known: {', '.join(sorted(known))}")
+        cfg = {**defaults, **v}
+        cfg["params"] = {**method_params.get(cfg["method"], {}), **dict(v.get("params") or {})}
+        name = name or f"{cfg['method']}-{protocol}-{cfg['bits']}"
+        if name in {n for n, _ in out}:
+            raise ConfigError(f"two variants are named {name!r}: give each a distinct \"name\"")
+        out.append((name, cfg))
+    return out
+
+
+def format_finetune_markdown(report: dict[str, Any]) -> str:
+    lines = [f"end-to-end fine-tuning, protocol {report['protocol']} (mAP@{report['map_at']}), device {report['device']}",
+             machine_line(report["machine"]), "",
+             "| variant | method | bits | epochs | mAP | query accuracy | coarse-to-fine mAP@1000 | s/epoch | train img/s "
+             "| encode img/s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in report["variants"]:
+        acc = "–" if r["query_accuracy"] is None else f"{r['query_accuracy']:.3f}"
+        c2f = r.get("coarse_to_fine", {}).get("map_coarse_to_fine")
+        lines.append(f"| {r['name']} | {r['method']} | {r['recipe']['bits']} | {r['recipe']['epochs']} | {r['map']:.4f} "
+                     f"| {acc} | {'–' if c2f is None else f'{c2f:.4f}'} | {r['train']['seconds_per_epoch']:.2f} "
+                     f"| {r['train']['images_per_second']:.0f} | {r['embed_images_per_second']:.0f} |")
+    return "\n".join(lines)
+
+
+def run_finetune_bench(archive, protocol: str = "cifar10-54k", *, variants: Sequence[dict[str, Any]] = ({},),
+                       defaults: dict[str, Any] | None = None, method_params: dict[str, dict[str, Any]] | None = None,
+                       out_dir: str | Path = "runs/finetune", rerank_queries: int = 0, save_max_mb: float = 16.0,
+                       seed: int = 0, tiny: bool = False, workers: int | None = None, cache: str | Path | None = None,
+                       json_path: str | Path | None = None, progress: bool = True,
+                       say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Fine-tune every variant on ``protocol``'s training images of ``archive`` and evaluate it.
+
+    ``defaults``: :class:`~deephash.train.finetune.FinetuneConfig` fields every variant starts from
+    (``method``, ``bits``, ``epochs``...); a variant overrides them. ``method_params``: per-method
+    ``params`` (``--param``). Writes ``OUT/NAME.json`` and ``OUT/NAME.pt`` (deleted when over
+    ``save_max_mb``) per variant, and the whole report to ``json_path`` after every variant."""
+    import torch
+
+    from deephash.train.finetune import FinetuneConfig, fine_tune, save_finetuned
+
+    base = {"method": "dlbhc", "bits": 64, "seed": seed, **(defaults or {})}
+    p = resolve_protocol(protocol)
+    planned = _resolve_variants(variants, base, p.name, method_params or {})
+    for _, cfg in planned:
+        FinetuneConfig(**cfg)  # every recipe checked before hours of training
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_protocol_images(archive, protocol, seed=seed, tiny=tiny, workers=workers, cache=cache)
+    report: dict[str, Any] = {"benchmark": "finetune", "protocol": data.protocol, "map_at": data.topk or "all",
+                              "sizes": data.sizes(), "tiny": tiny, "seed": seed, "device": _device_name(),
+                              "torch": torch.__version__, "machine": machine_facts(), "data_seconds": data.seconds,
+                              "failed_to_decode": len(data.failed), "variants": []}
+    for name, cfg in planned:
+        t0 = time.perf_counter()
+        method = cfg.pop("method")
+        h = fine_tune(method, data.images[data.train], data.labels[data.train], progress=progress, **cfg)
+        rep = h.report_
+        res = {"name": name, "method": method, "recipe": h.finetune_,
+               **evaluate_finetuned(h, data, rerank_queries=rerank_queries, seed=seed),
+               "train": rep, "loss_log": h.history_.get("loss", [])[-8:]}
+        ck = save_finetuned(h, out / f"{name}.pt")
+        res["checkpoint_mb"] = ck.stat().st_size / 2**20
+        res["checkpoint"] = ck.name if res["checkpoint_mb"] <= save_max_mb else None
+        if res["checkpoint"] is None:
+            ck.unlink()
+        res["variant_seconds"] = time.perf_counter() - t0
+        atomic_write_json(out / f"{name}.json", res)
+        report["variants"].append(res)
+        if json_path is not None:
+            atomic_write_json(json_path, report)
+        say(f"{name}: mAP {res['map']:.4f}, {rep['seconds_per_epoch']:.2f} s/epoch, {res['variant_seconds']:.0f} s")
+        del h
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    say(format_finetune_markdown(report))
+    if json_path is not None:
+        say(f"wrote {json_path}")
+    return report

@@ -11,7 +11,6 @@ the top K). Rows are written to the JSON after every method, so an interrupted r
 """
 from __future__ import annotations
 
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,8 +20,10 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from deephash import __version__
+from deephash.bench.machine import machine_facts
 from deephash.errors import ConfigError
 from deephash.eval.metrics import relevance_matrix
+from deephash.index.backend import index_type_for
 from deephash.utils import Timer, atomic_write_bytes, atomic_write_json
 
 PROTOCOL_NAMES = ("cifar10-50k", "cifar10-54k", "demo")
@@ -53,8 +54,21 @@ def _per_class(labels: np.ndarray, pool: np.ndarray, per_class: int, rng: np.ran
     return np.sort(np.concatenate(out))
 
 
+def _subsample(split: _Split, part: str, n: int | None, labels: np.ndarray, n_classes: int, seed: int) -> None:
+    """Keep ``n`` of the split's ``part`` ('query' or 'train'), equally per class (seeded); noted in its description."""
+    rows = getattr(split, part)
+    if n is None or n >= len(rows):
+        return
+    per = n // n_classes
+    what = {"query": ("queries", "query"), "train": ("training images", "training")}[part]
+    if per < 1:
+        raise ConfigError(f"cannot draw {n} {what[0]} evenly from {n_classes} classes")
+    setattr(split, part, _per_class(labels, rows, per, np.random.default_rng(seed)))
+    split.description[what[1]] += f"; subsampled to {len(getattr(split, part))} ({per} per class, seed {seed})"
+
+
 def _protocol_split(name: str, labels: np.ndarray, splits: np.ndarray | None, *, seed: int,
-                    n_query: int | None) -> _Split:
+                    n_query: int | None, n_train: int | None = None) -> _Split:
     """The query / database / training indices of a named protocol."""
     from deephash.eval.protocols import get_protocol
 
@@ -78,12 +92,8 @@ def _protocol_split(name: str, labels: np.ndarray, splits: np.ndarray | None, *,
         split = _Split(name, sp.query_idx, sp.db_idx, sp.train_idx, p.topk,
                        {"protocol": f"{p.name} v{p.version}: {p.description}", "query": f"{sizes['query']} images",
                         "training": f"{sizes['train']} images", "database": f"{sizes['database']} images"})
-    if n_query is not None and n_query < len(split.query):
-        per = n_query // n_classes
-        if per < 1:
-            raise ConfigError(f"cannot draw {n_query} queries evenly from {n_classes} classes")
-        split.query = _per_class(labels, split.query, per, np.random.default_rng(seed + 1))
-        split.description["query"] += f"; subsampled to {len(split.query)} ({per} per class, seed {seed + 1})"
+    for part, n, part_seed in (("query", n_query, seed + 1), ("train", n_train, seed + 3)):
+        _subsample(split, part, n, labels, n_classes, part_seed)
     # ties are broken by database position, so the database must not be in class order (CIFAR-10 files are):
     # a seeded permutation makes the tie order random instead of biased for or against a class
     split.database = np.random.default_rng(seed + 2).permutation(split.database)
@@ -126,8 +136,20 @@ def _cosine_ceiling(fq: np.ndarray, fd: np.ndarray) -> Callable[[slice], np.ndar
 
 
 # --------------------------------------------------------------------------------------------- the bench
-def _code_kind(h: Any) -> str:
-    return "hamming" if h.code_kind == "hamming" else "asymmetric"
+def _extra_measures(h: Any, Xq: np.ndarray, Xd: np.ndarray, yq: np.ndarray, yd: np.ndarray, db_codes: np.ndarray,
+                    rerank_queries: int) -> dict[str, Any]:
+    """The query accuracy of a method that classifies; with ``rerank_queries``, coarse-to-fine vs
+    Hamming mAP@1000 on the first that many queries of a method with ``rerank_features``."""
+    out: dict[str, Any] = {}
+    if hasattr(h, "classify"):
+        out["query_accuracy"] = float((np.asarray(h.classify(Xq)) == yq).mean())
+    if rerank_queries > 0 and hasattr(h, "rerank_features"):  # DLBHC, Deep Ranking, SPP-PMT: Hamming codes
+        from deephash.eval.retrieval import coarse_to_fine_evaluation
+
+        n = min(rerank_queries, len(Xq))
+        out["coarse_to_fine"] = coarse_to_fine_evaluation(h.encode(Xq[:n]), h.rerank_features(Xq[:n]), db_codes,
+                                                          h.rerank_features(Xd), yq[:n], yd, k=1000)
+    return out
 
 
 def _reference_text(ref: dict | None) -> str:
@@ -139,15 +161,18 @@ def _reference_text(ref: dict | None) -> str:
 
 def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarray | None, *,
                       methods: Sequence[str] | None = None, bits: Iterable[int] = (16, 32, 48, 64),
-                      protocol: str = "cifar10-50k", n_query: int | None = None, seed: int = 0,
-                      json_path: str | Path | None = None, md_path: str | Path | None = None,
+                      protocol: str = "cifar10-50k", n_query: int | None = None, n_train: int | None = None,
+                      seed: int = 0, json_path: str | Path | None = None, md_path: str | Path | None = None,
                       method_params: dict[str, dict[str, Any]] | None = None, resume: bool = False,
-                      progress: bool = False) -> dict[str, Any]:
+                      rerank_queries: int = 0, progress: bool = False) -> dict[str, Any]:
     """Train every method (default: all registered) at every code length on the protocol's training
     split, rank the queries against the database and report mAP, timings and the paper's figure.
 
     ``features`` (n, d) float, ``labels`` (n,) int, ``splits`` (n,) 'train'/'test' (unused by
-    cifar10-54k). ``n_query`` subsamples the protocol's queries (equal per class) for quick runs.
+    cifar10-54k). ``n_query`` / ``n_train`` subsample the protocol's queries / training images (equal
+    per class). ``rerank_queries`` > 0 adds DLBHC's coarse-to-fine search (Hamming pool re-ranked by
+    the method's float features, mAP@1000) on the first that many queries, for methods that have
+    ``rerank_features``; a method that classifies gets its query accuracy.
     ``method_params`` maps a method name to constructor overrides (e.g. ``{"mhcln": {"n_iters": 3000}}``).
     Returns (and writes to ``json_path``) ``{"protocol", "results": [{"method", "bits", "map", "train_s",
     "encode_s", "query_s", ...}], ...}``; ``md_path`` gets the Markdown table."""
@@ -167,7 +192,7 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
     if unknown:
         raise ConfigError(f"unknown method(s) {unknown}; known: {', '.join(sorted(known))}")
     method_params = dict(method_params or {})
-    split = _protocol_split(protocol, y, splits, seed=seed, n_query=n_query)
+    split = _protocol_split(protocol, y, splits, seed=seed, n_query=n_query, n_train=n_train)
     Xq, Xd, Xt = X[split.query], X[split.database], X[split.train]
     yq, yd, yt = y[split.query], y[split.database], y[split.train]
     K = split.map_at
@@ -181,8 +206,9 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
         "bits": bits,
         "methods": methods,
         "method_params": method_params,
+        "rerank_queries": rerank_queries,
         "deephash_version": __version__,
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "machine": machine_facts(),
         "results": [],
     }
     done: dict[tuple[str, Any], dict] = {}
@@ -192,7 +218,8 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
 
         old = json.loads(Path(json_path).read_text())
         same = (old.get("protocol") == split.name and old.get("seed") == seed
-                and old.get("protocol_detail", {}).get("n_query") == len(Xq))
+                and old.get("protocol_detail", {}).get("n_query") == len(Xq)
+                and old.get("protocol_detail", {}).get("n_train") == len(Xt))
         if same:
             done = {(r["method"], r["bits"]): r for r in old.get("results", []) if "error" not in r}
             say(f"resuming: {len(done)} finished rows in {json_path}")
@@ -217,7 +244,7 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
             try:
                 params = {"seed": seed, **method_params.get(name, {})}
                 h = create_hasher(name, b, **params)
-                row.update(family=h.family, supervised=bool(h.supervised), distance=_code_kind(h),
+                row.update(family=h.family, supervised=bool(h.supervised), distance=index_type_for(h).metric,
                            reference=h.reference, params=h.get_params())
                 with Timer() as t:
                     h.fit(Xt, yt) if h.supervised else h.fit(Xt)
@@ -228,6 +255,7 @@ def run_methods_bench(features: np.ndarray, labels: np.ndarray, splits: np.ndarr
                 m, tm, q_s = _rank_all(lambda sl: h.query_distances(Xq[sl], db_codes), len(Xq), yq, yd, K)
                 row.update(map=m, tie_aware_map=tm, query_s=q_s, query_ms=1000 * q_s / max(1, len(Xq)),
                            code_bytes=int(db_codes.shape[1]))
+                row.update(_extra_measures(h, Xq, Xd, yq, yd, db_codes, rerank_queries))
                 say(f"  {name:>18s} {b:3d} bits: {report['metric']} {m:.4f}  train {row['train_s']:.1f} s  "
                     f"encode {row['encode_s']:.1f} s  query {q_s:.1f} s")
             except Exception as e:  # one failing method must not lose the others' rows
@@ -266,4 +294,14 @@ def format_methods_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['method']} | {bits} | {r['map']:.4f} | {r['train_s']:.1f} | {r['encode_s']:.2f} | "
                      f"{r['query_s']:.1f} | {r.get('distance', '')} | {r.get('family', '')} | "
                      f"{_reference_text(r.get('reference'))} |")
+    c2f = [r for r in rows if "coarse_to_fine" in r]
+    if c2f:
+        n = c2f[0]["coarse_to_fine"]["n_query"]
+        lines += ["", f"Coarse-to-fine on the first {n} queries (Hamming pool re-ranked by the method's float features):", "",
+                  "| method | bits | query accuracy | Hamming mAP@1000 | coarse-to-fine mAP@1000 | mean pool / radius |",
+                  "|---|---:|---:|---:|---:|---|"]
+        for r in c2f:
+            c, acc = r["coarse_to_fine"], r.get("query_accuracy")
+            lines.append(f"| {r['method']} | {r['bits']} | {'–' if acc is None else f'{acc:.3f}'} | {c['map_hamming']:.4f} "
+                         f"| {c['map_coarse_to_fine']:.4f} | {c['pool_size_mean']:,.0f} / {c['radius_mean']:.1f} |")
     return "\n".join(lines)

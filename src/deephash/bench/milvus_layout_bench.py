@@ -10,30 +10,15 @@ the server's ``/metrics``). Also times the insert and one query through :func:`d
 """
 from __future__ import annotations
 
-import re
 import statistics
 import time
-import urllib.request
 from typing import Any, Callable
 
 import numpy as np
 
+from deephash.bench.machine import machine_facts
+from deephash.bench.milvus_metrics import fetch_metrics, sealed_entity_bytes
 from deephash.utils import atomic_write_json
-
-
-def _entity_bytes(metrics_url: str, collection_ids: dict[str, int]) -> dict[str, Any]:
-    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
-    out: dict[str, Any] = {}
-    for name, cid in collection_ids.items():
-        size = num = 0.0
-        for line in text.splitlines():
-            if f'collection_id="{cid}"' not in line or 'segment_state="Sealed"' not in line:
-                continue
-            m = re.match(r"milvus_querynode_entity_(size|num)\{.*\}\s+(\S+)$", line)
-            if m:
-                size, num = (size + float(m.group(2)), num) if m.group(1) == "size" else (size, num + float(m.group(2)))
-        out[name] = {"sealed_rows": int(num), "sealed_bytes": int(size), "bytes_per_row": round(size / num, 1) if num else None}
-    return out
 
 
 def run_milvus_layout_bench(uri: str, *, n: int = 20_000, bits: int = 64, dim: int = 1280, n_queries: int = 30,
@@ -74,8 +59,10 @@ def run_milvus_layout_bench(uri: str, *, n: int = 20_000, bits: int = 64, dim: i
     if metrics_url:
         c = ix._client
         ids = {name: int(c.describe_collection(name)["collection_id"]) for name in (ix.collection, ix.features_collection)}
-        mem = _entity_bytes(metrics_url, {"codes, ids, paths, labels": ids[ix.collection], "features": ids[ix.features_collection]})
-    out = {"benchmark": "milvus-layout", "uri": ix.location, "n": n, "bits": bits, "feature_dim": dim, "seed": seed,
+        text = fetch_metrics(metrics_url)
+        mem = {"codes, ids, paths, labels": sealed_entity_bytes(text, ids[ix.collection]),
+               "features": sealed_entity_bytes(text, ids[ix.features_collection])}
+    out = {"benchmark": "milvus-layout", "machine": machine_facts(), "uri": ix.location, "n": n, "bits": bits, "feature_dim": dim, "seed": seed,
            "mean_path_bytes": float(np.mean([len(p) for p in paths])), "insert_s": round(insert_s, 2),
            "insert_rows_per_s": round(n / insert_s), "flush_s": round(flush_s, 2),
            "query_ms_median": {m: round(statistics.median(v), 1) for m, v in lat.items()}, "querynode_memory": mem}

@@ -32,9 +32,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deephash.bench.search_bench import _cpu_name, _faiss_simd, _load, _timed, default_isas, make_codes
+from deephash.bench.machine import cpu_name
+from deephash.bench.search_bench import _faiss_simd, _load, _timed, default_isas, make_codes
 from deephash.errors import ConfigError
-from deephash.index.codes import check_n_bits
+from deephash.codes import check_n_bits
 from deephash.optional import require
 from deephash.utils import atomic_write_json
 
@@ -111,7 +112,7 @@ def run_scaling_bench(
     repeats: int = 3,
     seed: int = 0,
     index_io: bool = True,
-    out_dir: str | os.PathLike | None = "bench/results/scaling",
+    out_dir: str | os.PathLike | None = "docs/results/search-scaling-vs-n",
     resume: bool = False,
     verbose: bool = True,
 ) -> dict[str, Any]:
@@ -137,7 +138,7 @@ def run_scaling_bench(
     say = print if verbose else (lambda *a, **kw: None)
     say(f"# deephash scaling benchmark: N={','.join(f'{n:,}' for n in ns)} bits={','.join(map(str, bit_list))} k={k} "
         f"isas={','.join(isa_list)} IVF nlist={nlist} nprobe={','.join(map(str, nprobes))} repeats={repeats} seed={seed}")
-    say(f"CPU: {_cpu_name()}; FAISS {faiss.__version__} ({_faiss_simd()}); load average {_load()}")
+    say(f"CPU: {cpu_name()}; FAISS {faiss.__version__} ({_faiss_simd()}); load average {_load()}")
     faiss.omp_set_num_threads(1)
 
     rows: list[dict[str, Any]] = []
@@ -174,7 +175,7 @@ def run_scaling_bench(
     out: dict[str, Any] = {
         "config": {"ns": sorted({r["n"] for r in rows} | set(ns)), "bits": sorted({r["bits"] for r in rows} | set(bit_list)), "k": k, "isas": isa_list, "nlist": nlist, "nprobes": list(nprobes),
                    "repeats": repeats, "seed": seed, "codes": "clustered (100 centres, 8% flips)", "threads": 1},
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "faiss": faiss.__version__, "faiss_simd": _faiss_simd(),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "faiss": faiss.__version__, "faiss_simd": _faiss_simd(),
                     "numpy": np.__version__, "mem_available_bytes": _mem_available()},
         "rows": rows,
         "skipped": skipped,

@@ -23,16 +23,15 @@ like this); ``clustered=False`` draws uniform random codes.
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from deephash.bench.machine import cpu_name
 from deephash.errors import ConfigError
-from deephash.index.codes import check_n_bits
+from deephash.codes import check_n_bits
 from deephash.optional import require
 from deephash.utils import atomic_write_json
 
@@ -66,16 +65,6 @@ def _timed(fn) -> tuple[float, Any]:
     t = time.perf_counter()
     r = fn()
     return time.perf_counter() - t, r
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _as_list(v: int | Sequence[int], name: str) -> list[int]:
@@ -151,7 +140,7 @@ def run_search_bench(
     say(f"# deephash search benchmark: n={n:,} bits={','.join(map(str, bit_list))} k={k} queries={n_queries} "
         f"threads={','.join(map(str, thread_list))} isas={','.join(isa_list)} "
         f"codes={'clustered (100 centres, 8% flips)' if clustered else 'random'} seed={seed}")
-    say(f"CPU: {_cpu_name()}; kernel ISAs: {', '.join(_hamming.supported_isas())}; FAISS {faiss.__version__} "
+    say(f"CPU: {cpu_name()}; kernel ISAs: {', '.join(_hamming.supported_isas())}; FAISS {faiss.__version__} "
         f"({_faiss_simd()}); load average {_load()}")
 
     rows: list[dict[str, Any]] = []
@@ -272,7 +261,7 @@ def run_search_bench(
         "config": {"n": n, "bits": bit_list, "k": k, "n_queries": n_queries, "threads": thread_list, "isas": isa_list,
                    "clustered": clustered, "n_classes": 100 if clustered else 0, "flip": 0.08 if clustered else None,
                    "repeats": repeats, "seed": seed, "radius": radius},
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "kernel_isas": list(_hamming.supported_isas()),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "kernel_isas": list(_hamming.supported_isas()),
                     "faiss": faiss.__version__, "faiss_simd": _faiss_simd(), "numpy": np.__version__},
         "exact": rows,
         "qps": rows[0]["qps"],

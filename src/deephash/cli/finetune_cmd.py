@@ -7,23 +7,35 @@ from __future__ import annotations
 import click
 
 
+def recipe_options(f):
+    """The options of a fine-tuning recipe (:class:`~deephash.train.finetune.FinetuneConfig`), shared by
+    ``deephash finetune`` and ``deephash bench finetune``."""
+    options = [
+        click.option("--method", default="dlbhc", show_default=True, help="a network-trained method (deephash methods)"),
+        click.option("--bits", type=int, default=64, show_default=True),
+        click.option("--backbone", default="efficientnet-lite0", show_default=True),
+        click.option("--image-size", type=int, default=224, show_default=True, help="backbone input size (resized on the device)"),
+        click.option("--epochs", type=int, default=10, show_default=True),
+        click.option("--batch-size", type=int, default=128, show_default=True),
+        click.option("--lr", type=float, default=1e-3, show_default=True, help="head learning rate (AdamW, cosine decay)"),
+        click.option("--backbone-lr-mult", type=float, default=0.3, show_default=True, help="backbone lr = lr x this"),
+        click.option("--val-fraction", type=float, default=0.1, show_default=True,
+                     help="held out of the training images for early stopping (0: none, the final weights)"),
+        click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1..."),
+        click.option("--param", "params", multiple=True, help="method hyper-parameter [METHOD.]KEY=VALUE (JSON value), repeatable"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @click.command()
 @click.argument("archive", type=click.Path())
-@click.option("--method", default="dlbhc", show_default=True, help="a network-trained method (deephash methods)")
-@click.option("--bits", type=int, default=64, show_default=True)
+@recipe_options
 @click.option("--split", default=None, help="split folder to train on (e.g. train)")
 @click.option("--labels", type=click.Path(), default=None, help="CSV/JSON label file for a flat folder")
-@click.option("--backbone", default="efficientnet-lite0", show_default=True)
-@click.option("--image-size", type=int, default=224, show_default=True, help="backbone input size (resized on the device)")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="head learning rate (AdamW, cosine decay)")
-@click.option("--backbone-lr-mult", type=float, default=0.3, show_default=True, help="backbone lr = lr x this")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="held out of the training images for early stopping")
 @click.option("--patience", type=int, default=100, show_default=True, help="epochs without validation gain before stopping")
 @click.option("--no-augment", is_flag=True, help="no random crop / flip")
-@click.option("--device", default="auto", show_default=True, help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1...")
-@click.option("--param", "params", multiple=True, help="method hyper-parameter [METHOD.]KEY=VALUE (JSON value), repeatable")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", "resume", type=click.Path(), default=None, help="training-state file: resumed when it exists")
 @click.option("--out", type=click.Path(), required=True, help="checkpoint to write (.pt); `deephash encode` reads it alone")

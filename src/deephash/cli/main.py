@@ -199,7 +199,9 @@ def encode(checkpoint, images, out, batch_size, int8):
 @click.option("--labels", type=click.Path(), default=None)
 @click.option("--features/--no-features", default=True, show_default=True, help="store float16 features for re-ranking")
 @click.option("--out", type=click.Path(), required=True,
-              help="index to write: a file (.dhi) or milvus://HOST:PORT/COLLECTION")
+              help="index to write: a file (.dhi; exact search), the file searched through FAISS "
+                   "(faiss-ivf:FILE?nlist=N&nprobe=N, faiss-hnsw:FILE?M=N&ef_search=N, faiss-mih:FILE?nflip=N; "
+                   "approximate) or milvus://HOST:PORT/COLLECTION")
 @click.option("--update", is_flag=True, help="OUT exists: add the archive's images it does not hold yet (no retraining)")
 @click.option("--prune", is_flag=True, help="with --update: also remove the entries whose files left the archive")
 @click.option("--milvus-index", type=click.Choice(["auto", "flat", "ivf"]), default=None,
@@ -222,32 +224,35 @@ def index_cmd(archive, checkpoint, split, labels, features, out, update, prune, 
     opts = backend_options(milvus_token)
     given = {"address": address, "workers": workers, "shard_size": shard_size}
     engine_options = {k: v for k, v in given.items() if v is not None}
-    if update and (engine != "local" or engine_options):
-        raise click.UsageError("--engine and its options apply to building an index, not to --update")
-    from deephash.index.backend import is_remote
+    from deephash.index.backend import local_path
 
-    if not update and not is_remote(out):
+    file = local_path(out)  # a bad URI is refused before any work
+    if not update and file is not None:
         from deephash.utils import check_writable
 
-        check_writable(out)  # before a .tar.gz is unpacked and encoded
+        check_writable(file)  # before a .tar.gz is unpacked and encoded
     a = _open(archive, split, labels)
     if update:
-        r = api.update_index(a, checkpoint, out, prune=prune, **opts)
+        r = api.update_index(a, checkpoint, out, prune=prune, engine=engine, engine_options=engine_options, **opts)
         _report_skipped(r.skipped, r.ignored)
         how = "rewrote the index file" if r.rewritten else (f"appended to its journal ({r.journal_bytes / 1024:.1f} KiB)"
                                                              if r.journal_bytes else "written to the server")
-        click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}")
+        click.echo(f"updated {out}: added {r.added}, removed {r.removed}; it holds {r.total} images; {how}"
+                   f"{_engine_note(r.encoding)}")
         return
     if milvus_index is not None:
         opts["index_type"] = milvus_index
     b = api.build_index(a, checkpoint, out, store_features=features, engine=engine, engine_options=engine_options,
                         int8=int8, **opts)
     _report_skipped(b.skipped, b.ignored)
-    how = ""
-    if b.encoding.get("shards"):
-        e = b.encoding
-        how = f" ({e['engine']}: {e['shards']} shards, {e['computed_shards']} encoded, {e['reused_shards']} reused from {e['run_dir']})"
-    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}{how}")
+    click.echo(f"indexed {len(b.index)} images ({b.index.n_bits} bits) into {out}{_engine_note(b.encoding)}")
+
+
+def _engine_note(e: dict) -> str:
+    """`` (ray: 9 shards, 9 encoded, 0 reused from DIR)`` for a sharded engine's stats, else nothing."""
+    if not e.get("shards"):
+        return ""
+    return f" ({e['engine']}: {e['shards']} shards, {e['computed_shards']} encoded, {e['reused_shards']} reused from {e['run_dir']})"
 
 
 def backend_options(milvus_token: str | None) -> dict:
@@ -268,7 +273,8 @@ def backend_options(milvus_token: str | None) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="print JSON (one object per line for several queries)")
 @click.option("--milvus-token", default=None, help="milvus:// only: the server's token (or $DEEPHASH_MILVUS_TOKEN); never printed")
 def search(index_path, images, k, radius, label, rerank, exclude_self, ids, model, as_json, milvus_token):
-    """Print the k nearest neighbours of each query IMAGE (files or folders) in INDEX (a file or
+    """Print the k nearest neighbours of each query IMAGE (files or folders) in INDEX (a file, searched
+    as it records; faiss-ivf:FILE?nprobe=N and the like to search it through a FAISS structure; or
     milvus://HOST:PORT/COLLECTION)."""
     from deephash import api
     from deephash.query import format_table, format_timings

@@ -3,15 +3,18 @@ a flat folder of unlabelled images, a plain folder plus a CSV/JSON label file (s
 multi-label, with an optional ``split`` column), or a .tar.gz/.zip of any of these."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +23,7 @@ import numpy as np
 
 from deephash.data.images import IMAGE_SUFFIXES
 from deephash.errors import DataError
-from deephash.utils import cache_dir, sha1_of
+from deephash.utils import cache_dir, limit_from_env, sha1_of
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 SPLIT_NAMES = ("train", "test", "val", "valid", "validation", "query", "database", "db")
@@ -112,10 +115,161 @@ def link_problem(p: Path, real_root: Path) -> str | None:
     return None
 
 
+#: an archive member unpacking to more bytes than this is skipped and reported (a decompression bomb:
+#: no image file is that large); ``DEEPHASH_MAX_MEMBER_BYTES`` changes it
+DEFAULT_MAX_MEMBER_BYTES = 2**30
+MAX_MEMBER_BYTES_ENV = "DEEPHASH_MAX_MEMBER_BYTES"
+#: room left free on the cache disk when an archive is unpacked
+_FREE_MARGIN_BYTES = 256 * 2**20
+#: longest symbolic-link target read from a .zip (PATH_MAX)
+_MAX_LINK_BYTES = 4096
+
+_PATH_LEAVES = "member path leaves the archive (absolute or with ..): skipped"
+_SPECIAL_FILE = "not a regular file (a device or a pipe): skipped"
+
+
+def max_member_bytes() -> int:
+    """The member size limit in force: ``$DEEPHASH_MAX_MEMBER_BYTES`` when set, else 1 GiB."""
+    return limit_from_env(MAX_MEMBER_BYTES_ENV, DEFAULT_MAX_MEMBER_BYTES, unit="bytes", ceiling_exp=62)
+
+
+def _link_leaves(kind: str, target: str) -> str:
+    return f"{kind} link leaving the archive (to {target}): skipped"
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (f"unpacks to {size} bytes, more than the limit of {limit} for one member (a decompression bomb? "
+            f"${MAX_MEMBER_BYTES_ENV} raises it): skipped")
+
+
+class _Unpacking:
+    """One archive being unpacked into ``dest``: the members skipped (name, why), the member size
+    limit, and the bytes the cache disk can take (an archive needing more is refused whole)."""
+
+    def __init__(self, archive: Path, dest: Path, limit: int) -> None:
+        self.archive, self.dest, self.limit = archive, dest, limit
+        self.real_dest = Path(os.path.realpath(dest))
+        self.skipped: list[tuple[str, str]] = []
+        self.room = shutil.disk_usage(dest).free - _FREE_MARGIN_BYTES
+        self.used = 0
+
+    def take(self, nbytes: int) -> None:
+        """Count ``nbytes`` more to unpack; refuse the archive once they would not fit on the disk."""
+        self.used += nbytes
+        if self.used > self.room:
+            raise DataError(f"{self.archive}: unpacking it needs more than the {max(self.room, 0) / 2**30:.1f} GiB "
+                            f"free on the disk of the cache folder {self.dest.parent} (less a margin); "
+                            "free some space or set DEEPHASH_CACHE to a larger disk")
+
+    def inside(self, target: str | os.PathLike) -> bool:
+        """Whether ``target`` resolves (through the links unpacked so far) inside the archive's folder."""
+        return Path(os.path.realpath(target)).is_relative_to(self.real_dest)
+
+
+def _unpack_tar(path: Path, u: _Unpacking) -> None:
+    """tarfile's "data" filter, member by member (a refused member is skipped and reported), absolute
+    names refused too, and the member size limit, checked on the members' headers (a sparse member's
+    size is the one it unpacks to) before any data is read."""
+
+    def screen(member: tarfile.TarInfo, dest: str):
+        if member.name.startswith("/"):  # the filter would unpack it below dest: it is refused, as from a .zip
+            u.skipped.append((member.name, _PATH_LEAVES))
+            return None
+        try:
+            member = tarfile.data_filter(member, dest)
+        except tarfile.FilterError as e:
+            u.skipped.append((member.name, _filter_reason(member, e)))
+            return None
+        if member.size > u.limit:
+            u.skipped.append((member.name, _too_large(member.size, u.limit)))
+            return None
+        u.take(member.size)
+        return member
+
+    with tarfile.open(path) as tf:
+        tf.extractall(u.dest, filter=screen)
+
+
+def _unpack_zip(path: Path, u: _Unpacking) -> None:
+    """Every member screened as :func:`_unpack_tar` screens a tar member (a refused member is skipped
+    and reported, the rest unpacked): no absolute path or one that ``..`` or a link takes outside, no
+    link leaving the archive (links inside it are made, as from a tar), no device or pipe, nothing
+    encrypted, no member over the size limit; a damaged member is skipped alone. Sizes are the
+    central directory's, checked before any data is read (zipfile stops a member at its declared
+    size), and their total must fit on the disk."""
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        u.take(sum(i.file_size for i in infos if i.file_size <= u.limit))
+        for info in infos:
+            why = _unpack_zip_member(zf, info, u)
+            if why is not None:
+                u.skipped.append((info.filename, why))
+
+
+def _unpack_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, u: _Unpacking) -> str | None:
+    """Unpack one member; returns why it was skipped (None when it was unpacked)."""
+    name = info.filename
+    if not name:
+        return "a member without a name: skipped"
+    if name.startswith("/"):
+        return _PATH_LEAVES
+    # where the system would put it: its folder resolved (links unpacked before, then ..), never
+    # the name normalised as text — "l/../../x" with l a link to a/b lies at a/x, not at ../x
+    path = u.dest / name
+    target = Path(os.path.realpath(path.parent)) / path.name if path.name != ".." else Path(os.path.realpath(path))
+    if not target.is_relative_to(u.real_dest):
+        return _PATH_LEAVES
+    if target == u.real_dest:
+        return None if info.is_dir() else "names the archive's own folder, not a file in it: skipped"
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if info.is_dir():
+        kind = stat.S_IFDIR
+    if kind not in (0, stat.S_IFREG, stat.S_IFLNK, stat.S_IFDIR):  # 0: written without a Unix mode (a regular file)
+        return _SPECIAL_FILE
+    if info.flag_bits & 0x1:
+        return "encrypted (deephash has no password for it): skipped"
+    if info.file_size > u.limit:
+        return _too_large(info.file_size, u.limit)
+    try:
+        if kind == stat.S_IFDIR:
+            target.mkdir(parents=True, exist_ok=True)
+            return None
+        if kind == stat.S_IFLNK:
+            if info.file_size > _MAX_LINK_BYTES:
+                return f"symbolic link whose target is {info.file_size} bytes long (at most {_MAX_LINK_BYTES}): skipped"
+            link = os.fsdecode(zf.read(info))
+            if not link or "\0" in link:
+                return "symbolic link to no valid path: skipped"
+            if os.path.isabs(link) or not u.inside(target.parent / link):
+                return _link_leaves("symbolic", link)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.is_file():
+            target.unlink()  # a later member of the same name wins, as in a tar; never written through a link
+        if kind == stat.S_IFLNK:
+            os.symlink(link, target)
+            return None
+        with zf.open(info) as src, open(target, "xb") as out:
+            shutil.copyfileobj(src, out, 2**20)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+        with contextlib.suppress(OSError):
+            target.unlink()
+        return f"damaged or unreadable member ({str(e) or type(e).__name__}): skipped"
+    except (FileExistsError, IsADirectoryError, NotADirectoryError) as e:  # its name clashes with another member's
+        return f"cannot be unpacked ({e.strerror}): skipped"
+    return None
+
+
+#: how each archive kind is unpacked, by its name's ending (anything else is a tar, compressed or not)
+UNPACKERS = {".zip": _unpack_zip}
+
+
 def unpack_archive_file(path: Path) -> Path:
-    """Unpack a .tar.gz/.tgz/.tar/.zip once into the cache; returns the unpacked folder."""
+    """Unpack a .tar.gz/.tgz/.tar/.zip once into the cache; returns the unpacked folder. Members that
+    are unsafe (see :func:`_unpack_zip`, :func:`_unpack_tar`) are skipped and listed beside the files."""
     st = path.stat()
-    dest = cache_dir() / "archives" / (path.name.split(".")[0] + "-" + sha1_of(str(path.resolve()), st.st_size, int(st.st_mtime))[:12])
+    limit = max_member_bytes()  # a changed limit unpacks again (the default keeps the key it always had)
+    key = sha1_of(str(path.resolve()), st.st_size, int(st.st_mtime), *([limit] if limit != DEFAULT_MAX_MEMBER_BYTES else []))
+    dest = cache_dir() / "archives" / (path.name.split(".")[0] + "-" + key[:12])
     if dest.is_dir():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -125,31 +279,18 @@ def unpack_archive_file(path: Path) -> Path:
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest.parent))
     try:
-        name = path.name.lower()
-        if name.endswith(".zip"):
-            with zipfile.ZipFile(path) as zf:
-                for m in zf.namelist():
-                    if m.startswith("/") or ".." in Path(m).parts:
-                        raise DataError(f"{path}: refusing archive member with an unsafe path {m!r}")
-                zf.extractall(tmp)
-        else:
-            skipped: list[tuple[str, str]] = []
-
-            def data_only(member: tarfile.TarInfo, dest: str):
-                """tarfile's "data" filter, member by member: a refused member is skipped and reported."""
-                try:
-                    return tarfile.data_filter(member, dest)
-                except tarfile.FilterError as e:
-                    skipped.append((member.name, _filter_reason(member, e)))
-                    return None
-
-            with tarfile.open(path) as tf:
-                tf.extractall(tmp, filter=data_only)
-            if skipped:
-                (tmp / UNPACK_SKIPPED).write_text(json.dumps(skipped))
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+        u = _Unpacking(path, tmp, limit)
+        unpack = next((f for suffix, f in UNPACKERS.items() if path.name.lower().endswith(suffix)), _unpack_tar)
+        unpack(path, u)
+        if u.skipped:
+            (tmp / UNPACK_SKIPPED).write_text(json.dumps(u.skipped))
+    except DataError:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DataError(f"{path}: cannot unpack archive ({e}); expected a readable .tar.gz, .tar or .zip") from None
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, OSError, ValueError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise DataError(f"{path}: cannot unpack archive ({why}); expected a readable .tar.gz, .tar or .zip") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -165,12 +306,11 @@ def _not_regular(f: Path) -> str | None:
 
 def _filter_reason(member: tarfile.TarInfo, e: Exception) -> str:
     if isinstance(e, (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError)):
-        kind = "symbolic" if member.issym() else "hard"
-        return f"{kind} link leaving the archive (to {member.linkname}): skipped"
+        return _link_leaves("symbolic" if member.issym() else "hard", member.linkname)
     if isinstance(e, (tarfile.AbsolutePathError, tarfile.OutsideDestinationError)):
-        return "member path leaves the archive (absolute or with ..): skipped"
+        return _PATH_LEAVES
     if isinstance(e, tarfile.SpecialFileError):
-        return "not a regular file (a device or a pipe): skipped"
+        return _SPECIAL_FILE
     return f"refused by the safe unpacking filter ({e}): skipped"
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from deephash.errors import ConfigError, DataError
+from deephash.errors import DataError
+from deephash.utils import limit_from_env
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 #: Images declaring more pixels than this are refused before they are decoded (decompression bombs):
@@ -20,21 +21,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 #: ``deephash serve --max-pixels`` overrides it for the service.
 DEFAULT_MAX_PIXELS = 40_000_000
 MAX_PIXELS_ENV = "DEEPHASH_MAX_PIXELS"
-MAX_PIXELS_CEILING = 2**31
 
 
 def max_pixels_limit() -> int:
     """The pixel limit in force: ``$DEEPHASH_MAX_PIXELS`` when set, else :data:`DEFAULT_MAX_PIXELS`."""
-    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_PIXELS
-    try:
-        v = int(raw.replace("_", ""))
-    except ValueError:
-        v = 0
-    if not 1 <= v <= MAX_PIXELS_CEILING:
-        raise ConfigError(f"{MAX_PIXELS_ENV} must be a whole number of pixels between 1 and 2^31; got {raw!r}")
-    return v
+    return limit_from_env(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, unit="pixels", ceiling_exp=31)
 
 
 def _open_file(p: Path, label: str):

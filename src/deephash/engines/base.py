@@ -46,9 +46,12 @@ class Engine:
 
     name = "engine"
 
-    def encode(self, archive, checkpoint: str | os.PathLike, model, *, progress: Progress = True) -> EncodedArchive:
-        """Encode every image of ``archive`` (an :class:`~deephash.data.ImageArchive`) with ``model``
-        (the :class:`~deephash.model.HashModel` loaded from ``checkpoint``)."""
+    def encode(self, archive, checkpoint: str | os.PathLike, model, *, positions: np.ndarray | None = None,
+               progress: Progress = True) -> EncodedArchive:
+        """Encode the images of ``archive`` (an :class:`~deephash.data.ImageArchive`) at ``positions``
+        (ascending archive positions; default: every image) with ``model`` (the
+        :class:`~deephash.model.HashModel` loaded from ``checkpoint``). ``ids`` of the result are
+        archive positions, whichever were asked (``deephash index --update`` asks for the new ones)."""
         raise NotImplementedError
 
 
@@ -71,6 +74,16 @@ def create_engine(name: str, **options: Any) -> Engine:
 
 def list_engines(pattern: str = "*") -> list[str]:
     return ENGINES.names(pattern)
+
+
+def check_positions(positions: np.ndarray | None, n: int) -> np.ndarray:
+    """``positions`` as ascending distinct int64 archive positions in ``[0, n)`` (None: all ``n``)."""
+    if positions is None:
+        return np.arange(n, dtype=np.int64)
+    p = np.asarray(positions, np.int64).ravel()
+    if len(p) and (p.min() < 0 or p.max() >= n or np.any(np.diff(p) <= 0)):
+        raise ConfigError(f"positions must be ascending, distinct and in [0, {n}); got {len(p)} from {p.min()} to {p.max()}")
+    return p
 
 
 def report_progress(progress: Progress, done: int, total: int) -> None:

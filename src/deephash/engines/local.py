@@ -4,7 +4,9 @@ from __future__ import annotations
 import os
 import time
 
-from deephash.engines.base import Engine, EncodedArchive, Progress, register_engine, report_progress
+import numpy as np
+
+from deephash.engines.base import Engine, EncodedArchive, Progress, check_positions, register_engine, report_progress
 from deephash.errors import ConfigError
 
 
@@ -21,13 +23,15 @@ class LocalEngine(Engine):
         self.batch_size = int(batch_size)
         self.use_cache = bool(use_cache)
 
-    def encode(self, archive, checkpoint: str | os.PathLike, model, *, progress: Progress = True) -> EncodedArchive:
+    def encode(self, archive, checkpoint: str | os.PathLike, model, *, positions: np.ndarray | None = None,
+               progress: Progress = True) -> EncodedArchive:
         from deephash.features import extract_features
 
         t0 = time.perf_counter()
-        fs = extract_features(archive, model.backbone, batch_size=self.batch_size, use_cache=self.use_cache,
+        positions = check_positions(positions, len(archive))
+        fs = extract_features(archive, model.backbone, positions, batch_size=self.batch_size, use_cache=self.use_cache,
                               progress=progress is True)
         codes = model.hasher.encode(fs.features)
-        report_progress(progress, len(archive), len(archive))
+        report_progress(progress, len(positions), len(positions))
         return EncodedArchive(codes, fs.features, fs.index, fs.failed,
-                              {"engine": self.name, "images": len(archive), "wall_s": time.perf_counter() - t0})
+                              {"engine": self.name, "images": len(positions), "wall_s": time.perf_counter() - t0})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deephash.engines.base import Engine, EncodedArchive, Progress, register_engine, report_progress
+from deephash.engines.base import Engine, EncodedArchive, Progress, check_positions, register_engine, report_progress
 from deephash.engines.shards import ShardStore, assemble, encode_shard, model_from_bytes, plan_shards
 from deephash.errors import ConfigError, DeepHashError, EngineError, EngineUnavailableError
 
@@ -102,17 +102,21 @@ class RayEngine(Engine):
         return True
 
     # ------------------------------------------------------------------ encode
-    def encode(self, archive, checkpoint: str | os.PathLike, model, *, progress: Progress = True) -> EncodedArchive:
+    def encode(self, archive, checkpoint: str | os.PathLike, model, *, positions: np.ndarray | None = None,
+               progress: Progress = True) -> EncodedArchive:
         from tqdm import tqdm
 
         ray = _ray()
-        shards = plan_shards(len(archive), self.shard_size)
-        store = ShardStore.for_run(archive, model, self.shard_size, self.run_dir)
+        everything = positions is None
+        positions = check_positions(positions, len(archive))
+        shards = plan_shards(len(positions), self.shard_size)  # [a, b) of ``positions``
+        store = ShardStore.for_run(archive, model, self.shard_size, self.run_dir,
+                                   positions=None if everything else positions)
         todo = [i for i in range(len(shards)) if not store.has(i)]
         reused = len(shards) - len(todo)
         left = set(todo)
         done_images = sum(b - a for i, (a, b) in enumerate(shards) if i not in left)
-        stats = {"engine": self.name, "images": len(archive), "shards": len(shards), "shard_size": self.shard_size,
+        stats = {"engine": self.name, "images": len(positions), "shards": len(shards), "shard_size": self.shard_size,
                  "reused_shards": reused, "computed_shards": 0, "workers": self.workers, "run_dir": str(store.folder),
                  "startup_s": 0.0, "encode_wall_s": 0.0, "task_s": [], "shard_hosts": {}}
         started, bar = False, None
@@ -122,10 +126,11 @@ class RayEngine(Engine):
                 started = self._connect(ray)
                 stats["startup_s"] = time.perf_counter() - t0
                 stats["address"] = self.address or ("existing connection" if not started else "local cluster started")
-                bar = tqdm(total=len(archive), initial=done_images, unit="img", desc=f"ray: {len(todo)} shard(s)",
+                bar = tqdm(total=len(positions), initial=done_images, unit="img", desc=f"ray: {len(todo)} shard(s)",
                            disable=progress is not True, file=sys.stderr, dynamic_ncols=True,
                            mininterval=0.5 if sys.stderr.isatty() else 10.0)
-                self._run(ray, archive, checkpoint, model, shards, todo, store, stats, bar, progress, done_images)
+                self._run(ray, archive, checkpoint, model, positions, shards, todo, store, stats, bar, progress,
+                          done_images)
         finally:
             if bar is not None:
                 bar.close()
@@ -136,7 +141,8 @@ class RayEngine(Engine):
         codes, feats, ids, failed = assemble(store, len(shards), archive)
         return EncodedArchive(codes, feats, ids, failed, stats)
 
-    def _run(self, ray, archive, checkpoint, model, shards, todo, store, stats, bar, progress, done_images) -> None:
+    def _run(self, ray, archive, checkpoint, model, positions, shards, todo, store, stats, bar, progress,
+             done_images) -> None:
         task = ray.remote(num_cpus=self.threads_per_worker, max_retries=self.max_retries)(_encode_shard_task)
         t0 = time.perf_counter()
         data = Path(checkpoint).read_bytes()
@@ -146,8 +152,8 @@ class RayEngine(Engine):
         pending = {}
         for i in todo:
             a, b = shards[i]
-            pending[task.remote(blob, digest, root, archive.paths[a:b], np.arange(a, b), self.batch_size,
-                                self.threads_per_worker)] = i
+            pending[task.remote(blob, digest, root, [archive.paths[j] for j in positions[a:b]], positions[a:b],
+                                self.batch_size, self.threads_per_worker)] = i
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
@@ -161,7 +167,7 @@ class RayEngine(Engine):
                     a, b = shards[i]
                     done_images += b - a
                     bar.update(b - a)
-                    report_progress(progress, done_images, len(archive))
+                    report_progress(progress, done_images, len(positions))
         except BaseException:
             for ref in pending:  # a failed or interrupted run: stop the shards still queued or running
                 ray.cancel(ref, force=True)

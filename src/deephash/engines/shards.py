@@ -9,6 +9,7 @@ shards already there, and a shard is either wholly present or absent (never half
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import tempfile
@@ -98,9 +99,13 @@ def model_from_bytes(data: bytes, digest: str, *, threads: int | None = None):
     return _MODELS[digest]
 
 
-def run_key(archive, model, shard_size: int) -> str:
-    """What a run's results depend on: the archive's files (names, sizes, mtimes), the model, the shard size."""
-    return sha1_of(archive.fingerprint(), model.identity.to_dict(), model.backbone.describe(), int(shard_size))
+def run_key(archive, model, shard_size: int, positions: np.ndarray | None = None) -> str:
+    """What a run's results depend on: the archive's files (names, sizes, mtimes), the model, the shard size,
+    and which archive positions it encodes when not all (an update's new images)."""
+    parts = [archive.fingerprint(), model.identity.to_dict(), model.backbone.describe(), int(shard_size)]
+    if positions is not None:
+        parts.append(hashlib.sha1(np.asarray(positions, np.int64).tobytes()).hexdigest())
+    return sha1_of(*parts)
 
 
 class ShardStore:
@@ -110,14 +115,17 @@ class ShardStore:
         self.folder = Path(folder)
 
     @classmethod
-    def for_run(cls, archive, model, shard_size: int, root: str | os.PathLike | None = None) -> "ShardStore":
-        """The run folder of (archive, model, shard size) under ``root`` (default: the cache's ``encode-runs``)."""
-        key = run_key(archive, model, shard_size)
+    def for_run(cls, archive, model, shard_size: int, root: str | os.PathLike | None = None, *,
+                positions: np.ndarray | None = None) -> "ShardStore":
+        """The run folder of (archive, model, shard size, ``positions`` when not all) under ``root``
+        (default: the cache's ``encode-runs``)."""
+        key = run_key(archive, model, shard_size, positions)
         base = Path(root) if root is not None else cache_dir() / "encode-runs"
         store = cls(base / key[:20])
         store.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(store.folder / "run.json", {
-            "archive_root": str(archive.root.resolve()), "images": len(archive), "model": model.identity.to_dict(),
+            "archive_root": str(archive.root.resolve()), "images": len(archive) if positions is None else len(positions),
+            "model": model.identity.to_dict(),
             "backbone": model.backbone.describe(), "shard_size": int(shard_size),
             "layout": "shard-NNNNN.npz: ids int64, codes uint8 (n, K/8), features float32 (n, D), failed_ids, failed_why"})
         return store

@@ -548,7 +548,7 @@ def evaluate_codes(
     ``recall_at_radius`` / ``empty_ball_fraction`` at ``radius``, ``p_at_k`` (usual and
     tie-aware), ``pr_curve`` over radii 0..n_bits, counts, the settings and ``eval_s``.
     """
-    from deephash.index.codes import check_codes, hamming_matrix
+    from deephash.codes import check_codes, hamming_matrix
     from deephash.utils import Timer
 
     with Timer() as t:

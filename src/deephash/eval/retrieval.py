@@ -32,8 +32,8 @@ def hamming_map(q_codes: np.ndarray, db_codes: np.ndarray, yq: np.ndarray, ydb: 
     without materialising the (nq, ndb) matrices: 10k x 50k runs in seconds on a GPU."""
     import torch
 
-    from deephash.index.codes import unpack_bits
-    from deephash.train.trainer import pick_device
+    from deephash.codes import unpack_bits
+    from deephash.devices import pick_device
 
     dev = pick_device(device)
     yq, ydb = np.asarray(yq), np.asarray(ydb)
@@ -72,7 +72,7 @@ def coarse_to_fine_evaluation(q_codes: np.ndarray, q_features: np.ndarray, db_co
     Returns ``map_hamming``, ``map_coarse_to_fine``, the mean/median/max pool size and radius."""
     from deephash.eval.metrics import mean_average_precision, relevance_matrix
     from deephash.index import HashIndex
-    from deephash.index.codes import hamming_matrix
+    from deephash.codes import hamming_matrix
 
     if searcher is None:
         from deephash.optional import available

@@ -27,8 +27,24 @@ def protocol_split(archive: ImageArchive, protocol: Protocol, seed: int, split_f
     return split
 
 
-def _hamming_result(q: np.ndarray, d: np.ndarray, yq, yd, protocol: Protocol, loo: bool) -> dict[str, Any]:
-    return evaluate_codes(q, d, yq, yd, protocol, exclude_self=loo or None)
+def _hamming_ranking(idx, hasher, qf: np.ndarray, qcodes: np.ndarray, dcodes: np.ndarray, yq, yd, protocol: Protocol,
+                     loo: bool) -> tuple[dict[str, Any], Any, int]:
+    """Hamming codes: the metrics of the codes; the timed search is every query's code."""
+    return evaluate_codes(qcodes, dcodes, yq, yd, protocol, exclude_self=loo or None), qcodes, len(qcodes)
+
+
+def _asymmetric_ranking(idx, hasher, qf: np.ndarray, qcodes: np.ndarray, dcodes: np.ndarray, yq, yd, protocol: Protocol,
+                        loo: bool) -> tuple[dict[str, Any], Any, int]:
+    """Quantisation codes (PQ / DPQ): ranked by the hasher's asymmetric distance, never Hamming; the timed
+    search is a bounded batch of queries (it builds a (queries x database) float matrix)."""
+    r = evaluate_distances(lambda sl: hasher.query_distances(qf[sl], dcodes), len(qf), len(dcodes), yq, yd,
+                           protocol, name=f"asymmetric ({idx.code_kind})", exclude_self=loo or None)
+    n_timed = min(256, len(qf))
+    return r, (lambda c: hasher.query_distances(qf[:n_timed], c)), n_timed
+
+
+#: the index type's ``metric`` -> (metrics, the queries its ``search`` is timed on, how many)
+RANKINGS = {"hamming": _hamming_ranking, "asymmetric": _asymmetric_ranking}
 
 
 def evaluate_archive(
@@ -49,7 +65,7 @@ def evaluate_archive(
     from deephash.backbones import create_backbone
     from deephash.features import extract_features
     from deephash.hashers import create_hasher
-    from deephash.index import HashIndex
+    from deephash.index import index_type_for
     from deephash.model import HashModel
 
     if not checkpoints and not methods:
@@ -90,20 +106,11 @@ def evaluate_archive(
         with Timer() as t_enc:
             dcodes = hasher.encode(fs.features[drow])
             qcodes = hasher.encode(fs.features[qrow])
-        idx = HashIndex(n_bits, code_kind=hasher.code_kind)
+        idx = index_type_for(hasher)(n_bits)  # a HashIndex, or a PQIndex for quantisation codes
         idx.add(dcodes)
-        n_timed = len(qcodes)
-        if hasher.code_kind == "hamming":
-            r = _hamming_result(qcodes, dcodes, yq, yd, protocol, loo)
-            with Timer() as t_q:
-                idx.search(qcodes, min(100, len(dcodes)))
-        else:  # quantisation codes (PQ / DPQ): ranked by the hasher's asymmetric distance, never Hamming
-            qf = fs.features[qrow]
-            r = evaluate_distances(lambda sl: hasher.query_distances(qf[sl], dcodes), len(qrow), len(drow), yq, yd,
-                                   protocol, name=f"asymmetric ({hasher.code_kind})", exclude_self=loo or None)
-            n_timed = min(256, len(qf))  # a (queries x database) float matrix: time a bounded batch
-            with Timer() as t_q:
-                idx.search_asymmetric(lambda c: hasher.query_distances(qf[:n_timed], c), min(100, len(dcodes)))
+        r, queries, n_timed = RANKINGS[idx.metric](idx, hasher, fs.features[qrow], qcodes, dcodes, yq, yd, protocol, loo)
+        with Timer() as t_q:
+            idx.search(queries, min(100, len(dcodes)))
         results.append({"method": name, "bits": n_bits, **r, "train_s": train_s, "encode_s": t_enc.seconds,
                         "query_s": t_q.seconds / max(1, n_timed), "model_bytes": model_bytes,
                         "index_bytes": int(dcodes.nbytes)})

@@ -19,7 +19,7 @@ import numpy as np
 from deephash import __version__
 from deephash.config import HasherConfig
 from deephash.errors import ConfigError, IndexFormatError, NotFittedError
-from deephash.index.codes import check_n_bits, pack_bits
+from deephash.codes import check_n_bits, pack_bits
 from deephash.registry import Registry
 from deephash.hashers.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, payload_digest, read_checkpoint  # noqa: F401
 from deephash.utils import atomic_path
@@ -58,8 +58,8 @@ class Hasher:
     family: ClassVar[str] = "baseline"
     #: the paper's published figure, for tables: (value, "protocol / setting") or None
     reference: ClassVar[dict | None] = None
-    #: what ``encode`` returns: "hamming" (packed bits, searchable by HashIndex) or "pq"
-    #: (one byte per sub-space, ranked only through ``query_distances``)
+    #: what ``encode`` returns, which names the index type that holds the codes: "hamming" (packed
+    #: bits: HashIndex) or "pq" (one byte per sub-space, ranked through ``query_distances``: PQIndex)
     code_kind: ClassVar[str] = "hamming"
 
     def __init__(self, n_bits: int = 64, *, seed: int = 0) -> None:
@@ -95,7 +95,7 @@ class Hasher:
 
         Hamming between codes by default; quantisation methods override it with asymmetric
         distances (the query stays a float vector)."""
-        from deephash.index.codes import hamming_matrix
+        from deephash.codes import hamming_matrix
 
         return hamming_matrix(self.encode(X_query), db_codes)
 
@@ -157,8 +157,8 @@ class Hasher:
 def require_hamming_codes(hasher: Hasher) -> None:
     """Raise when ``hasher``'s codes are not Hamming codes (a Hamming index would rank them wrongly)."""
     if hasher.code_kind != "hamming":
-        raise ConfigError(f"{hasher.name} produces {hasher.code_kind!r} codes, not Hamming codes: HashIndex cannot "
-                          f"search them; rank with hasher.query_distances(query_features, codes) instead")
+        raise ConfigError(f"{hasher.name} produces {hasher.code_kind!r} codes, not Hamming codes: Hamming search "
+                          "does not apply (a PQIndex ranks them by asymmetric distance: deephash index / search)")
 
 
 def require_labels(hasher: Hasher, labelled: bool) -> None:

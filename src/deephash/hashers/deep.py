@@ -9,7 +9,7 @@ import numpy as np
 
 from deephash.errors import NotFittedError
 from deephash.hashers.base import Hasher
-from deephash.index.codes import pack_bits
+from deephash.codes import pack_bits
 from deephash.train.trainer import Trainer, TrainerConfig
 
 #: constructor arguments that configure the Trainer rather than the method
@@ -117,7 +117,7 @@ class DeepHasher(Hasher):
         """Distances the Trainer ranks its validation split by (queries ``Xv`` to database ``Xdb``,
         both training-regime inputs): the method's own ranking head-only; end to end, Hamming
         between the codes of the images. Quantisers override this (their ranking is not Hamming)."""
-        from deephash.index.codes import hamming_matrix
+        from deephash.codes import hamming_matrix
 
         if getattr(self, "e2e_", None) is None:
             return self.query_distances(Xv, self.encode(Xdb))

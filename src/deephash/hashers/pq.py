@@ -18,7 +18,7 @@ import numpy as np
 
 from deephash.errors import ConfigError
 from deephash.hashers.base import Hasher, register_hasher
-from deephash.index.codes import check_codes, unpack_bits
+from deephash.codes import check_codes, unpack_bits
 from deephash.optional import require
 
 N_CENTROIDS = 256  # 8 bits per sub-quantiser

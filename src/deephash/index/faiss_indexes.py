@@ -7,7 +7,8 @@ Every index here is built from packed ``uint8 (n, n_bits/8)`` codes and shares o
     D, I = index.search(queries, k)      # int32 / int64 (nq, k), padded with (n_bits+1, -1)
     index.ntotal, index.memory_bytes()
 
-``I`` holds row positions (insertion order). Within each returned list ties are ordered by row;
+``I`` holds row positions (insertion order), or the labels given to ``add(codes, labels)``. Within
+each returned list ties are ordered by row (label);
 which rows an approximate index finds is its own business, so its recall against exact search
 (:func:`recall_at_k`) is what the benchmark and the tests report:
 
@@ -18,6 +19,12 @@ which rows an approximate index finds is its own business, so its recall against
   with ``nflip`` bit flips; every code it returns has its exact distance.
 - ``"radius"`` (:class:`RadiusIndex`): multi-index hashing configured to be *exact* — all codes
   within Hamming radius r (``search_radius``), and exact k-NN by growing r (``search``).
+
+The ``selectable`` ones (ivf, hnsw, mih) are also index backends: the local index file searched
+through them (``faiss-ivf:archive.dhi?nprobe=8``; :mod:`deephash.index.ann_search`). For that they
+take labels, remove by label where FAISS can (``can_remove``: IVF only), answer radius queries
+(``search_radius``), report their parameters (``params()``) and serialize (``to_bytes`` /
+:meth:`AnnIndex.from_bytes`).
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ import time
 import numpy as np
 
 from deephash.errors import ConfigError, NotFittedError
-from deephash.index.codes import check_codes, check_n_bits
+from deephash.codes import check_codes, check_n_bits
 from deephash.index.search import _pad
 from deephash.optional import require
 from deephash.registry import Registry
@@ -44,9 +51,26 @@ def list_ann_indexes(pattern: str = "*") -> list[str]:
 
 
 def _positive_int(name: str, v) -> int:
-    if not isinstance(v, (int, np.integer)) or v < 1:
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
         raise ConfigError(f"{name} must be a positive integer; got {v!r}")
     return int(v)
+
+
+def _sort_lists(lims: np.ndarray, D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Range-search lists as ``(lims int64, D int32, I int64)``, each list ordered by (distance, label)."""
+    lims, D, I = lims.astype(np.int64), D.astype(np.int32), I.astype(np.int64)
+    for i in range(len(lims) - 1):
+        s, e = lims[i], lims[i + 1]
+        if e - s > 1:
+            o = np.lexsort((I[s:e], D[s:e]))
+            D[s:e], I[s:e] = D[s:e][o], I[s:e][o]
+    return lims, D, I
+
+
+def _check_radius(radius) -> int:
+    if not isinstance(radius, (int, np.integer)) or isinstance(radius, bool) or radius < 0:
+        raise ConfigError(f"radius must be a non-negative integer; got {radius!r}")
+    return int(radius)
 
 
 def _order_ties_by_row(D: np.ndarray, I: np.ndarray, n_bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -68,6 +92,12 @@ class AnnIndex:
     #: True when ``search`` returns the exact answer (the radius index); False: see the recall tables.
     exact = False
     needs_training = False
+    #: an index backend too (``faiss-<name>:PATH``): the approximate structures a user picks
+    selectable = False
+    #: FAISS removes codes from the structure itself (``remove``); else the caller masks them
+    can_remove = False
+    #: parameters fixed when the structure is built (changing one means building it again)
+    build_params: tuple[str, ...] = ()
 
     def __init__(self, n_bits: int, *, n_threads: int = 1) -> None:
         self.n_bits = check_n_bits(n_bits)
@@ -89,14 +119,88 @@ class AnnIndex:
         self.is_trained_ = True
         return self
 
-    def add(self, codes: np.ndarray) -> "AnnIndex":
+    def add(self, codes: np.ndarray, labels: np.ndarray | None = None) -> "AnnIndex":
+        """Add codes; ``labels`` (int64) are what ``search`` returns for them (default: their row,
+        ``ntotal`` on). Only a structure that can remove codes takes labels other than the next rows."""
         codes = check_codes(codes, self.n_bits)
         if not self.is_trained_:
             raise NotFittedError(f"the {self.name!r} index must be trained before codes are added; call train(codes)")
+        if labels is not None:
+            labels = np.ascontiguousarray(labels, dtype=np.int64)
+            if labels.shape != (len(codes),):
+                raise ConfigError(f"got {len(codes)} codes but {labels.shape} labels")
+            if not self.can_remove and not np.array_equal(labels, np.arange(self.ntotal, self.ntotal + len(codes))):
+                raise ConfigError(f"the {self.name!r} index labels codes by row only (FAISS stores no ids for it)")
         t = time.perf_counter()
-        self._with_threads(lambda: self._add(codes))
+        self._with_threads(lambda: self._add(codes) if labels is None else self._add_with_labels(codes, labels))
         self.build_seconds_ += time.perf_counter() - t
         return self
+
+    def remove(self, labels: np.ndarray) -> int:
+        """Remove the codes of ``labels`` from the structure (``can_remove`` structures only); returns how many."""
+        if not self.can_remove:
+            raise ConfigError(f"FAISS cannot remove codes from a {self.name!r} index; rebuild it")
+        return int(self.index_.remove_ids(np.ascontiguousarray(labels, dtype=np.int64))) if self.index_ is not None else 0
+
+    def search_radius(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Codes within Hamming ``radius`` (inclusive) that the structure finds: ``(lims (nq+1), D int32,
+        I int64)``, each list by (distance, label). By FAISS's range search where it has one, else by
+        k-NN searches with a growing k until the k-th hit lies beyond the radius."""
+        queries = check_codes(queries, self.n_bits)
+        radius = min(_check_radius(radius), self.n_bits)
+        if self.ntotal == 0 or len(queries) == 0:
+            return np.zeros(len(queries) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
+        return self._range(queries, radius)
+
+    def _range(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.has_range_search:
+            self._apply_params()
+            # FAISS's binary range search keeps distances strictly below its threshold
+            return _sort_lists(*self._with_threads(lambda: self.index_.range_search(queries, radius + 1)))
+        lists: list[tuple[np.ndarray, np.ndarray]] = []
+        for q in queries:
+            k = min(64, self.ntotal)
+            while True:
+                D, I = self.search(q[None], k)
+                if D[0, -1] > radius or k >= self.ntotal:
+                    break
+                k = min(4 * k, self.ntotal)
+            keep = (I[0] >= 0) & (D[0] <= radius)
+            lists.append((D[0][keep], I[0][keep]))
+        lims = np.zeros(len(queries) + 1, np.int64)
+        lims[1:] = np.cumsum([len(d) for d, _ in lists])
+        return (lims, np.concatenate([d for d, _ in lists]).astype(np.int32),
+                np.concatenate([i for _, i in lists]).astype(np.int64))
+
+    has_range_search = False
+
+    def params(self) -> dict[str, int | None]:
+        """The build and search parameters, as they are now (an automatic ``nlist`` once built)."""
+        return {p: getattr(self, p) for p in self.build_params + self.search_params}
+
+    def to_bytes(self) -> np.ndarray:
+        """The FAISS structure serialized (``faiss.serialize_index_binary``): uint8 (nbytes,)."""
+        faiss = require("faiss", "FAISS indexes")
+
+        if self.index_ is None or not self.is_trained_:
+            raise NotFittedError(f"the {self.name!r} index is not built yet")
+        return faiss.serialize_index_binary(self.index_)
+
+    @classmethod
+    def from_bytes(cls, data: np.ndarray, *, n_bits: int, n_threads: int = 1, **params) -> "AnnIndex":
+        """The structure :meth:`to_bytes` wrote, with ``params`` (its build parameters must be the ones it was built with)."""
+        faiss = require("faiss", "FAISS indexes")
+
+        ix = cls(n_bits, n_threads=n_threads, **params)
+        ix.index_ = faiss.deserialize_index_binary(np.ascontiguousarray(data, dtype=np.uint8))
+        if ix.index_.d != ix.n_bits:
+            raise ConfigError(f"the stored {cls.name!r} structure holds {ix.index_.d}-bit codes; expected {ix.n_bits}")
+        ix._restored()
+        ix.is_trained_ = True
+        return ix
+
+    def _restored(self) -> None:
+        """Hook: read back build parameters the deserialized structure knows."""
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = check_codes(queries, self.n_bits)
@@ -135,6 +239,9 @@ class AnnIndex:
     def _add(self, codes: np.ndarray) -> None:
         self.index_.add(codes)
 
+    def _add_with_labels(self, codes: np.ndarray, labels: np.ndarray) -> None:
+        self._add(codes)  # labels are the next rows (checked by add)
+
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         self._apply_params()
         return self.index_.search(queries, k)
@@ -159,24 +266,51 @@ class IVFIndex(AnnIndex):
 
     name = "ivf"
     needs_training = True
+    selectable = True
+    can_remove = True
+    has_range_search = True
+    build_params = ("nlist",)
     search_params = ("nprobe",)
 
-    def __init__(self, n_bits: int, *, nlist: int = 1024, nprobe: int = 8, n_threads: int = 1) -> None:
+    def __init__(self, n_bits: int, *, nlist: int | None = None, nprobe: int = 8, n_threads: int = 1) -> None:
+        """``nlist=None``: chosen when trained, by :func:`auto_nlist`."""
         super().__init__(n_bits, n_threads=n_threads)
+        require("faiss", "FAISS indexes")
+        self.nlist = None if nlist is None else _positive_int("nlist", nlist)
+        self.nprobe = _positive_int("nprobe", nprobe)
+        if self.nlist is not None:
+            self._make(self.nlist)
+
+    def _make(self, nlist: int) -> None:
         faiss = require("faiss", "FAISS indexes")
 
-        self.nlist = _positive_int("nlist", nlist)
-        self.nprobe = _positive_int("nprobe", nprobe)
+        self.nlist = nlist
         self._quantizer = faiss.IndexBinaryFlat(self.n_bits)
         self.index_ = faiss.IndexBinaryIVF(self._quantizer, self.n_bits, self.nlist)
 
     def _train(self, codes: np.ndarray) -> None:
+        if self.index_ is None:
+            self._make(auto_nlist(len(codes)))
         if len(codes) < self.nlist:
             raise ConfigError(f"IVF with nlist={self.nlist} needs at least {self.nlist} training codes; got {len(codes)}")
         self.index_.train(codes)
 
+    def _add_with_labels(self, codes: np.ndarray, labels: np.ndarray) -> None:
+        self.index_.add_with_ids(codes, labels)
+
+    def _restored(self) -> None:
+        self.nlist = int(self.index_.nlist)
+
     def _apply_params(self) -> None:
-        self.index_.nprobe = min(self.nprobe, self.nlist)
+        if self.index_ is not None:
+            self.index_.nprobe = min(self.nprobe, self.nlist)
+
+
+def auto_nlist(n: int) -> int:
+    """IVF lists for ``n`` codes when none is given: the power of two nearest 4 sqrt(n) (FAISS's guideline
+    is 4-16 sqrt(n)), at most n / 39 so that k-means sees 39 codes per list (below, FAISS warns)."""
+    guide = 2 ** int(round(np.log2(max(1.0, 4 * np.sqrt(max(n, 1))))))
+    return int(max(1, min(guide, n // 39)))
 
 
 @ANN_INDEXES.register("hnsw")
@@ -184,6 +318,8 @@ class HNSWIndex(AnnIndex):
     """FAISS ``IndexBinaryHNSW``: ``M`` links per node, ``ef_construction`` / ``ef_search`` breadth."""
 
     name = "hnsw"
+    selectable = True
+    build_params = ("M", "ef_construction")
     search_params = ("ef_search",)
 
     def __init__(self, n_bits: int, *, M: int = 16, ef_construction: int = 40, ef_search: int = 64,
@@ -200,6 +336,9 @@ class HNSWIndex(AnnIndex):
     def _apply_params(self) -> None:
         self.index_.hnsw.efSearch = self.ef_search
 
+    def _restored(self) -> None:
+        self.index_.hnsw.efConstruction = self.ef_construction
+
 
 @ANN_INDEXES.register("mih")
 class MultiHashIndex(AnnIndex):
@@ -210,6 +349,9 @@ class MultiHashIndex(AnnIndex):
     """
 
     name = "mih"
+    selectable = True
+    has_range_search = True
+    build_params = ("nhash", "b")
     search_params = ("nflip",)
 
     def __init__(self, n_bits: int, *, nhash: int | None = None, b: int | None = None, nflip: int = 1,
@@ -243,6 +385,8 @@ class RadiusIndex(MultiHashIndex):
 
     name = "radius"
     exact = True
+    selectable = False
+    build_params = ("nhash",)
     search_params = ()
 
     def __init__(self, n_bits: int, *, nhash: int | None = None, n_threads: int = 1) -> None:
@@ -251,26 +395,11 @@ class RadiusIndex(MultiHashIndex):
         super().__init__(n_bits, nhash=nh, b=min(64, n_bits // _positive_int("nhash", nh)), nflip=0,
                          n_threads=n_threads)
 
-    def search_radius(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All rows within Hamming ``radius`` (inclusive): ``(lims (nq+1), D int32, I int64)``, each sorted by (d, row)."""
-        queries = check_codes(queries, self.n_bits)
-        if not isinstance(radius, (int, np.integer)) or radius < 0:
-            raise ConfigError(f"radius must be a non-negative integer; got {radius!r}")
-        radius = int(min(radius, self.n_bits))
-        if self.ntotal == 0 or len(queries) == 0:
-            return np.zeros(len(queries) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
+    def _range(self, queries: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All rows within ``radius``: probing ``radius // nhash`` flips in every table finds every one."""
         self.index_.nflip = radius // self.nhash
         # FAISS's binary range search keeps distances strictly below its threshold
-        lims, D, I = self._with_threads(lambda: self.index_.range_search(queries, radius + 1))
-        lims = lims.astype(np.int64)
-        D = D.astype(np.int32)
-        I = I.astype(np.int64)
-        for i in range(len(queries)):  # order every query's hits by (distance, row)
-            s, e = lims[i], lims[i + 1]
-            if e - s > 1:
-                o = np.lexsort((I[s:e], D[s:e]))
-                D[s:e], I[s:e] = D[s:e][o], I[s:e][o]
-        return lims, D, I
+        return _sort_lists(*self._with_threads(lambda: self.index_.range_search(queries, radius + 1)))
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         D = np.full((len(queries), k), self.n_bits + 1, np.int32)

@@ -9,9 +9,10 @@ Changes made after a save can be appended to ``<index>.journal`` (:meth:`HashInd
 :meth:`HashIndex.log_removed`; :mod:`deephash.index.journal`) instead of rewriting the file;
 :meth:`HashIndex.load` replays them and :meth:`HashIndex.save` folds them in.
 
-An index of quantisation codes (``code_kind="pq"``: PQ / DPQ, one byte of codeword index per
-sub-space) keeps the same arrays and file, and is searched by asymmetric distance
-(:meth:`HashIndex.search_asymmetric`, the query a float vector); its Hamming searches refuse.
+The file's ``code_kind`` names the index type that holds its codes (:data:`deephash.index.backend.LOCAL_INDEX_TYPES`):
+"hamming", this class; "pq" (PQ / DPQ codeword indices, the same arrays and file),
+:class:`deephash.index.pq_index.PQIndex`, which ranks by asymmetric distance. :meth:`HashIndex.load`
+and ``new_index(path, code_kind=...)`` give the type the file or the model names.
 """
 from __future__ import annotations
 
@@ -23,14 +24,16 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from deephash.names import display_path, name_bytes, names_from_nul_bytes, names_to_nul_bytes
 from deephash.errors import ConfigError, DataError, IndexFormatError
-from deephash.index.backend import register_backend
-from deephash.index.codes import check_codes, check_n_bits
+from deephash.index.ann_search import AnnSearcher, open_searcher
+from deephash.index.backend import local_index_type, register_backend, register_local_index
+from deephash.index.journal import Journal
+from deephash.codes import check_codes, check_n_bits
 from deephash.index.search import SEARCHERS, ExactSearcher
 from deephash.utils import atomic_path
 
@@ -98,7 +101,12 @@ def _decode_paths(raw: bytes, header: dict[str, Any], path: Path) -> list[str]:
 _ARRAY_SPECS = {
     "codes": ({"|u1"}, (2,)), "ids": ({"<i8"}, (1,)), "paths": ({"|u1"}, (1,)),
     "labels": ({"<i8", "|u1"}, (1, 2)), "features": ({"<f2", "<f4"}, (2,)),
+    # the FAISS search structure the header's "search" names (deephash.index.faiss_backend): serialized,
+    # and the row of each of its labels
+    "ann": ({"|u1"}, (1,)), "ann_rows": ({"<i8"}, (1,)),
 }
+#: arrays with their own length (not one row per image)
+_UNROWED_ARRAYS = ("paths", "ann", "ann_rows")
 _REQUIRED_ARRAYS = ("codes", "ids", "paths")
 
 
@@ -134,6 +142,7 @@ def _check_header(header: Any, path: Path, body_bytes: int) -> list[dict[str, An
         ("meta", lambda v: isinstance(v, dict), "a JSON object"),
         ("token", lambda v: isinstance(v, str) and len(v) == 32 and all(c in "0123456789abcdef" for c in v), "32 hex digits"),
         ("path_encoding", lambda v: v == PATH_ENCODING, repr(PATH_ENCODING)),
+        ("search", lambda v: isinstance(v, dict) and isinstance(v.get("name"), str), "a search structure (name, parameters)"),
     ):
         if key in header and header[key] is not None and not check(header[key]):
             raise bad(f"field {key!r} must be {what}; found {header[key]!r:.80}")
@@ -158,7 +167,7 @@ def _check_header(header: Any, path: Path, body_bytes: int) -> list[dict[str, An
         nbytes = int(np.prod(shape, dtype=object)) * np.dtype(s["dtype"]).itemsize
         if nbytes != s["nbytes"]:
             raise bad(f"array {name!r} of shape {shape} and dtype {s['dtype']} needs {nbytes} bytes; the header says {s['nbytes']}")
-        if name != "paths" and shape[0] != n:
+        if name not in _UNROWED_ARRAYS and shape[0] != n:
             raise bad(f"array {name!r} has {shape[0]} rows; the index holds n={n}")
         total += nbytes
         if total > body_bytes:  # before any allocation: sizes are bounded by the file's size
@@ -233,6 +242,11 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         return _read_head(fh, Path(path), os.fstat(fh.fileno()).st_size)
 
 
+def file_token(path: str | os.PathLike) -> str | None:
+    """The token the index file at ``path`` holds now (what its journal must name)."""
+    return read_header(path).get("token")
+
+
 def _append_rows(buf: np.ndarray | None, n: int, rows: np.ndarray) -> np.ndarray:
     """``buf[:n]`` followed by ``rows``, in ``buf`` itself while it has room, else in a new buffer
     with a quarter of headroom: adding one image costs O(1) amortised, not a copy of the index.
@@ -302,6 +316,8 @@ class IndexSnapshot:
     Mutations replace arrays (or append past ``len(ids)``), never edit rows in place, so a
     snapshot stays consistent while the index changes; row ``r`` is the same image in every array."""
 
+    #: how :func:`deephash.query.search` ranks this view: by Hamming distance between packed codes
+    metric: ClassVar[str] = "hamming"
     n_bits: int
     codes: np.ndarray
     ids: np.ndarray
@@ -309,7 +325,6 @@ class IndexSnapshot:
     features: np.ndarray | None
     paths: list[str]
     searcher: Any
-    code_kind: str = "hamming"
     class_names: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -330,7 +345,7 @@ class IndexSnapshot:
         if hasattr(self.searcher, "search_radius"):  # the kernel's exact radius scan
             _, D, rows = self.searcher.search_radius(code, int(radius))
             return D.astype(np.int32), rows.astype(np.int64)
-        from deephash.index.codes import hamming_matrix
+        from deephash.codes import hamming_matrix
 
         d = hamming_matrix(code, self.codes)[0]
         hit = np.flatnonzero(d <= radius)
@@ -352,6 +367,11 @@ class IndexSnapshot:
     def feature_dim(self) -> int | None:
         return None if self.features is None else int(self.features.shape[1])
 
+    @property
+    def search_info(self) -> dict[str, Any]:
+        """How this view answers: a FAISS structure's name and parameters (``"exact": false``), or exact."""
+        return getattr(self.searcher, "info", None) or {"name": "exact", "exact": True}
+
 
     def _class_rows(self, cls: int) -> np.ndarray:
         from deephash.query import label_rows
@@ -372,7 +392,7 @@ class IndexSnapshot:
         return int(rows[0])
 
     def _class_distances(self, code: np.ndarray, cls: int) -> tuple[np.ndarray, np.ndarray]:
-        from deephash.index.codes import hamming_matrix
+        from deephash.codes import hamming_matrix
 
         rows = self._class_rows(cls)
         d = hamming_matrix(code, self.codes[rows])[0].astype(np.int32) if len(rows) else np.zeros(0, np.int32)
@@ -422,6 +442,7 @@ class IndexSnapshot:
 
 
 @register_backend("file")
+@register_local_index
 class HashIndex:
     """An on-disk-persistable index of packed binary codes (the local backend of
     :mod:`deephash.index.backend`: a path or ``file:PATH``).
@@ -429,6 +450,11 @@ class HashIndex:
     ``search(codes, k) -> (D int32 (nq, k), ids int64 (nq, k))``, padded with -1 like FAISS;
     ties in Hamming distance are ordered by insertion (which is id order for auto ids).
     """
+
+    #: what the stored bytes are (the file header's ``code_kind``): packed bits
+    code_kind: ClassVar[str] = "hamming"
+    #: how it ranks (its view's ``metric``): Hamming distance between packed codes
+    metric: ClassVar[str] = "hamming"
 
     def __init__(
         self,
@@ -439,12 +465,11 @@ class HashIndex:
         meta: dict[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
         feature_dtype: str = "float16",
-        code_kind: str = "hamming",
+        search: dict[str, Any] | None = None,
     ) -> None:
+        """``search``: a FAISS structure to search through (``{"name": "ivf", "nprobe": 8}``;
+        :mod:`deephash.index.faiss_backend`), None: exact search with ``searcher``."""
         self.n_bits = check_n_bits(n_bits)
-        if code_kind not in CODE_KINDS:
-            raise ConfigError(f"code_kind must be one of {list(CODE_KINDS)}; got {code_kind!r}")
-        self.code_kind = code_kind
         if feature_dtype not in ("float16", "float32"):
             raise ConfigError(f"feature_dtype must be 'float16' or 'float32'; got {feature_dtype!r}")
         if searcher is None:  # the C kernel when it is built, else FAISS (with a one-time warning)
@@ -471,6 +496,9 @@ class HashIndex:
         self._target: Path | None = None  # where finish() writes a new index (new_index)
         self._header_changed = False  # class names grew: the file must be rewritten (persist)
         self._path_map: dict[str, int] | None = None  # path -> id, built by ids_of_paths
+        if search is not None and self.metric != "hamming":
+            raise ConfigError(f"a FAISS search structure ({search.get('name')}) searches Hamming codes; this index holds {self.code_kind!r} codes")
+        self._ann = None if search is None else AnnSearcher(search, self.n_bits, self.n_threads)
 
     codes = _row_view("codes")
     ids = _row_view("ids")
@@ -503,7 +531,7 @@ class HashIndex:
     @classmethod
     def open_uri(cls, uri: str, **options: Any) -> "HashIndex":
         """The index file at ``uri`` (a path or ``file:PATH``); ``options`` (``searcher``, ``n_threads``) go to :meth:`load`."""
-        other = sorted(set(options) - {"searcher", "n_threads"})
+        other = sorted(set(options) - {"searcher", "n_threads", "search"})
         if other:
             raise ConfigError(f"option(s) {', '.join(other)} apply to server indexes (milvus://...), not to the file {uri}")
         return cls.load(uri[len("file:"):] if uri.startswith("file:") else uri, **options)
@@ -514,10 +542,11 @@ class HashIndex:
                    **options: Any) -> "HashIndex":
         """An empty index that :meth:`finish` writes to ``uri`` (features float16 and labels as the first
         ``add`` gives them; ``options``: ``searcher``, ``n_threads``)."""
-        other = sorted(set(options) - {"searcher", "n_threads"})
+        other = sorted(set(options) - {"searcher", "n_threads", "search"})
         if other:
             raise ConfigError(f"option(s) {', '.join(other)} apply to server indexes (milvus://...), not to the file {uri}")
-        ix = cls(n_bits, class_names=class_names, code_kind=code_kind, meta=meta, **options)
+        # the type that holds the model's codes: this class, or PQIndex for code_kind "pq"
+        ix = local_index_type(code_kind)(n_bits, class_names=class_names, meta=meta, **options)
         ix._target = Path(uri[len("file:"):] if uri.startswith("file:") else uri)
         return ix
 
@@ -584,9 +613,20 @@ class HashIndex:
         p = Path(self.location).resolve()
         return p.with_name(p.name + ".uploads")
 
+    @classmethod
+    def local_path(cls, uri: str) -> Path:
+        """The file a ``file:PATH`` (or plain path) URI names."""
+        return Path(uri[len("file:"):] if uri.startswith("file:") else uri)
+
+    @property
+    def search_info(self) -> dict[str, Any]:
+        """How searches are answered: the FAISS structure and its parameters (``"exact": false``), or exact."""
+        return self._ann.info if self._ann is not None else {"name": "exact", "searcher": self.searcher_name, "exact": True}
+
     def reopen(self) -> "HashIndex":
         """The index as its file (and journal) hold it: what to use after a failed write."""
-        return HashIndex.load(self._bound_journal().index_path, searcher=self.searcher_name, n_threads=self.n_threads)
+        return type(self).load(self._bound_journal().index_path, searcher=self.searcher_name, n_threads=self.n_threads,
+                               search=None if self._ann is None else self._ann.spec)
 
     def stats(self) -> dict[str, Any]:
         """Backend facts for ``/api/stats``: per-class counts, uploads, searcher, file, journal."""
@@ -596,8 +636,10 @@ class HashIndex:
         if labels is not None and labels.ndim == 1 and self.class_names:
             counts = np.bincount(labels[labels >= 0], minlength=len(self.class_names))
             per_class = {n: int(c) for n, c in zip(self.class_names, counts)}
-        return {"backend": "file", "per_class": per_class, "uploaded": int(sum(p.startswith(UPLOAD_PREFIX) for p in paths)),
-                "searcher": self.searcher_name, "index_file": Path(self.location).name, "journal_bytes": self.journal_bytes}
+        backend = "file" if self._ann is None else f"faiss-{self._ann.name}"  # the scheme it answers as
+        return {"backend": backend, "per_class": per_class, "uploaded": int(sum(p.startswith(UPLOAD_PREFIX) for p in paths)),
+                "searcher": self.searcher_name, "index_file": Path(self.location).name, "journal_bytes": self.journal_bytes,
+                "search": self.search_info}
 
     def close(self) -> None:
         """Nothing is held open between calls (the file is read whole at load)."""
@@ -681,6 +723,8 @@ class HashIndex:
             self.paths.extend(paths)
             self._next_id = max(self._next_id, int(new_ids.max()) + 1 if n else self._next_id)
             self._searcher = None
+            if self._ann is not None:  # the FAISS structure takes the new rows
+                self._ann.add(codes, m)
             self._path_map = None
             if self._row_of is not None:  # extend the id -> row map instead of rebuilding it
                 self._row_of.update((int(i), m + r) for r, i in enumerate(new_ids))
@@ -696,6 +740,8 @@ class HashIndex:
             kept = {name: None if b is None else b[: self._n][keep] for name, b in self._buf.items()}
             self._buf, self._n = kept, int(keep.sum())
             self.paths = [p for p, k in zip(self.paths, keep) if k]
+            if self._ann is not None:
+                self._ann.remove(keep)
             self._invalidate()
             return int((~keep).sum())
 
@@ -707,12 +753,13 @@ class HashIndex:
     def snapshot(self) -> IndexSnapshot:
         """A consistent view of the index for one query (see :class:`IndexSnapshot`)."""
         with self._lock:
-            searcher = self._get_searcher() if self.code_kind == "hamming" else None
-            return IndexSnapshot(self.n_bits, self.codes, self.ids, self.labels, self.features, self.paths, searcher,
-                                 self.code_kind, list(self.class_names))
+            return IndexSnapshot(self.n_bits, self.codes, self.ids, self.labels, self.features, self.paths,
+                                 self._get_searcher(), list(self.class_names))
 
     def _get_searcher(self) -> ExactSearcher:
         with self._lock:
+            if self._ann is not None:  # the FAISS structure's view of these rows (built if it is not yet)
+                return self._ann.view(self.codes)
             if self._searcher is None:
                 s = SEARCHERS.create(self.searcher_name, n_bits=self.n_bits, n_threads=self.n_threads)
                 s.reset(self.codes)
@@ -723,43 +770,11 @@ class HashIndex:
     def search_path(self) -> str:
         """The code path exact Hamming search runs on: ``"<isa>/<layout>"`` for deephash's C kernel
         (e.g. ``"avx2/byte-sliced"``; ``DEEPHASH_ISA`` forces one), else the searcher's name."""
-        if self.code_kind != "hamming":
-            return "asymmetric"
         return getattr(self._get_searcher(), "path", self.searcher_name)
 
     # ------------------------------------------------------------------ search
-    def _require_hamming(self, what: str) -> None:
-        if self.code_kind != "hamming":
-            raise ConfigError(f"this index holds {self.code_kind!r} codes (quantisation: Hamming distance between them "
-                              f"means nothing), so {what} does not apply; rank with search_asymmetric — e.g. "
-                              f"index.search_asymmetric(lambda codes: hasher.query_distances(query_features, codes), k)")
-
-    def search_asymmetric(self, distances, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact k-NN by a caller's distance: ``distances(codes)`` -> ``(nq, n)`` for this index's
-        codes (in row order), e.g. a PQ / DPQ hasher's asymmetric ``query_distances`` bound to the
-        query features. Returns ``(D float32 (nq, k), ids int64 (nq, k))`` padded with inf / -1;
-        equal distances are ordered by id (:func:`deephash.query.asymmetric_topk`, the one top-k)."""
-        from deephash.query import asymmetric_topk
-
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ConfigError(f"k must be >= 1; got {k}")
-        with self._lock:
-            codes, ids = self.codes, self.ids
-        D = np.atleast_2d(np.asarray(distances(codes), dtype=np.float32))
-        if D.shape[1] != len(ids):
-            raise ConfigError(f"distances must have one column per indexed item ({len(ids)}); got shape {D.shape}")
-        check_result_size(len(D), int(k), len(ids))
-        kk = min(int(k), len(ids))
-        out_d = np.full((len(D), kk), np.inf, np.float32)
-        out_i = np.full((len(D), kk), -1, np.int64)
-        for qi, d in enumerate(D):
-            o = asymmetric_topk(d, ids, kk)
-            out_d[qi, : len(o)], out_i[qi, : len(o)] = d[o], ids[o]
-        return _pad_to(out_d, out_i, int(k), np.inf)
-
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact Hamming k-NN: ``(D int32 (nq, k), ids int64 (nq, k))`` padded with -1."""
-        self._require_hamming("Hamming search")
         queries = check_codes(np.atleast_2d(queries), self.n_bits)
         if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
             check_result_size(len(queries), int(k), len(self))
@@ -772,9 +787,8 @@ class HashIndex:
 
     def search_radius(self, queries: np.ndarray, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """All codes within Hamming distance ``radius`` of each query, sorted by (distance, row)."""
-        from deephash.index.codes import hamming_matrix
+        from deephash.codes import hamming_matrix
 
-        self._require_hamming("a Hamming-radius search")
         queries = check_codes(np.atleast_2d(queries), self.n_bits)
         if radius < 0:
             raise ConfigError(f"radius must be >= 0; got {radius}")
@@ -808,7 +822,6 @@ class HashIndex:
         ``min_pool`` candidates; at most ``max_pool``; ranked by Euclidean feature distance)."""
         from deephash.query import Query, Rerank, search
 
-        self._require_hamming("the coarse-to-fine search (a Hamming pool)")
         if self.features is None:
             raise ConfigError("this index stores no float features; build it with features to re-rank")
         queries = check_codes(np.atleast_2d(queries), self.n_bits)
@@ -860,8 +873,6 @@ class HashIndex:
         model's config, the token a journal names), the raw arrays one after
         another, and ``b"DHEND\\0\\0\\0"``. A journal beside ``path`` is folded in, so it is deleted.
         """
-        from deephash.index.journal import Journal
-
         with self._lock:
             if self._journal is not None and Path(path).resolve() == self._journal.index_path.resolve():
                 self._journal.refuse_if_damaged()  # never fold away intact records behind a damaged one
@@ -873,6 +884,8 @@ class HashIndex:
                 arrays["labels"] = self.labels
             if self.features is not None:
                 arrays["features"] = self.features
+            if self._ann is not None:  # the FAISS structure (built now if it is not yet)
+                arrays.update(self._ann.arrays(self.codes))
             specs, offset = [], 0
             for name, a in arrays.items():
                 a = np.ascontiguousarray(a)
@@ -885,6 +898,8 @@ class HashIndex:
                 "feature_dtype": self.feature_dtype, "code_kind": self.code_kind, "class_names": self.class_names, "meta": self.meta,
                 "n_paths": len(self.paths), "path_encoding": PATH_ENCODING, "arrays": specs,
             }
+            if self._ann is not None:
+                header["search"] = self._ann.spec
             # the token a journal names: a digest of the header (sizes and CRC32 of every array), so
             # equal content saves to equal bytes, and a changed index gets another token
             header["token"] = header_token(header)
@@ -896,14 +911,17 @@ class HashIndex:
                 for name in arrays:
                     fh.write(arrays[name].tobytes())
                 fh.write(_TRAILER)
-            self._journal = Journal(path, bytes.fromhex(header["token"]))
+            self._journal = Journal(path, bytes.fromhex(header["token"]), file_token)
             self._journal.discard()
             self._header_changed = False
             return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, searcher: str | None = None, n_threads: int = 1) -> "HashIndex":
-        """Read an index written by :meth:`save`; refuses files it does not understand."""
+    def load(cls, path: str | os.PathLike, *, searcher: str | None = None, n_threads: int = 1,
+             search: dict[str, Any] | None = None) -> "HashIndex":
+        """Read an index written by :meth:`save`; refuses files it does not understand. ``search``: a
+        FAISS structure to search through instead of the one the file records (see
+        :mod:`deephash.index.faiss_backend`)."""
         path = Path(path)
         if not path.is_file():
             raise DataError(f"index file {str(path)!r} does not exist")
@@ -929,19 +947,27 @@ class HashIndex:
                 raise IndexFormatError(f"{path}: index file is truncated or padded: its end marker is missing")
         paths = _decode_paths(arrays["paths"].tobytes(), header, path)
         _check_arrays(header, arrays, paths, path)
-        idx = cls(header["n_bits"], searcher=searcher or header.get("searcher") or "faiss-flat", n_threads=n_threads,
-                  meta=header.get("meta"), class_names=header.get("class_names"),
-                  feature_dtype=header.get("feature_dtype") or "float16", code_kind=header.get("code_kind") or "hamming")
+        # the type the header's code_kind names (a HashIndex, or a PQIndex); another kind than cls's is refused
+        kind = local_index_type(header.get("code_kind") or "hamming")
+        if not issubclass(kind, cls):
+            raise ConfigError(f"{path} holds {kind.code_kind!r} codes, not the {cls.code_kind!r} codes of {cls.__name__}: "
+                              "open it with deephash.index.open_index (or HashIndex.load)")
+        idx = kind(header["n_bits"], searcher=searcher or header.get("searcher") or "faiss-flat", n_threads=n_threads,
+                   meta=header.get("meta"), class_names=header.get("class_names"),
+                   feature_dtype=header.get("feature_dtype") or "float16")
         idx.codes, idx.ids = arrays["codes"], arrays["ids"]  # codes first: its length sets the size
         idx.paths = paths
         idx.labels = arrays.get("labels")
         idx.features = arrays.get("features")
         nxt = header.get("next_id")
         idx._next_id = int(nxt) if nxt is not None else (int(idx.ids.max()) + 1 if len(idx.ids) else 0)
+        # the FAISS structure, before the journal's records are replayed through add / remove
+        idx._ann, idx._header_changed = open_searcher(header.get("search"), search, arrays, len(idx), n_bits=idx.n_bits,
+                                                      n_threads=n_threads, where=str(path))
+        if idx._ann is not None and idx.code_kind != "hamming":
+            raise ConfigError(f"{path} holds {idx.code_kind!r} codes: a FAISS structure ({idx._ann.name}) searches Hamming codes")
         if header.get("token"):  # files from before the journal have none, and so no journal
-            from deephash.index.journal import Journal
-
-            idx._journal = Journal(path, bytes.fromhex(header["token"]))
+            idx._journal = Journal(path, bytes.fromhex(header["token"]), file_token)
             try:
                 idx._journal.replay(idx)
             except (ConfigError, DataError) as e:

@@ -32,7 +32,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -154,10 +154,13 @@ def _intact_after(data: bytes, pos: int) -> int:
 class Journal:
     """Appends changes of an index to ``<index>.journal``; see the module docstring for the format."""
 
-    def __init__(self, index_path: str | os.PathLike, token: bytes) -> None:
+    def __init__(self, index_path: str | os.PathLike, token: bytes, file_token: Callable[[Path], str | None]) -> None:
+        """``token``: the index file's, as this process read or wrote it; ``file_token(path)``: the token
+        the index file holds on disk now (given by the index, whose file format this module does not read)."""
         self.index_path = Path(index_path)
         self.path = journal_path(index_path)
         self.token = token
+        self.file_token = file_token
         self.good_bytes: int | None = None  # set by replay: where the last complete record ends
         #: set by replay when a damaged record has intact ones after it: why writes are refused
         self.damage: str | None = None
@@ -221,9 +224,7 @@ class Journal:
     def check_unchanged(self, fh=None) -> None:
         """Raise :class:`IndexChangedError` when the index file or the journal holds changes this
         process has not seen (``fh``: the journal, open and locked by the caller)."""
-        from deephash.index.hash_index import read_header
-
-        if self.index_path.exists() and read_header(self.index_path).get("token") != self.token.hex():
+        if self.index_path.exists() and self.file_token(self.index_path) != self.token.hex():
             raise self._changed("the index file was rewritten")
         if fh is None:
             if not self.path.exists():

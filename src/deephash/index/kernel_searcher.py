@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from deephash.errors import ConfigError
-from deephash.index.codes import check_codes
+from deephash.codes import check_codes
 from deephash.index.search import SEARCHERS, ExactSearcher, FaissFlatSearcher
 
 try:  # the compiled kernel; absent when deephash was installed without a C compiler
@@ -211,7 +211,7 @@ class KernelSearcher(ExactSearcher):
         if not isinstance(radius, (int, np.integer)) or radius < 0:
             raise ConfigError(f"radius must be a non-negative integer; got {radius!r}")
         if self._fallback is not None:
-            from deephash.index.codes import hamming_matrix
+            from deephash.codes import hamming_matrix
 
             lims, Ds, Is = [0], [], []
             for s in range(0, len(queries), 64):

@@ -2,11 +2,11 @@
 
 The same code talks to a standalone server, a cluster (``uri="http://host:19530"``, optional
 ``token``) and milvus-lite (``uri="/path/file.db"``; BIN_FLAT only). Codes travel as they are
-packed by :func:`deephash.index.codes.pack_bits`: Milvus's ``BINARY_VECTOR`` of ``dim`` bits is
+packed by :func:`deephash.codes.pack_bits`: Milvus's ``BINARY_VECTOR`` of ``dim`` bits is
 ``dim / 8`` bytes and its HAMMING metric is ``popcount(a XOR b)`` over those bytes, so the
 order of bits inside a byte does not change any distance as long as queries and database are
 packed alike (``tests/test_milvus_index.py`` checks every distance against
-:func:`~deephash.index.codes.hamming_matrix`).
+:func:`~deephash.codes.hamming_matrix`).
 
 Collection schema: ``id`` INT64 primary key (the image id, chosen by deephash, not auto),
 ``code`` BINARY_VECTOR(n_bits), and unless ``metadata=False``: ``path`` VARCHAR and ``label``
@@ -41,13 +41,13 @@ import os
 import secrets
 import time
 from urllib.parse import parse_qs, urlsplit
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
 from deephash.errors import BackendError, BackendUnavailableError, ConfigError, DataError
 from deephash.index.backend import register_backend
-from deephash.index.codes import check_codes, check_n_bits
+from deephash.codes import check_codes, check_n_bits
 
 INDEX_TYPES = ("BIN_FLAT", "BIN_IVF_FLAT")
 CONSISTENCY_LEVELS = ("Strong", "Session", "Bounded", "Eventually")
@@ -109,8 +109,13 @@ class MilvusIndex:
     which members of a tie straddling the k-th place come back is the server's choice);
     BIN_IVF_FLAT scans the ``nprobe`` nearest of ``nlist`` clusters per segment.
 
-    The connection is opened, and the collection created if missing, on first use.
+    The connection is opened, and the collection created if missing, on first use. It holds Hamming
+    codes only: quantisation codes (a :class:`~deephash.index.PQIndex`'s) are refused.
     """
+
+    #: what the stored codes are (recorded in the collection's description) and how they rank
+    code_kind: ClassVar[str] = "hamming"
+    metric: ClassVar[str] = "hamming"
 
     def __init__(
         self,
@@ -166,7 +171,6 @@ class MilvusIndex:
         if labels not in (None, "single", "multi"):
             raise ConfigError(f"labels must be 'single', 'multi' or None; got {labels!r}")
         self.label_kind = labels if self.metadata else None
-        self.code_kind = "hamming"
         self._fcoll: Any = None  # the features collection (ORM), once opened
         self._must_exist = False  # opened by URI (open_uri): the collection must exist already
         self._by_uri = False  # made by open_uri / create_uri: messages name the milvus:// URI
@@ -741,13 +745,18 @@ class MilvusIndex:
         return ix
 
     @classmethod
+    def _refuse_codes_of_kind(cls, code_kind: str) -> None:
+        if code_kind != cls.code_kind:
+            raise ConfigError(f"Milvus holds Hamming codes only; these are {code_kind!r} codes, ranked by asymmetric "
+                              "distance (use a local index file)")
+
+    @classmethod
     def create_uri(cls, uri: str, n_bits: int, *, class_names: Sequence[str] = (), code_kind: str = "hamming",
                    meta: dict[str, Any] | None = None, feature_dim: int | None = None, labels: str | None = "single",
                    index_type: str = "auto", expected_size: int = 0, **options: Any) -> "MilvusIndex":
         """A new collection at ``milvus://HOST:PORT/COLLECTION`` (an existing one is refused: drop it or
         use ``--update``); ``index_type`` "BIN_FLAT", "BIN_IVF_FLAT" or "auto" (by ``expected_size``)."""
-        if code_kind != "hamming":
-            raise ConfigError(f"Milvus holds Hamming codes only; this model makes {code_kind!r} codes (use a local index)")
+        cls._refuse_codes_of_kind(code_kind)
         server, coll, kw = cls._from_uri(uri, options)
         auto = index_type in ("auto", None)
         it = auto_index_type(expected_size) if auto else INDEX_CHOICES.get(index_type, index_type)
@@ -955,6 +964,7 @@ class MilvusIndex:
 
         if not isinstance(index, HashIndex):
             raise ConfigError(f"from_hash_index takes a HashIndex; got {type(index).__name__}")
+        cls._refuse_codes_of_kind(index.code_kind)
         out = cls(uri, collection, index.n_bits, **kwargs)
         meta = out.metadata
         out.add(index.codes, ids=index.ids,
@@ -969,11 +979,12 @@ class MilvusView:
     """The view of :mod:`deephash.index.backend` over a :class:`MilvusIndex`: keys are image ids, the
     label filter a Milvus filter expression, features read from the features collection."""
 
+    metric: ClassVar[str] = "hamming"
+
     def __init__(self, index: MilvusIndex) -> None:
         self.index = index
         self._reads = 0
         self.n_bits = index.n_bits
-        self.code_kind = "hamming"
         self.class_names = list(index.class_names)
         self.has_features = bool(index.feature_dim)
         self.has_labels = index.label_kind is not None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from deephash.errors import ConfigError
-from deephash.index.codes import check_codes
+from deephash.codes import check_codes
 from deephash.optional import require
 from deephash.registry import Registry
 
@@ -116,7 +116,7 @@ class NumpySearcher(ExactSearcher):
     name = "numpy"
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from deephash.index.codes import hamming_matrix
+        from deephash.codes import hamming_matrix
 
         Ds, Is = [], []
         for s in range(0, len(queries), 256):

@@ -48,6 +48,8 @@ class SearchAnswer(BaseModel):
     ranked_by: str = Field(description="what the order of the results follows")
     rerank_pool: RerankPool | None = None
     k_capped_at: int | None = Field(None, description="k was larger than the index: the number of images it holds")
+    search: dict[str, Any] | None = Field(None, description="how the index searched: exact, or a FAISS structure with its "
+                                                          "parameters (exact: false, answers may miss neighbours)")
     query_id: int | None = None
 
 

@@ -28,7 +28,7 @@ from PIL import Image
 
 from deephash import query as Q
 from deephash.errors import ConfigError, DataError, DeepHashError
-from deephash.index.backend import open_index
+from deephash.index.backend import open_index, require_model_codes
 from deephash.index.hash_index import UPLOAD_PREFIX  # uploads' index paths start with UPLOAD_PREFIX
 from deephash.model import HashModel, model_path_of, require_same_model
 from deephash.names import display_path  # names are bytes: shown with \xNN escapes
@@ -63,13 +63,9 @@ class ServiceState:
         self.config = config
         self.index = open_index(index_path, **(backend_options or {}))
         self.location = self.index.location
-        self.model = HashModel.load(model if model is not None else model_path_of(self.index.meta, index_path))
+        self.model = HashModel.load(model if model is not None else model_path_of(self.index.meta, self.location))
         require_same_model(self.index.meta, self.model, self.location)
-        if self.index.code_kind != self.model.hasher.code_kind:
-            raise ConfigError(f"{self.location} holds {self.index.code_kind!r} codes but its model makes "
-                              f"{self.model.hasher.code_kind!r} codes")
-        if self.model.hasher.n_bits != self.index.n_bits:
-            raise ConfigError(f"the model makes {self.model.hasher.n_bits}-bit codes but the index holds {self.index.n_bits}-bit codes")
+        require_model_codes(self.index, self.model.hasher, self.location)
         root = self.index.meta.get("archive_root")
         self.archive_root = Path(root).resolve() if root else None
         self.uploads_dir = Path(uploads_dir).resolve() if uploads_dir else self.index.default_uploads_dir()
@@ -82,12 +78,15 @@ class ServiceState:
 
     # ------------------------------------------------------------------ helpers
     def _warm_up(self) -> None:
-        """Build the backbone runtime and the searcher now, not on the first request (and not twice at once)."""
+        """Build the backbone runtime and the searcher now, not on the first request (and not twice at once):
+        one query of a grey image down the path every search takes."""
+        from deephash.api import make_query
+
         size = self.model.backbone.preprocessing.size
         feats = self.model.backbone.embed(np.full((1, size, size, 3), 127, np.uint8))
-        self.model.hasher.encode(feats)
-        if len(self.index) and self.index.code_kind == "hamming":
-            self.index.search(np.zeros((1, self.index.n_bits // 8), np.uint8), 1)
+        code = self.model.hasher.encode(feats)
+        if len(self.index):
+            Q.search(self.snapshot(), make_query(self.model, code, feats), 1)
 
     def snapshot(self):
         """The view one request reads (:class:`deephash.index.backend.IndexView`)."""
@@ -141,9 +140,6 @@ class ServiceState:
         """Run one query through :func:`deephash.query.search` and return its JSON answer."""
         from deephash.api import make_query
 
-        if self.index.code_kind != "hamming" and feat is None:
-            raise ServiceError("this index stores no float features, so an indexed image cannot be the query of "
-                               "an asymmetric search; upload the image instead")
         if label is not None:
             self.class_index(label)  # a 400 naming the known classes
         q = make_query(self.model, code, feat, timings, self_id=self_id)
@@ -286,7 +282,7 @@ class ServiceState:
             "has_features": ix.has_features, "has_labels": ix.has_labels, "class_names": self.class_names,
             "per_class": facts["per_class"], "uploaded": facts["uploaded"], "searcher": facts["searcher"],
             "code_kind": ix.code_kind, "index_file": facts["index_file"], "journal_bytes": facts["journal_bytes"],
-            "backend": facts["backend"],
+            "backend": facts["backend"], "search": facts.get("search"),
             "limits": {"max_k": self.config.max_k, "max_upload_bytes": self.config.max_upload_bytes,
                        "max_pixels": self.config.max_pixels},
             "auth": {"writes_enabled": self.config.api_key is not None, "read_key_required": self.config.read_key_required},

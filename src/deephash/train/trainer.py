@@ -16,6 +16,8 @@ from typing import Any, Iterable, Protocol
 
 import numpy as np
 
+from deephash.devices import pick_device
+
 from deephash.errors import ConfigError
 from deephash.train.sampling import stratified_holdout
 from deephash.utils import atomic_path, seed_everything
@@ -78,25 +80,6 @@ class TrainerConfig:
             raise ConfigError(f"schedule must be 'constant' or 'cosine'; got {self.schedule!r}")
         if self.patience < 1 or self.min_delta < 0:
             raise ConfigError(f"patience must be >= 1 and min_delta >= 0; got {self.patience}, {self.min_delta}")
-
-
-def pick_device(name: str = "auto"):
-    """'auto' -> CUDA when available, else Apple MPS, else CPU; never hard-coded."""
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise ConfigError(f"unknown device {name!r} ({e})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but CUDA is not available on this machine")
-    return dev
 
 
 def _progress_bar(c: TrainerConfig, name: str, start: int, validated: bool):
