@@ -32,8 +32,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from deephash.bench.machine import cpu_isa, cpu_name, machine_facts
-from deephash.utils import atomic_write_json, cache_dir
+from deephash.bench.machine import cpu_isa, cpu_name, machine_facts, write_result
+from deephash.utils import cache_dir
 
 LARGE_SIZE = (4000, 3000)
 LARGE_QUALITY = 90
@@ -289,9 +289,7 @@ def run_encode_bench(*, n_small: int = 3000, n_large: int = 60, repeats: int = 3
         result["fidelity"] = fidelity(large, archive, bb, q8, n_per_class=40, n_query_per_class=10, seed=seed, say=say)
     say("")
     say(format_encode_table(result))
-    if json_path:
-        atomic_write_json(json_path, result)
-        say(f"wrote {json_path}")
+    write_result(json_path, result, say)
     return result
 
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from deephash.utils import atomic_write_json
+from deephash.bench.machine import write_result
 
 
 def run_faiss_upkeep_bench(n: int, *, bits: int = 64, structures: Sequence[str] = ("ivf", "hnsw", "mih"),
@@ -94,7 +94,5 @@ def run_faiss_upkeep_bench(n: int, *, bits: int = 64, structures: Sequence[str] 
         p = ", ".join(f"{a}={b}" for a, b in r["params"].items())
         say(f"| {r['structure']} | {p} | {r['build_s']} | {r['finish_s']} | {r['file_mb']} | {r['load_s']} | {r['add_s']} | "
             f"{r['remove_s']} ({r['how_removed']}) | {r['rebuild_s']} | {r['qps']:,} | {r['recall']} |")
-    if json_path:
-        atomic_write_json(json_path, out)
-        say(f"wrote {json_path}")
+    write_result(json_path, out, say)
     return out

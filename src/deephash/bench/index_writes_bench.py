@@ -18,9 +18,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from deephash.bench.machine import machine_facts, machine_line
+from deephash.bench.machine import machine_facts, machine_line, write_result
 from deephash.errors import ConfigError
-from deephash.utils import atomic_write_json
 
 
 def _ms(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -86,7 +85,5 @@ def run_index_writes_bench(ns: Sequence[int] = (5000, 50_000, 200_000), *, dim: 
             report["rows"].append(r)
             say(f"n={n:,}: journal add {r['journal_add_ms']:.2f} ms, rewrite {r['rewrite_ms']:.1f} ms")
     say(format_index_writes_markdown(report))
-    if json_path is not None:
-        atomic_write_json(json_path, report)
-        say(f"wrote {json_path}")
+    write_result(json_path, report, say)
     return report

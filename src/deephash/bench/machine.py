@@ -57,3 +57,13 @@ def machine_line(m: dict[str, Any]) -> str:
     """One line for the table's heading: CPU, cores, ISA, kernel path, load."""
     return (f"CPU: {m['cpu']}, {m['cores']} cores; ISA: {m['isa']}; search kernel: {m['kernel_isa'] or 'not built'}; "
             f"load average {m['load_avg_1m_at_start']}")
+
+
+def write_result(json_path, result: dict[str, Any], say, *, lead: str = "") -> None:
+    """Every benchmark's last step: its JSON written atomically to ``json_path`` (when one is given), and
+    a line saying where."""
+    from deephash.utils import atomic_write_json
+
+    if json_path:
+        atomic_write_json(json_path, result)
+        say(f"{lead}wrote {json_path}")

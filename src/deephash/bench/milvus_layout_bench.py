@@ -16,9 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deephash.bench.machine import machine_facts
+from deephash.bench.machine import machine_facts, write_result
 from deephash.bench.milvus_metrics import fetch_metrics, sealed_entity_bytes
-from deephash.utils import atomic_write_json
 
 
 def run_milvus_layout_bench(uri: str, *, n: int = 20_000, bits: int = 64, dim: int = 1280, n_queries: int = 30,
@@ -73,7 +72,5 @@ def run_milvus_layout_bench(uri: str, *, n: int = 20_000, bits: int = 64, dim: i
     say(f"insert {insert_s:.1f} s ({n / insert_s:,.0f} images/s), flush {flush_s:.1f} s; one query (k=10, Strong): "
         f"{out['query_ms_median']['hamming']} ms Hamming, {out['query_ms_median']['rerank']} ms with re-rank (median)")
     ix.drop()
-    if json_path:
-        atomic_write_json(json_path, out)
-        say(f"wrote {json_path}")
+    write_result(json_path, out, say)
     return out

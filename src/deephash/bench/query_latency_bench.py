@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from deephash.utils import atomic_write_json
+from deephash.bench.machine import write_result
 
 
 def default_queries(index, index_path: str | os.PathLike, n: int) -> list[Path]:
@@ -65,7 +65,5 @@ def run_query_latency_bench(index_path: str | os.PathLike, *, queries: Sequence[
     out = {"benchmark": "query-latency", "index": str(index_path), "n_indexed": len(index), "bits": index.n_bits,
            "k": k, "n_queries": max(0, len(files) - 1), "kernel_isa": kernel_isa(), "cores": os.cpu_count(),
            "stages": rows}
-    if json_path is not None:
-        atomic_write_json(json_path, out)
-        say(f"\nwrote {json_path}")
+    write_result(json_path, out, say, lead="\n")
     return out

@@ -20,9 +20,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from deephash.bench.machine import write_result
 from deephash.errors import ConfigError, DeepHashError
 from deephash.optional import require
-from deephash.utils import atomic_write_json
 
 #: setup name -> (which index it serves, replicas)
 SETUPS: dict[str, tuple[str, int]] = {"local file, 1 process": ("file", 1), "Milvus, 1 replica": ("milvus", 1),
@@ -140,9 +140,7 @@ def run_replicas_bench(milvus_uri: str, *, dataset: str = "cifar10", n_images: i
            "load_average_after": [round(x, 2) for x in os.getloadavg()],
            "note": "clients, replicas and the Milvus server share this machine's cores (loopback only)", "rows": rows}
     say(format_replicas_markdown(out))
-    if json_path:
-        atomic_write_json(json_path, out)
-        say(f"wrote {json_path}")
+    write_result(json_path, out, say)
     return out
 
 

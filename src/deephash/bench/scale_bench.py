@@ -24,9 +24,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from deephash.bench.machine import machine_facts, machine_line
+from deephash.bench.machine import machine_facts, machine_line, write_result
 from deephash.errors import ConfigError
-from deephash.utils import atomic_write_json
 
 
 def clustered_codes(n: int, bits: int, n_centres: int, flip: float, seed: int) -> np.ndarray:
@@ -231,7 +230,5 @@ def run_scale_bench(n: int, *, bits: int = 64, k: int = 100, n_queries: int = 20
         say(f"| {r['index']} | {r['insert_s']} | {mem} | {r['qps']:,} | {one} | {r['recall']} | {r['id_recall']} |")
     if milvus_memory:
         say(f"Milvus's own memory accounting: {milvus_memory}")
-    if json_path:
-        atomic_write_json(json_path, out)
-        say(f"wrote {json_path}")
+    write_result(json_path, out, say)
     return out

@@ -29,11 +29,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deephash.bench.machine import cpu_name
+from deephash.bench.machine import cpu_name, write_result
 from deephash.errors import ConfigError
 from deephash.codes import check_n_bits
 from deephash.optional import require
-from deephash.utils import atomic_write_json
 
 DEFAULT_SUBLINEAR: dict[str, list[dict[str, Any]]] = {
     # build parameters -> the search settings swept on the built index
@@ -310,9 +309,7 @@ def run_search_bench(
         say("")
         say(f"exact deephash ({ker.path}) for comparison: {rows[0]['qps']['deephash']:,.0f} QPS, recall 1.000, "
             f"{rows[0]['memory_mb']['deephash']:.0f} MB")
-    if json_path is not None:
-        atomic_write_json(json_path, out)
-        say(f"\nwrote {json_path}")
+    write_result(json_path, out, say, lead="\n")
     return out
 
 

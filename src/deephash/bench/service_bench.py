@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import urlparse
 
-from deephash.bench.machine import machine_facts, machine_line
+from deephash.bench.machine import machine_facts, machine_line, write_result
 from deephash.errors import ConfigError
-from deephash.utils import atomic_write_json
 
 MODES = ("upload", "id")
 
@@ -154,7 +153,5 @@ def run_service_bench(index: str | os.PathLike, *, url: str | None = None, reque
               "k": k, "requests_per_level": requests, "warmup": warmup, "rows": rows, "machine": machine,
               "server": f"deephash serve, one uvicorn process, DEEPHASH_THREADS={os.environ.get('DEEPHASH_THREADS', 'unset')}"}
     say(format_service_markdown(report))
-    if json_path is not None:
-        atomic_write_json(json_path, report)
-        say(f"wrote {json_path}")
+    write_result(json_path, report, say)
     return report

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from deephash.utils import atomic_write_json
+from deephash.bench.machine import write_result
 
 # what a command that needs no model must not import (checked by tests/test_cli_startup.py too)
 HEAVY_MODULES = ("torch", "onnxruntime", "faiss", "matplotlib", "fastapi", "uvicorn", "pymilvus", "ray")
@@ -67,7 +67,5 @@ def run_startup_bench(tmp: Path, *, repeats: int = 7, json_path: str | os.PathLi
             f"{r['over_floor_s']:+.3f} |")
     out = {"benchmark": "startup", "repeats": repeats, "python": sys.version.split()[0], "cores": os.cpu_count(),
            "rows": rows}
-    if json_path is not None:
-        atomic_write_json(json_path, out)
-        say(f"\nwrote {json_path}")
+    write_result(json_path, out, say, lead="\n")
     return out
